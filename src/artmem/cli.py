@@ -1,0 +1,89 @@
+"""The `artmem` command line: a dispatch table over library functions, nothing else.
+
+Each capability folder has a `commands.py` with `register(subparsers)` that adds its subcommands
+and sets `func` to a function taking the parsed args. Heavy imports happen inside those functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from artmem import __version__
+from artmem.errors import ArtmemError
+
+# Order here is the order of `artmem --help`.
+COMMAND_MODULES = [
+    "artmem.data.commands",
+    "artmem.models.commands",
+    "artmem.scale.commands",
+    "artmem.memorability.commands",
+    "artmem.classify.commands",
+    "artmem.retrieval.commands",
+    "artmem.analysis.commands",
+    "artmem.report.commands",
+    "artmem.web.commands",
+]
+
+logger = logging.getLogger("artmem")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artmem",
+        description="Image memorability and art classification on your own collections.",
+    )
+    parser.add_argument("--version", action="version", version=f"artmem {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # capability not built yet; any other missing import is a bug
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 user error, 1 unexpected failure)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = args.func(args)
+    except ArtmemError as exc:
+        if args.debug:
+            raise
+        print(f"artmem {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("artmem: interrupted (finished shards are kept; rerun to resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # unexpected: one line unless --debug
+        if args.debug:
+            raise
+        print(
+            f"artmem {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

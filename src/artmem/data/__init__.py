@@ -1,0 +1,1 @@
+"""Collections, dataset readers, image loading, splits and the resized-image cache."""

@@ -1,0 +1,157 @@
+"""Image loading that never takes a batch down: every failure becomes an `ImageReadError`.
+
+EXIF orientation is applied; CMYK, palette, LA/RGBA, 16-bit and greyscale images become RGB
+(transparent pixels composited on white, so a transparent background does not turn black);
+truncated, empty, non-image and missing files, and images above the decompression-bomb limit,
+raise `ImageReadError(path, reason)`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from artmem.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+# Pillow's own default (~89.5 Mpx) warns and only errors at twice that; we refuse at the limit.
+DEFAULT_MAX_PIXELS = 89_478_485
+_max_pixels = DEFAULT_MAX_PIXELS
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jfif", ".ppm"}
+)
+
+
+def set_max_image_pixels(n: int | None) -> None:
+    """Set the decompression-bomb limit in pixels (None restores the default)."""
+    global _max_pixels
+    _max_pixels = DEFAULT_MAX_PIXELS if n is None else int(n)
+
+
+def get_max_image_pixels() -> int:
+    return _max_pixels
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+        # 16/32-bit greyscale: scale the real range to 8 bits instead of clipping at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
+        arr = ((arr - lo) / (hi - lo or 1.0) * 255.0).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # CMYK (Pillow inverts Adobe CMYK JPEGs correctly), YCbCr, L, 1, P without transparency, ...
+    return img.convert("RGB")
+
+
+def _check_size(path: str | Path, img: Image.Image) -> None:
+    w, h = img.size
+    if w * h > _max_pixels:
+        raise ImageReadError(
+            path,
+            f"image is {w}x{h} = {w * h:,} pixels, above the decompression-bomb limit of "
+            f"{_max_pixels:,} (raise it with --max-pixels if the file is trusted)",
+        )
+    if w < 1 or h < 1:
+        raise ImageReadError(path, f"image has no pixels ({w}x{h})")
+
+
+def decode_image(data: bytes, path: str | Path = "<bytes>") -> Image.Image:
+    """Decode image bytes to an RGB PIL image; raise ImageReadError with a reason otherwise."""
+    if not data:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+    with warnings.catch_warnings():
+        # We enforce the limit ourselves (with a clear message) instead of Pillow's warning/error.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            try:
+                img = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                raise ImageReadError(path, "not an image (unrecognised format)") from None
+            _check_size(path, img)
+            try:
+                img.load()
+            except OSError as exc:
+                msg = str(exc)
+                if "truncated" in msg.lower() or "image file is" in msg.lower():
+                    raise ImageReadError(path, f"truncated or corrupt image data ({msg})") from None
+                raise ImageReadError(path, f"cannot decode image ({msg})") from None
+            except (SyntaxError, ValueError) as exc:
+                raise ImageReadError(path, f"corrupt image ({exc})") from None
+            try:
+                img = ImageOps.exif_transpose(img)
+            except Exception as exc:  # broken EXIF must not lose an otherwise good image
+                logger.debug("%s: ignoring unreadable EXIF (%s)", path, exc)
+            return _to_rgb(img)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a local path or an fsspec URL (s3://, gs://, http://...) into bytes."""
+    spath = str(path)
+    if "://" in spath and not spath.startswith("file://"):
+        try:
+            import fsspec
+
+            with fsspec.open(spath, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise ImageReadError(path, "file not found") from None
+        except Exception as exc:
+            raise ImageReadError(path, f"cannot read ({type(exc).__name__}: {exc})") from None
+    p = Path(spath[len("file://"):] if spath.startswith("file://") else spath)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc})") from None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Load an image as RGB with EXIF orientation applied.
+
+    Raises:
+        ImageReadError: missing, empty, truncated, non-image or over-limit file, with the reason.
+    """
+    return decode_image(read_bytes(path), path)
+
+
+def try_load_image(path: str | Path) -> tuple[Image.Image | None, str | None]:
+    """Like `load_image` but returns (image, None) or (None, reason) for batch loops."""
+    try:
+        return load_image(path), None
+    except ImageReadError as exc:
+        return None, exc.reason
