@@ -29,9 +29,15 @@ $(DEMO)/collection.parquet: $(STAMP)
 demo: $(DEMO)/collection.parquet
 	$(VENV)/bin/artmem demo run $(DEMO) -o $(DEMO_OUT)
 
-# Browser end-to-end tests need Debian's chromium; installed only when missing.
+# Browser end-to-end tests (pytest -m web) need Debian's chromium + chromium-driver; installed only
+# when missing. Without apt (or root) this warns and the browser test skips with the reason.
 web-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: could not install chromium; web tests will be skipped"
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium + chromium-driver (browser tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "warning: could not install chromium; the web browser test will be skipped"; \
+	else echo "warning: chromium missing and apt-get/root unavailable; the web browser test will be skipped"; fi
 
 test: $(STAMP) web-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

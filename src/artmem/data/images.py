@@ -81,8 +81,15 @@ def _check_size(path: str | Path, img: Image.Image) -> None:
         raise ImageReadError(path, f"image has no pixels ({w}x{h})")
 
 
-def decode_image(data: bytes, path: str | Path = "<bytes>") -> Image.Image:
-    """Decode image bytes to an RGB PIL image; raise ImageReadError with a reason otherwise."""
+def decode_image(data: bytes, path: str | Path = "<bytes>", draft_size: int | None = None) -> Image.Image:
+    """Decode image bytes to an RGB PIL image; raise ImageReadError with a reason otherwise.
+
+    Args:
+        data: the encoded file.
+        path: named in error messages.
+        draft_size: when set, JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
+            still keeps both sides >= this many pixels: 3-10x faster when the caller downsizes.
+    """
     if not data:
         raise ImageReadError(path, "file is empty (0 bytes)")
     with warnings.catch_warnings():
@@ -96,6 +103,12 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> Image.Image:
             except UnidentifiedImageError:
                 raise ImageReadError(path, "not an image (unrecognised format)") from None
             _check_size(path, img)
+            original = img.size
+            if draft_size and img.format == "JPEG":
+                try:
+                    img.draft("RGB", (int(draft_size), int(draft_size)))
+                except Exception as exc:  # draft is an optimisation only
+                    logger.debug("%s: draft mode unavailable (%s)", path, exc)
             try:
                 img.load()
             except OSError as exc:
@@ -105,11 +118,16 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> Image.Image:
                 raise ImageReadError(path, f"cannot decode image ({msg})") from None
             except (SyntaxError, ValueError) as exc:
                 raise ImageReadError(path, f"corrupt image ({exc})") from None
+            loaded = img.size
             try:
                 img = ImageOps.exif_transpose(img)
             except Exception as exc:  # broken EXIF must not lose an otherwise good image
                 logger.debug("%s: ignoring unreadable EXIF (%s)", path, exc)
-            return _to_rgb(img)
+            if img.size != loaded:  # rotated by 90/270 degrees
+                original = (original[1], original[0])
+            rgb = _to_rgb(img)
+            rgb.info["original_size"] = original  # (w, h) before any draft reduction, as displayed
+            return rgb
         finally:
             Image.MAX_IMAGE_PIXELS = old_limit
 
@@ -140,13 +158,17 @@ def read_bytes(path: str | Path) -> bytes:
         raise ImageReadError(path, f"cannot read ({exc})") from None
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Load an image as RGB with EXIF orientation applied.
+
+    Args:
+        path: local path or fsspec URL.
+        draft_size: see `decode_image` (fast reduced-size JPEG decoding before a downsize).
 
     Raises:
         ImageReadError: missing, empty, truncated, non-image or over-limit file, with the reason.
     """
-    return decode_image(read_bytes(path), path)
+    return decode_image(read_bytes(path), path, draft_size=draft_size)
 
 
 def try_load_image(path: str | Path) -> tuple[Image.Image | None, str | None]:

@@ -28,9 +28,12 @@ def _style_params(k: int, n_styles: int) -> dict:
         s = 0.35 + 0.6 * ((k + j) % 3) / 2
         v = 0.45 + 0.5 * ((k * 2 + j) % 4) / 3
         palette.append(tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)))
+    # light background, dark composition region: the genre (composition) stays visible as a
+    # brightness pattern whatever the style's palette
     return {
         "palette": palette,
-        "background": tuple(int(255 * c) for c in colorsys.hsv_to_rgb((base_hue + 0.5) % 1, 0.25, 0.9 - 0.5 * (k % 2))),
+        "background": tuple(int(255 * c) for c in colorsys.hsv_to_rgb((base_hue + 0.5) % 1, 0.15 + 0.3 * (k % 2), 0.92 - 0.1 * (k % 3))),
+        "fill": tuple(int(255 * c) for c in colorsys.hsv_to_rgb(base_hue, 0.6, 0.16 + 0.06 * (k % 3))),
         "stroke_len": 0.05 + 0.25 * ((k * 7) % n_styles) / max(n_styles - 1, 1),
         "stroke_width": 1 + int(6 * ((k * 3) % n_styles) / max(n_styles - 1, 1)),
         "angle": float(rng.uniform(0, np.pi)),
@@ -59,7 +62,7 @@ def paint_image(style: int, genre: str, n_styles: int, size: int, rng: np.random
     img = Image.new("RGB", (size, size), p["background"])
     mask = _composition_mask(genre, size, rng)
     region = Image.fromarray((mask * 255).astype(np.uint8))
-    fill = Image.new("RGB", (size, size), p["palette"][0])
+    fill = Image.new("RGB", (size, size), p["fill"])
     img.paste(fill, (0, 0), region)
     draw = ImageDraw.Draw(img)
     length = p["stroke_len"] * size

@@ -29,10 +29,11 @@ class PretrainedCfg:
         output: what `forward` returns: "score" (one memorability value), "logits" or "embedding".
         input_size: (channels, height, width) the network sees.
         resize: side length images are resized to before cropping (`resize_mode` says how).
-        resize_mode: "square" (both sides to `resize`) or "shorter" (shorter side to `resize`).
+        resize_mode: "square" (both sides to `resize`), "shorter" (shorter side to `resize`) or
+            "center_square" (crop the largest centred square, then resize it to `resize`).
         crop: centre-crop size (== input_size[1:] for square inputs).
         mean, std: per-channel normalisation applied to [0, 1] pixel values.
-        interpolation: "bilinear" or "bicubic".
+        interpolation: "bilinear", "bicubic", "lanczos" or "nearest".
         feature_layers: names accepted by `model.extract(x, layers)`.
         default_layer: the layer `forward_features` returns (the embedding used by default).
         num_classes: outputs of the head (1 for a score).

@@ -8,13 +8,23 @@ from PIL import Image
 
 from artmem.models.registry import PretrainedCfg
 
-_INTERP = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+_INTERP = {
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+}
 
 
 def resize_image(img: Image.Image, cfg: PretrainedCfg) -> Image.Image:
-    """Resize (square or shorter side) then centre-crop, as the weights expect."""
+    """Resize (square, shorter side, or centre square then resize) then centre-crop, as the weights expect."""
     interp = _INTERP[cfg.interpolation]
-    if cfg.resize_mode == "square":
+    if cfg.resize_mode == "center_square":  # crop the largest centred square, then resize it
+        w, h = img.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side)).resize((cfg.resize, cfg.resize), interp)
+    elif cfg.resize_mode == "square":
         img = img.resize((cfg.resize, cfg.resize), interp)
     else:
         w, h = img.size

@@ -1,0 +1,150 @@
+"""Similarity-search benchmark: artmem's default approximate index vs exact FAISS vs numpy.
+
+On N x D clustered unit vectors (synthetic, but with the low intrinsic dimension and cluster
+structure of real CNN features; see `artmem.retrieval.synthetic`), in one run:
+  - build time of the index `artmem index build` would choose for N (kind=auto, efSearch/nprobe
+    tuned for recall@10 >= target), through the same `build_index` path users run;
+  - p50/p99 single-query latency and recall@10 of that index on held-out queries;
+  - the same for exact FAISS search (IndexFlatIP) and for numpy brute force (X @ q + argpartition).
+
+    .venv/bin/python bench/search.py                 # 1,000,000 x 512 (a few minutes, ~6 GB RAM)
+    .venv/bin/python bench/search.py --n 100000      # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def pct(a, q):
+    return float(np.percentile(np.asarray(a) * 1e3, q))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="database vectors (default 1,000,000)")
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--queries", type=int, default=1000, help="held-out queries for recall/latency")
+    ap.add_argument("--exact-latency-queries", type=int, default=50,
+                    help="single queries timed for exact faiss and numpy (they are slow)")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
+    ap.add_argument("--target-recall", type=float, default=0.95)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+
+    import faiss
+
+    from artmem.retrieval.index import TUNE_QUERIES, build_index, exact_knn, recall_at_k
+    from artmem.retrieval.store import FeatureStore
+    from artmem.retrieval.synthetic import clustered_vectors
+
+    k, nq = args.k, args.queries
+    load0 = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, faiss {faiss.__version__} ({faiss.omp_get_max_threads()} "
+          f"threads), load average {load0[0]:.1f} at start (shared machine)", file=sys.stderr)
+    t0 = time.perf_counter()
+    vecs, _ = clustered_vectors(args.n + nq, args.dim, seed=args.seed)
+    base, queries = vecs[: args.n], vecs[args.n :]
+    del vecs
+    t_gen = time.perf_counter() - t0
+    print(f"generated {args.n:,} x {args.dim} clustered vectors + {nq} held-out queries in "
+          f"{t_gen:.1f} s", file=sys.stderr)
+
+    # Ground truth: exact top-k of every held-out query (batched faiss brute force).
+    t0 = time.perf_counter()
+    gt_sims, gt_ids = exact_knn(queries, base, k)
+    t_gt = time.perf_counter() - t0
+
+    items = pd.DataFrame({"path": [f"img/{i:08d}.jpg" for i in range(args.n)]})
+    store = FeatureStore(items, base, {"model": "synthetic", "layer": "clustered"})
+    results = {"n": args.n, "dim": args.dim, "k": k, "queries": nq, "load_start": load0[0]}
+    with tempfile.TemporaryDirectory(prefix="artmem-bench-") as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        index = build_index(store, Path(tmp) / "index", kind=args.kind, target_recall=args.target_recall)
+        t_build, c_build = time.perf_counter() - t0, time.process_time() - c0
+        meta = index.meta
+        tuning = meta.get("tuning") or {}
+        fi = index.faiss_index
+        lat, found = [], np.empty((nq, k), np.int64)
+        for i in range(nq):
+            q = queries[i : i + 1]
+            t = time.perf_counter()
+            _, ids = fi.search(q, k)
+            lat.append(time.perf_counter() - t)
+            found[i] = ids[0]
+        api_lat = []
+        for i in range(min(nq, 200)):
+            t = time.perf_counter()
+            index.search(queries[i : i + 1], k, raw=False)
+            api_lat.append(time.perf_counter() - t)
+        rec = recall_at_k(found, gt_ids)
+        results["approx"] = {
+            "kind": meta["kind"], "params": meta.get("params"), "tuned": {
+                tuning.get("parameter"): tuning.get("value")} if tuning else {},
+            "tuning_recall_on_store_sample": tuning.get("recall"),
+            "build_s_total": round(t_build, 1), "build_cpu_s": round(c_build, 1), "build_s_index_and_store": meta.get("build_seconds"),
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "api_p50_ms": pct(api_lat, 50),
+            "recall_at_k": rec,
+        }
+        del index, fi
+
+    m = args.exact_latency_queries
+    flat = faiss.IndexFlatIP(args.dim)
+    t0 = time.perf_counter()
+    flat.add(base)
+    t_flat = time.perf_counter() - t0
+    lat = []
+    ok = 0
+    for i in range(m):
+        t = time.perf_counter()
+        _, ids = flat.search(queries[i : i + 1], k)
+        lat.append(time.perf_counter() - t)
+        ok += int(set(ids[0]) == set(gt_ids[i]))
+    results["exact_faiss"] = {"build_s": round(t_flat, 2), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+                              "recall_at_k": 1.0, "batch_ms_per_query": 1e3 * t_gt / nq,
+                              "agrees_with_ground_truth": ok / m}
+    del flat
+    lat, hits = [], []
+    for i in range(m):
+        q = queries[i]
+        t = time.perf_counter()
+        s = base @ q
+        top = np.argpartition(-s, k)[:k]
+        top = top[np.argsort(-s[top])]
+        lat.append(time.perf_counter() - t)
+        hits.append(top)
+    results["numpy"] = {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+                        "recall_at_k": recall_at_k(np.array(hits), gt_ids[:m])}
+    results["load_end"] = os.getloadavg()[0]
+
+    a, e, npy = results["approx"], results["exact_faiss"], results["numpy"]
+    print(f"\n== similarity search, {args.n:,} x {args.dim} clustered float32, k={k}, {nq} held-out "
+          f"queries (single-query latency) ==")
+    print(f"{'method':<34}{'build':>10}{'p50 ms':>10}{'p99 ms':>10}{'recall@' + str(k):>11}")
+    name = f"artmem default ({a['kind']} {a['tuned']})"
+    print(f"{name:<34}{a['build_s_total']:>9.1f}s{a['p50_ms']:>10.3f}{a['p99_ms']:>10.3f}{a['recall_at_k']:>11.3f}")
+    print(f"{'exact faiss IndexFlatIP':<34}{e['build_s']:>9.1f}s{e['p50_ms']:>10.2f}{e['p99_ms']:>10.2f}{1.0:>11.3f}")
+    print(f"{'numpy brute force (X @ q)':<34}{'-':>10}{npy['p50_ms']:>10.2f}{npy['p99_ms']:>10.2f}{npy['recall_at_k']:>11.3f}")
+    print(f"speed-up of the default index at p50: {e['p50_ms'] / a['p50_ms']:.0f}x vs exact faiss, "
+          f"{npy['p50_ms'] / a['p50_ms']:.0f}x vs numpy; through the artmem API p50 {a['api_p50_ms']:.3f} ms")
+    print(f"build: {a['build_s_total']:.1f} s total (index {a['build_s_index_and_store']} s incl. "
+          f"saving the store; the rest is search-breadth tuning on {TUNE_QUERIES} store queries; "
+          f"{a['build_cpu_s']:.0f} CPU-seconds); "
+          f"load average {results['load_start']:.1f} -> {results['load_end']:.1f} (shared machine)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Image measures (edge ratios, CNN symmetry, hue histogram, attributes) and memorability statistics."""

@@ -1,0 +1,277 @@
+"""`train_classifier`: one classification run (split, cache, scenario, training, test evaluation).
+
+Run folder (`-o RUN`):
+
+    config.yaml              resolved settings (defaults < --config file < flags)
+    split.parquet            path, label, target, split of every image used
+    summary.csv              one row per epoch: loss, train/val accuracy, lr, epoch and wall time
+    best.pt, last.pt         checkpoints (model, optimizer, scheduler, epoch, config, class names)
+    metrics.json             test accuracy, macro F1, per-class accuracy, training time, ...
+    per_class.csv, confusion_matrix.csv, confusion_matrix.png, curves.png
+    test_predictions.parquet path, label, pred, prob, correct
+    errors.parquet           images that could not be read (path, reason)
+    head/ or search/trial_NN/, finetune/   stages of a frozen-feature run (resumable)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from artmem.classify.config import TrainConfig, write_config
+from artmem.classify.data import (
+    default_cache_size,
+    feature_loader,
+    input_crop,
+    make_dataset,
+    make_loader,
+    open_image_cache,
+    prepare_split,
+)
+from artmem.classify.engine import accuracy_metrics, fit
+from artmem.errors import ArtmemError
+from artmem.io import ensure_out_dir
+from artmem.runtime import autocast, resolve_device, seed_everything
+
+logger = logging.getLogger(__name__)
+
+# Settings that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = {"epochs", "device", "num_workers", "finetune_epochs", "cache_dir"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    history: pd.DataFrame
+    written: list[Path]
+
+
+def _fit_settings(cfg: TrainConfig) -> dict:
+    keys = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "step_size",
+            "gamma", "seed", "device", "amp", "monitor")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _check_run_folder(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+    from artmem.classify.config import read_run_config
+
+    cfg_file = run_dir / "config.yaml"
+    started = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists() or \
+        (run_dir / "head").exists() or (run_dir / "search").exists()
+    if not resume:
+        if started:
+            raise ArtmemError(f"{run_dir} already holds a training run; use --resume to continue "
+                              "it or choose another -o folder")
+        return
+    if cfg_file.exists():
+        saved = read_run_config(run_dir).to_dict()
+        now = cfg.to_dict()
+        diff = [k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k)]
+        if diff:
+            raise ArtmemError(f"--resume: settings differ from the run's config.yaml: "
+                              f"{', '.join(f'{k}={now[k]!r} (was {saved.get(k)!r})' for k in diff)}")
+
+
+def _predict_probs(model: nn.Module, loader, device) -> np.ndarray:
+    model.to(device).eval()
+    out = []
+    with torch.inference_mode(), autocast(device):
+        for x, _ in loader:
+            out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def train_classifier(collection, out: str | Path, config: TrainConfig, resume: bool = False,
+                     on_epoch_end=None) -> TrainResult:
+    """Train and evaluate a classifier on `config.label` of `collection`; writes the run folder.
+
+    Args:
+        collection: a Collection, collection file or image folder.
+        out: the run folder.
+        config: resolved settings (`resolve_config`).
+        resume: continue an interrupted run in `out` (finished stages are not redone).
+        on_epoch_end: optional callback with each epoch's summary row.
+
+    Returns:
+        TrainResult with the test metrics and the per-epoch history.
+    """
+    from artmem.classify.evaluate import plot_curves, write_evaluation
+    from artmem.classify.model import build_classifier
+    from artmem.data.collection import open_collection
+    from artmem.models.checkpoint import load_trained_model
+    from artmem.models.scenarios import apply_scenario, trainable_parameter_count
+
+    cfg = config.validate()
+    if cfg.search > 0 and cfg.head != "mlp":
+        logger.info("--search tunes an MLP head: using head=mlp")
+        cfg.head = "mlp"
+    run_dir = ensure_out_dir(out)
+    _check_run_folder(run_dir, cfg, resume)
+    written = [write_config(cfg, run_dir / "config.yaml")]
+    seed_everything(cfg.seed)
+
+    coll = open_collection(collection)
+    split = prepare_split(coll, cfg.label, cfg.split, cfg.seed, cfg.min_count, cfg.max_per_class)
+    names = split.class_names
+    model, ckpt = build_classifier(cfg.model, len(names), cfg.init, cfg.seed, cfg.head,
+                                   cfg.head_width, cfg.dropout)
+    ckpt.update(label=cfg.label, run_config=cfg.to_dict())
+    crop = input_crop(model)
+    cache_size = cfg.cache_size or default_cache_size(crop)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
+    cache = open_image_cache(split.collection, cache_dir, cache_size)
+    device = resolve_device(cfg.device)
+
+    ds = {name: make_dataset(cache, split.part(name), model, train=name == "train", augment=cfg.augment)
+          for name in ("train", "val", "test") if len(split.part(name))}
+    skipped = pd.concat([d.skipped for d in ds.values()], ignore_index=True)
+    skipped.to_parquet(run_dir / "errors.parquet", index=False)
+    written.append(run_dir / "errors.parquet")
+    if len(skipped):
+        logger.warning("%d images could not be read and were left out (errors.parquet)", len(skipped))
+    kept = set().union(*(d.paths for d in ds.values()))
+    table = split.table[split.table["path"].isin(kept)].reset_index(drop=True)
+    table.to_parquet(run_dir / "split.parquet", index=False)
+    written.append(run_dir / "split.parquet")
+    counts = table["split"].value_counts().to_dict()
+    logger.info("%s: %d classes, train %d / val %d / test %d images", cfg.label, len(names),
+                counts.get("train", 0), counts.get("val", 0), counts.get("test", 0))
+
+    def loader(name, train=False):
+        if name not in ds:
+            return None
+        return make_loader(ds[name], cfg.batch_size, shuffle=train, num_workers=cfg.num_workers,
+                           device=device)
+
+    loss_fn = nn.CrossEntropyLoss()
+    extra: dict = {}
+    if cfg.uses_frozen_features():
+        history, train_time, extra = _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader,
+                                                   run_dir, resume, device, on_epoch_end)
+    else:
+        trained = apply_scenario(model, cfg.scenario)
+        logger.info("scenario %s: training %s (%d parameters)", cfg.scenario, ", ".join(trained),
+                    trainable_parameter_count(model))
+        extra["trainable_params"] = trainable_parameter_count(model)
+        res = fit(model, loader("train", True), loader("val"), loss_fn, _fit_settings(cfg), run_dir,
+                  accuracy_metrics, resume=resume, checkpoint_config=ckpt, class_names=names,
+                  on_epoch_end=on_epoch_end)
+        history, train_time = res.history, res.train_time_s
+        extra.update(best_epoch=res.best_epoch)
+    written += [run_dir / "summary.csv", run_dir / "best.pt", run_dir / "last.pt"]
+
+    best = load_trained_model(run_dir / "best.pt")
+    test_part = table[table["split"] == "test"].reset_index(drop=True)
+    probs = _predict_probs(best, loader("test"), device) if "test" in ds else np.zeros((0, len(names)))
+    val_acc = history["val_acc"].max() if "val_acc" in history else float("nan")
+    extra.update(train_time_s=round(float(train_time), 3), best_val_accuracy=float(val_acc),
+                 epochs_run=int(len(history)), n_train=int(counts.get("train", 0)),
+                 n_val=int(counts.get("val", 0)), label=cfg.label, model=cfg.model, init=cfg.init,
+                 scenario=cfg.scenario, device=str(device))
+    written += write_evaluation(run_dir, names, test_part, probs, extra)
+    written.append(plot_curves(history, run_dir / "curves.png",
+                               f"{cfg.label}: {cfg.model} ({cfg.init}), scenario {cfg.scenario}"))
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    logger.info("test accuracy %.3f, macro F1 %.3f (majority baseline %.3f), training %.1f s",
+                metrics["test_accuracy"], metrics["test_macro_f1"], metrics["majority_baseline"],
+                train_time)
+    return TrainResult(run_dir, metrics, history, written)
+
+
+def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Path, resume, device,
+                  on_epoch_end):
+    """Frozen backbone: cached features -> head (optionally searched) -> optional last-block finetune."""
+    from artmem.classify.data import make_dataset as _mk
+    from artmem.classify.frozen import HeadOnly, cached_features, feature_key, sample_trials
+    from artmem.classify.model import build_classifier
+    from artmem.models.checkpoint import save_checkpoint
+    from artmem.models.scenarios import apply_scenario, train_groups
+
+    crop = min(input_crop(model), cache.size)
+    all_ds = _mk(cache, table, model, train=False)
+    key = feature_key(cfg.model, cfg.init, cfg.seed, cache.size, crop)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
+    apply_scenario(model, "only_last")
+    feats, feat_time = cached_features(model, all_ds, cache_root / "features" / f"{key}.npz",
+                                       device=cfg.device, batch_size=max(cfg.batch_size, 64))
+    pos = {p: i for i, p in enumerate(all_ds.paths)}
+    part_idx = {s: np.array([pos[p] for p in table.loc[table["split"] == s, "path"]], dtype=int)
+                for s in ("train", "val")}
+    targets = table["target"].to_numpy()
+    floaders = {s: feature_loader(feats[idx], targets[idx], cfg.batch_size, shuffle=s == "train")
+                for s, idx in part_idx.items() if len(idx)}
+    loss_fn = nn.CrossEntropyLoss()
+    trials = sample_trials(cfg.search, cfg.seed, cfg.lr, cfg.head_width, cfg.dropout) \
+        if cfg.search > 0 else [{"head_width": cfg.head_width, "dropout": cfg.dropout, "lr": cfg.lr}]
+    results = []
+    for t, trial in enumerate(trials):
+        tdir = run_dir / "head" if cfg.search <= 0 else run_dir / "search" / f"trial_{t:02d}"
+        tmodel, tckpt = (model, ckpt) if cfg.search <= 0 else build_classifier(
+            cfg.model, len(names), cfg.init, cfg.seed, cfg.head, trial["head_width"], trial["dropout"])
+        apply_scenario(tmodel, "only_last")
+        fitcfg = {**_fit_settings(cfg), "lr": trial["lr"]}
+        res = fit(HeadOnly(tmodel), floaders["train"], floaders.get("val"), loss_fn, fitcfg, tdir,
+                  accuracy_metrics, resume=True if tdir.exists() and resume else False,
+                  checkpoint_config={**tckpt, "head_only": True}, class_names=names,
+                  on_epoch_end=on_epoch_end)
+        h = res.history
+        best_acc = float(h["val_acc"].max()) if "val_acc" in h else float("nan")
+        best_loss = float(h["val_loss"].min()) if "val_loss" in h else float(h["train_loss"].min())
+        results.append({"trial": t, **trial, "best_val_acc": best_acc, "best_val_loss": best_loss,
+                        "best_epoch": res.best_epoch, "train_time_s": res.train_time_s,
+                        "dir": str(tdir.relative_to(run_dir)), "_res": res, "_ckpt": tckpt})
+    order = sorted(results, key=lambda r: (-np.nan_to_num(r["best_val_acc"], nan=-1), r["best_val_loss"], r["trial"]))
+    chosen = order[0]
+    extra = {"feature_time_s": round(feat_time, 3), "frozen_features": True}
+    if cfg.search > 0:
+        table_s = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in results])
+        table_s["chosen"] = table_s["trial"] == chosen["trial"]
+        table_s.to_csv(run_dir / "search.csv", index=False)
+        extra["search"] = {k: chosen[k] for k in ("trial", "head_width", "dropout", "lr")}
+        model, ckpt = build_classifier(cfg.model, len(names), cfg.init, cfg.seed, cfg.head,
+                                       chosen["head_width"], chosen["dropout"])
+        ckpt.update(label=cfg.label, run_config=cfg.to_dict())
+    res = chosen["_res"]
+    head = HeadOnly(model)
+    state = torch.load(res.best_path, map_location="cpu", weights_only=False)
+    head.load_state_dict(state["model"])
+    save_checkpoint(run_dir / "best.pt", model, ckpt, epoch=res.best_epoch, class_names=names)
+    history = res.history.assign(stage="head")
+    train_time = float(res.train_time_s) + feat_time
+    if cfg.finetune_last:
+        groups = [g for g, _ in model.layer_groups()]
+        train_groups(model, groups[-2:])
+        logger.info("finetuning %s from the trained head at lr %g", ", ".join(groups[-2:]), cfg.finetune_lr)
+        ftcfg = {**_fit_settings(cfg), "optimizer": cfg.finetune_optimizer, "lr": cfg.finetune_lr,
+                 "schedule": "constant", "epochs": cfg.finetune_epochs}
+        ft = fit(model, loader("train", True), loader("val"), loss_fn, ftcfg, run_dir / "finetune",
+                 accuracy_metrics, resume=resume, checkpoint_config=ckpt, class_names=names,
+                 on_epoch_end=on_epoch_end)
+        history = pd.concat([history, ft.history.assign(stage="finetune")], ignore_index=True)
+        train_time += ft.train_time_s
+        head_best = chosen["best_val_acc"]
+        ft_best = float(ft.history["val_acc"].max()) if "val_acc" in ft.history else float("nan")
+        use_ft = not (ft_best < head_best)  # keep the finetuned model unless validation says worse
+        extra["finetune"] = {"best_val_acc": ft_best, "head_best_val_acc": head_best, "used": use_ft,
+                             "groups": groups[-2:]}
+        if use_ft:
+            shutil.copyfile(ft.best_path, run_dir / "best.pt")
+        shutil.copyfile(ft.last_path, run_dir / "last.pt")
+    else:
+        last = torch.load(res.last_path, map_location="cpu", weights_only=False)
+        head.load_state_dict(last["model"])
+        save_checkpoint(run_dir / "last.pt", model, ckpt, epoch=len(res.history), class_names=names)
+    history["epoch_index"] = np.arange(1, len(history) + 1)
+    history.to_csv(run_dir / "summary.csv", index=False)
+    return history, train_time, extra

@@ -1,0 +1,186 @@
+"""CLI: `artmem memgame ...` (scores from memory-game responses) and `artmem memorability ...`
+(maps, training and evaluation of memorability predictors). Heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- memgame
+
+
+def _cmd_memgame_scores(args) -> int:
+    from artmem.io import write_table
+    from artmem.memorability.memgame import read_responses, score_images
+
+    responses = read_responses(args.responses)
+    table, fit = score_images(responses, T=args.T, tol=args.tol, max_iter=args.max_iter)
+    logger.info(
+        "%d responses, %d images: alpha = %.6f at T = %g (%d iterations, converged=%s)",
+        len(responses), len(table), fit.alpha, fit.T, fit.iterations, fit.converged,
+    )
+    written = write_table(table, args.out, "scores", csv=args.csv)
+    fit_info = {
+        "alpha": fit.alpha, "T": fit.T, "iterations": fit.iterations, "converged": fit.converged,
+        "objective": fit.objective, "tol": args.tol, "responses": len(responses),
+        "images": len(table), "participants": int(responses["participant"].nunique()),
+        "source": str(args.responses),
+    }
+    (Path(args.out) / "fit.json").write_text(json.dumps(fit_info, indent=2) + "\n")
+    written.append(Path(args.out) / "fit.json")
+    print_written(written)
+    return 0
+
+
+def _cmd_memgame_consistency(args) -> int:
+    from artmem.io import write_table
+    from artmem.memorability.memgame import human_consistency, read_responses
+
+    responses = read_responses(args.responses)
+    kinds = [False, True] if args.adversarial == "both" else [args.adversarial == "yes"]
+    per, summ = [], []
+    import pandas as pd
+
+    for adv in kinds:
+        p, s = human_consistency(responses, splits=args.splits, adversarial=adv, T=args.T, seed=args.seed)
+        per.append(p)
+        summ.append(s)
+    per_split, summary = pd.concat(per, ignore_index=True), pd.concat(summ, ignore_index=True)
+    for row in summary.itertuples():
+        logger.info("%-11s %-16s Spearman %.3f +- %.3f over %d splits", row.kind, row.method,
+                    row.mean, row.sd, row.splits)
+    written = write_table(summary, args.out, "consistency", csv=args.csv)
+    written += write_table(per_split, args.out, "consistency_splits", csv=args.csv)
+    print_written(written)
+    return 0
+
+
+def _cmd_memgame_simulate(args) -> int:
+    from artmem.io import write_table
+    from artmem.memorability.memgame import simulate_memory_game
+
+    responses, truth = simulate_memory_game(
+        n_images=args.images, responses_per_image=args.responses_per_image, alpha=args.alpha,
+        T=args.T, delay_range=(args.min_delay, args.max_delay), fa_rate=args.fa_rate,
+        participant_sd=args.participant_sd, image_delay_spread=args.image_delay_spread, seed=args.seed,
+    )
+    written = write_table(responses, args.out, "responses", csv=args.csv)
+    written += write_table(truth, args.out, "truth", csv=args.csv)
+    meta = {k: getattr(args, k) for k in ("images", "responses_per_image", "alpha", "T", "min_delay",
+                                          "max_delay", "fa_rate", "participant_sd",
+                                          "image_delay_spread", "seed")}
+    (Path(args.out) / "simulation.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print_written([*written, Path(args.out) / "simulation.json"])
+    return 0
+
+
+def _register_memgame(sub) -> None:
+    p = sub.add_parser("memgame", help="scores and human consistency from memory-game responses",
+                       description="Memory-game responses (participant, image, delay, hit "
+                       "[, false_alarm]) -> per-image scores (Khosla et al. 2015, eq. 2-6).")
+    msub = p.add_subparsers(dest="memgame_command", metavar="SUBCOMMAND", required=True)
+
+    s = msub.add_parser("scores", help="hit rate, FA-corrected and delay-corrected score per image")
+    s.add_argument("responses", help="response table (.csv/.tsv/.parquet)")
+    add_out_arg(s)
+    s.add_argument("--T", type=float, default=None,
+                   help="reference delay of the corrected score m_T (default: median delay)")
+    s.add_argument("--tol", type=float, default=1e-8, help="stopping tolerance of eq. 5/6 updates")
+    s.add_argument("--max-iter", type=int, default=1000)
+    add_csv_arg(s)
+    s.set_defaults(func=_cmd_memgame_scores)
+
+    c = msub.add_parser("consistency", help="split-half human consistency (Spearman), R splits")
+    c.add_argument("responses", help="response table (.csv/.tsv/.parquet)")
+    add_out_arg(c)
+    c.add_argument("--splits", type=int, default=25, help="number of random splits (default 25)")
+    c.add_argument("--adversarial", nargs="?", const="yes", default="no", choices=["no", "yes", "both"],
+                   help="split each image's low- and high-delay responses into different halves "
+                   "(`--adversarial both` runs random and adversarial splits)")
+    c.add_argument("--T", type=float, default=None, help="reference delay (default: median delay)")
+    c.add_argument("--seed", type=int, default=0)
+    add_csv_arg(c)
+    c.set_defaults(func=_cmd_memgame_consistency)
+
+    m = msub.add_parser("simulate", help="simulate a memory game under the log-linear delay model")
+    add_out_arg(m)
+    m.add_argument("--images", type=int, default=1000)
+    m.add_argument("--responses-per-image", type=int, default=80)
+    m.add_argument("--alpha", type=float, default=-0.08, help="decay per log-delay unit")
+    m.add_argument("--T", type=float, default=80.0, help="delay at which true_m_T is defined")
+    m.add_argument("--min-delay", type=float, default=35)
+    m.add_argument("--max-delay", type=float, default=150)
+    m.add_argument("--fa-rate", type=float, default=0.05)
+    m.add_argument("--participant-sd", type=float, default=0.05)
+    m.add_argument("--image-delay-spread", type=float, default=0.0,
+                   help="> 0: each image gets its own typical delay (0..1 of the log-delay range)")
+    m.add_argument("--seed", type=int, default=0)
+    add_csv_arg(m)
+    m.set_defaults(func=_cmd_memgame_simulate)
+
+
+# ----------------------------------------------------------------------------- maps
+
+
+def _cmd_map(args) -> int:
+    from artmem.memorability.maps import MapConfig, collect_inputs, map_images
+
+    items = collect_inputs(args.inputs)
+    if not items:
+        from artmem.errors import ArtmemError
+
+        raise ArtmemError("no images to map")
+    grids = tuple(int(g) for g in args.grids.split(","))
+    config = MapConfig(grids=grids, method=args.method, stride=args.stride, map_size=args.map_size,
+                       batch_size=args.batch_size)
+    written, _ = map_images(items, args.out, model=args.model, device=args.device, config=config,
+                            renderings=not args.no_renderings, seed=args.seed)
+    print_written(written)
+    return 0
+
+
+def _register_memorability(sub) -> None:
+    p = sub.add_parser("memorability", help="memorability maps; train and evaluate predictors",
+                       description="Memorability maps (Khosla et al. 2015 sec. 5) and training of "
+                       "memorability predictors (regression, K-class, fusion, SVR/ridge).")
+    msub = p.add_subparsers(dest="memorability_command", metavar="SUBCOMMAND", required=True)
+
+    m = msub.add_parser("map", help="memorability maps, overlays and emphasis renderings")
+    m.add_argument("inputs", nargs="+", metavar="IMAGES_OR_COLLECTION",
+                   help="image files, image folders or collection files")
+    add_out_arg(m)
+    m.add_argument("--model", default="resmem", help="registry name or trained checkpoint (default resmem)")
+    m.add_argument("--method", default="auto", choices=["auto", "fcn", "crops"],
+                   help="auto: fully convolutional when the model allows it (resmem), else crops")
+    m.add_argument("--grids", default="3,5,8",
+                   help="windows along the shorter side at each scale (default 3,5,8)")
+    m.add_argument("--stride", type=int, default=None, help="window step in px for crops")
+    m.add_argument("--map-size", type=int, default=256, help="longer side of the saved map array")
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--no-renderings", action="store_true",
+                   help="skip the high/medium/low emphasis renderings and their scores")
+    m.add_argument("--seed", type=int, default=0)
+    add_device_arg(m)
+    m.set_defaults(func=_cmd_map)
+    _register_training(msub)
+
+
+def _register_training(msub) -> None:
+    """Added by the training section below when it is built."""
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def register(sub) -> None:
+    _register_memgame(sub)
+    _register_memorability(sub)

@@ -1,0 +1,192 @@
+"""`analyze`: the whole study on a collection in one call, in the standard analysis-folder layout.
+
+    OUT/scores/      memorability scores (artmem score)
+    OUT/features/    feature vectors for the t-SNE (artmem extract)
+    OUT/measures/    image measures (artmem measures)
+    OUT/maps/        memorability maps of the most/least memorable images (when available)
+    OUT/report/      report.html, figures/, tables/
+
+Every step resumes: finished artefacts in OUT are reused, interrupted batch jobs continue.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from artmem.errors import ArtmemError
+
+logger = logging.getLogger(__name__)
+
+
+def _covers(table_file: Path, errors_file: Path, paths: set[str]) -> bool:
+    """Whether a finished job table (plus its errors) accounts for every path of the collection."""
+    if not table_file.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    have = set(map(str, pq.read_table(table_file, columns=["path"]).column("path").to_pylist()))
+    if errors_file.exists():
+        have |= set(map(str, pd.read_parquet(errors_file, columns=["path"])["path"]))
+    return paths <= have
+
+
+def _features_meta(folder: Path) -> dict:
+    import json
+
+    f = folder / "features.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def run_scores_and_features(
+    coll, out: Path, model: str, feature_model: str | None, layer: str | None, features: bool,
+    device: str, batch_size: int | None, workers: int | None, resume: bool, csv: bool,
+) -> list[Path]:
+    """OUT/scores (and OUT/features): reused when complete, else computed (one pass when the
+    score model also gives the features)."""
+    from artmem.scale.api import run_job
+    from artmem.scale.processors import ModelProcessor
+    from artmem.scale.store import write_errors, write_scores
+
+    score_dir, feat_dir = out / "scores", out / "features"
+    paths = set(coll.paths)
+    fmodel = feature_model or model
+    have_scores = resume and _covers(score_dir / "scores.parquet", score_dir / "errors.parquet", paths)
+    meta = _features_meta(feat_dir)
+    want_layer = layer
+    have_feats = (not features) or (
+        resume and _covers(feat_dir / "features.parquet", feat_dir / "errors.parquet", paths)
+        and meta.get("model") == fmodel and (want_layer is None or meta.get("layer") == want_layer)
+    )
+    if have_scores and have_feats:
+        logger.info("analyze: reusing %s%s", score_dir, f" and {feat_dir}" if features else "")
+        return []
+    opts = {"device": device, "num_workers": workers, "resume": resume, "csv": csv}
+    if batch_size:
+        opts["batch_size"] = batch_size
+    written: list[Path] = []
+    if features and not have_feats and fmodel == model and not have_scores:
+        # one forward pass gives both (as the scale demo step does)
+        proc = ModelProcessor(model, "features", layer=layer, with_score=True)
+        result = run_job(coll, proc, feat_dir, **opts)
+        (feat_dir / "scores.parquet").unlink(missing_ok=True)
+        written += [p for p in result.written if p.name != "scores.parquet"]
+        written += write_scores(score_dir, result.table[["path", "score"]], csv=csv)
+        written += write_errors(score_dir, result.errors, csv=csv)
+        return written
+    if not have_scores:
+        result = run_job(coll, ModelProcessor(model, "scores"), score_dir, **opts)
+        written += result.written
+    if features and not have_feats:
+        result = run_job(coll, ModelProcessor(fmodel, "features", layer=layer), feat_dir, **opts)
+        written += result.written
+    return written
+
+
+def run_maps(coll, out: Path, scores: pd.DataFrame, model: str, device: str, top_k: int,
+             grids: tuple[int, ...] | None, renderings: bool) -> list[Path]:
+    """Memorability maps of the top/bottom `top_k` images into OUT/maps (images already mapped
+    there are kept). Returns [] when the maps module is not installed."""
+    try:
+        from artmem.memorability.maps import MapConfig, map_images
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("artmem.memorability"):
+            logger.info("analyze: memorability maps not installed; skipped")
+            return []
+        raise
+    ranked = scores.sort_values("score", ascending=False)
+    picked = list(dict.fromkeys(ranked["path"].head(top_k).tolist() + ranked["path"].tail(top_k).tolist()))
+    maps_dir = out / "maps"
+    existing: list[str] = []
+    if (maps_dir / "maps.parquet").exists():
+        existing = pd.read_parquet(maps_dir / "maps.parquet", columns=["path"])["path"].astype(str).tolist()
+        if set(picked) <= set(existing):
+            logger.info("analyze: reusing %s", maps_dir)
+            return []
+    names = list(dict.fromkeys(existing + picked))
+    valid = set(coll.paths)
+    items = [(p, coll.abs_path(p)) for p in names if p in valid]
+    config = MapConfig(grids=tuple(grids)) if grids else MapConfig()
+    written, _ = map_images(items, maps_dir, model=model, device=device, config=config, renderings=renderings)
+    return written
+
+
+def analyze(
+    collection,
+    out: str | Path,
+    model: str = "resmem",
+    feature_model: str | None = None,
+    layer: str | None = None,
+    device: str = "auto",
+    options=None,
+    predictions: list[str | Path] | tuple = (),
+    features: bool = True,
+    measures: bool = True,
+    symmetry: bool = True,
+    maps: bool = True,
+    map_grids: tuple[int, ...] | None = None,
+    map_renderings: bool = False,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    resume: bool = True,
+    csv: bool = False,
+    command: str | None = None,
+) -> list[Path]:
+    """Score, extract features, measure, map the top/bottom images and write the report.
+
+    Returns the written paths (the report first).
+    """
+    from artmem.analysis.jobs import run_measures
+    from artmem.analysis.measures import MeasureConfig
+    from artmem.data.collection import open_collection
+    from artmem.io import ensure_out_dir
+    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.scale.store import read_scores
+
+    coll = open_collection(collection)
+    if len(coll) == 0:
+        raise ArtmemError("the collection is empty")
+    out = ensure_out_dir(out)
+    options = options or ReportOptions()
+    written: list[Path] = []
+    logger.info("analyze: [1/4] memorability scores%s", " and features" if features else "")
+    written += run_scores_and_features(coll, out, model, feature_model, layer, features, device,
+                                       batch_size, workers, resume, csv)
+    scores = read_scores(out / "scores")
+    if measures:
+        logger.info("analyze: [2/4] image measures")
+        mdir = out / "measures"
+        config = MeasureConfig(symmetry=symmetry)
+        if resume and _covers(mdir / "measures.parquet", mdir / "errors.parquet", set(coll.paths)) \
+                and _same_measures(mdir, config):
+            logger.info("analyze: reusing %s", mdir)
+        else:  # classifier predictions are joined in the report, so these measures stay reusable
+            _, _, w = run_measures(coll, mdir, config, (), device=device, num_workers=workers,
+                                   resume=resume, csv=csv, progress=True)
+            written += w
+    maps_dir = None
+    if maps and len(scores):
+        logger.info("analyze: [3/4] memorability maps of the most and least memorable images")
+        written += run_maps(coll, out, scores, model, device, options.top_k, map_grids, map_renderings)
+        if (out / "maps" / "maps.parquet").exists():
+            maps_dir = out / "maps"
+    logger.info("analyze: [4/4] report")
+    data = load_report_data(
+        coll, scores=out / "scores",
+        features=out / "features" if features and (out / "features" / "features.parquet").exists() else None,
+        measures=out / "measures" if measures else None,
+        maps=maps_dir, predictions=predictions,
+    )
+    report = build_report(data, out / "report", options, command=command)
+    return report + written
+
+
+def _same_measures(mdir: Path, config) -> bool:
+    import json
+
+    f = mdir / "measures.json"
+    if not f.exists():
+        return False
+    return json.loads(f.read_text()).get("config") == config.to_dict()

@@ -1,0 +1,246 @@
+"""CLI: `artmem index build|add|check|info|compare|evaluate` and `artmem similar`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+from artmem.errors import ArtmemError
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p_index = sub.add_parser("index", help="build, update, check, compare and evaluate similarity indexes")
+    isub = p_index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+
+    p = isub.add_parser("build", help="index a collection's features (FAISS or LanceDB)")
+    add_collection_arg(p)
+    p.add_argument("--features", help="extract output folder or features.parquet (`artmem extract`); "
+                   "omit it and give --model to extract now")
+    p.add_argument("--model", help="extract features with this model when --features is not given")
+    p.add_argument("--layer", help="layer for --model (default: the model's default layer)")
+    p.add_argument("--backend", choices=["faiss", "lancedb"], default="faiss")
+    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf"], default="auto",
+                   help="faiss index kind (auto: flat up to 20,000 vectors, HNSW up to 5M, IVF above)")
+    p.add_argument("--pca", type=int, metavar="D", help="reduce to D dims with PCA before indexing")
+    p.add_argument("--target-recall", type=float, default=0.95,
+                   help="recall@10 the approximate search breadth is tuned for (default 0.95)")
+    p.add_argument("--hnsw-m", type=int, help="HNSW graph degree M (default 32)")
+    p.add_argument("--ef-construction", type=int, help="HNSW efConstruction (default 40)")
+    p.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N))")
+    p.add_argument("--lance-uri", help="LanceDB location (default INDEX_DIR/lance; s3://... works)")
+    add_device_arg(p)
+    add_out_arg(p)
+    p.set_defaults(func=cmd_build)
+
+    p = isub.add_parser("add", help="add new images' features to an index (no duplicates)")
+    p.add_argument("index", help="index folder")
+    p.add_argument("--features", required=True, help="extract output with the new images")
+    p.add_argument("--collection", help="collection for the new images' metadata "
+                   "(default: the one the index was built from)")
+    p.set_defaults(func=cmd_add)
+
+    p = isub.add_parser("check", help="verify that the index matches its feature store")
+    p.add_argument("index", help="index folder")
+    p.add_argument("--features", help="also compare with this (newer) extract output")
+    p.set_defaults(func=cmd_check)
+
+    p = isub.add_parser("info", help="print an index's metadata")
+    p.add_argument("index", help="index folder")
+    p.set_defaults(func=cmd_info)
+
+    p = isub.add_parser("compare", help="compare feature spaces over the same images (Figure 16)")
+    p.add_argument("features", nargs="+", help="two or more extract outputs (or index folders)")
+    p.add_argument("--names", nargs="+", help="display names, one per feature set")
+    p.add_argument("-k", type=int, default=10, help="neighbours for the overlap measure (default 10)")
+    p.add_argument("--sample", type=int, default=5000,
+                   help="compare on at most this many shared images (default 5000; 0 = all)")
+    add_out_arg(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = isub.add_parser("evaluate", help="precision@k of same-label neighbours per label column")
+    p.add_argument("indexes", nargs="+", help="one or more index folders")
+    p.add_argument("--labels", nargs="+", help="label columns (default: every category column)")
+    p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs (default 1 5 10)")
+    p.add_argument("--sample", type=int, default=20000,
+                   help="query at most this many images (default 20000; 0 = all)")
+    add_csv_arg(p)
+    add_out_arg(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("similar", help="find the images most similar to a query image")
+    p.add_argument("query", help="a path in the indexed collection, or any image file")
+    p.add_argument("--index", required=True, help="index folder (`artmem index build`)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--filter", help="metadata condition, e.g. \"genre == 'portrait'\"")
+    p.add_argument("--include-self", action="store_true",
+                   help="keep the query in its own results when it is in the collection")
+    p.add_argument("--version", type=int, help="LanceDB backend: query this older table version")
+    add_device_arg(p)
+    add_csv_arg(p)
+    add_out_arg(p)
+    p.set_defaults(func=cmd_similar)
+
+
+def _params(args) -> dict:
+    params = {}
+    if args.hnsw_m:
+        params["M"] = args.hnsw_m
+    if args.ef_construction:
+        params["ef_construction"] = args.ef_construction
+    if args.nlist:
+        params["nlist"] = args.nlist
+    if args.lance_uri:
+        params["uri"] = args.lance_uri
+    return params
+
+
+def cmd_build(args) -> int:
+    from artmem.data.collection import open_collection
+    from artmem.retrieval.index import build_index
+    from artmem.retrieval.store import load_store
+
+    coll = open_collection(args.collection)
+    out = Path(args.out)
+    features = args.features
+    if not features:
+        if not args.model:
+            raise ArtmemError("give --features (an `artmem extract` output) or --model to extract now")
+        from artmem.scale.api import extract
+
+        features = out / "features"
+        logger.info("extracting %s features into %s", args.model, features)
+        extract(coll, args.model, args.layer, out=features, device=args.device)
+    store = load_store(features, coll)
+    index = build_index(store, out, backend=args.backend, kind=args.kind, pca_dim=args.pca,
+                        target_recall=args.target_recall, params=_params(args))
+    src = Path(args.collection)
+    index.meta["collection"] = str(src.resolve()) if src.exists() else str(args.collection)
+    index.write_meta()
+    _summary(index)
+    print_written(sorted(p for p in out.iterdir() if p.is_file()))
+    return 0
+
+
+def _summary(index) -> None:
+    m = index.meta
+    tuning = m.get("tuning") or {}
+    extra = (f", {tuning['parameter']}={tuning['value']} -> recall@{tuning['k']} "
+             f"{tuning['recall']:.3f}" if tuning else "")
+    print(f"{m['backend']}/{m['kind']} index: {m['count']} images, {m.get('model')}/{m.get('layer')} "
+          f"{m['dim']}-d" + (f" -> PCA {m['index_dim']}-d" if m.get("pca") else "")
+          + f", built in {m.get('build_seconds', 0):.1f} s{extra}", file=sys.stderr)
+
+
+def cmd_add(args) -> int:
+    from artmem.data.collection import open_collection
+    from artmem.retrieval.index import add_to_index, open_index
+    from artmem.retrieval.store import load_store
+
+    index = open_index(args.index)
+    coll = None
+    source = args.collection or index.meta.get("collection")
+    if source and Path(source).exists():
+        coll = open_collection(source)
+    store = load_store(args.features, coll)
+    counts = add_to_index(index, store)
+    print(f"added {counts['added']} images ({counts['skipped_existing']} already indexed); the "
+          f"index now holds {counts['count']}", file=sys.stderr)
+    print_written(sorted(p for p in Path(args.index).iterdir() if p.is_file()))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from artmem.retrieval.index import check_against_features, open_index
+    from artmem.retrieval.store import load_store
+
+    index = open_index(args.index)
+    problems = index.check()
+    if args.features:
+        diff = check_against_features(index, load_store(args.features))
+        if diff["not_indexed"]:
+            problems.append(f"{diff['not_indexed']} images in {args.features} are not indexed "
+                            "(run `artmem index add`)")
+        if diff["not_in_features"]:
+            problems.append(f"{diff['not_in_features']} indexed images are not in {args.features}")
+        if diff["changed_in_sample"]:
+            problems.append(f"{diff['changed_in_sample']} of {diff['compared']} sampled images have "
+                            "different features now (rebuild the index)")
+    if problems:
+        for line in problems:
+            print(f"artmem index check: {line}", file=sys.stderr)
+        return 1
+    print(f"artmem index check: ok ({len(index)} images, {index.backend}/{index.meta['kind']})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from artmem.retrieval.index import open_index
+
+    index = open_index(args.index)
+    _summary(index)
+    meta = {k: v for k, v in index.meta.items() if k != "history"}
+    print(json.dumps(meta, indent=2, default=str))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from artmem.retrieval.compare import compare_spaces, load_space, write_comparison
+
+    if args.names and len(args.names) != len(args.features):
+        raise ArtmemError(f"--names gives {len(args.names)} names for {len(args.features)} feature sets")
+    names = args.names or [None] * len(args.features)
+    spaces = [load_space(f, n) for f, n in zip(args.features, names)]
+    result = compare_spaces(spaces, k=args.k, sample=args.sample or None)
+    print(result["knn_overlap"].round(3).to_string(), file=sys.stderr)
+    print_written(write_comparison(result, args.out))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import pandas as pd
+
+    from artmem.io import write_table
+    from artmem.retrieval.evaluate import label_precision, precision_chart
+
+    summaries, classes = [], []
+    for path in args.indexes:
+        s, c = label_precision(path, args.labels, tuple(args.k), sample=args.sample or None)
+        s.insert(0, "index", str(path))
+        c.insert(0, "index", str(path))
+        summaries.append(s)
+        classes.append(c)
+    summary = pd.concat(summaries, ignore_index=True)
+    per_class = pd.concat(classes, ignore_index=True)
+    if summary["space"].duplicated().any() and len(args.indexes) > 1:
+        summary["space"] = summary["index"].map(lambda p: Path(p).name)
+    written = write_table(summary, args.out, "precision", csv=args.csv)
+    written += write_table(per_class, args.out, "precision_per_class", csv=args.csv)
+    k = max(args.k)
+    written.append(precision_chart(summary, Path(args.out) / f"precision_at_{k}.png", k))
+    view = summary[summary["k"] == k][["space", "column", "precision", "chance", "lift"]]
+    print(view.round(3).to_string(index=False), file=sys.stderr)
+    print_written(written)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    from artmem.retrieval.index import open_index
+    from artmem.retrieval.query import similar
+
+    index = open_index(args.index, version=args.version)
+    df, written = similar(index, args.query, args.out, k=args.k, filter=args.filter,
+                          exclude_self=not args.include_self, device=args.device, csv=args.csv)
+    cols = ["rank", "similarity", "path"] + [c for c in df.columns if c not in
+                                             ("rank", "id", "path", "similarity", "distance")][:3]
+    print(f"query: {df.attrs['query']}", file=sys.stderr)
+    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(df)
+          else "(no results)", file=sys.stderr)
+    print_written(written)
+    return 0

@@ -1,0 +1,141 @@
+"""Python API of batch jobs (mirrors `artmem score` / `artmem extract`).
+
+    >>> import artmem
+    >>> scores = artmem.score("my_images/", model="resmem", out="out/scores")   # DataFrame[path, score]
+    >>> feats = artmem.extract("my_images/", model="resmem", layer="fc7")      # DataFrame[path, embedding]
+
+With `out`, results are written incrementally in shards under OUT and a rerun resumes; without it
+the job runs in a temporary folder that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from artmem.errors import ArtmemError
+from artmem.scale.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "serial", "ray")
+
+
+def run_job(
+    collection,
+    processor,
+    out: str | Path | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    resume: bool = True,
+    csv: bool = False,
+    engine: str = "local",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: bool = True,
+    **engine_opts,
+) -> JobResult:
+    """Run any `Processor` over a collection with the chosen engine; returns the `JobResult`.
+
+    Args:
+        collection: a Collection, collection file or image folder (see `open_collection`).
+        processor: e.g. `ModelProcessor("resmem")` or a measures processor.
+        out: job folder (results + shards); None = a temporary folder, removed afterwards.
+        engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.scale.ray_engine`).
+        engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
+    """
+    from artmem.data.collection import open_collection
+
+    if engine not in ENGINES:
+        raise ArtmemError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    coll = open_collection(collection)
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
+            resume = False
+        spec = JobSpec(coll, processor, Path(out), shard_size=shard_size, device=device, csv=csv)
+        if engine == "local":
+            from artmem.scale.local import run_local
+
+            return run_local(spec, resume=resume, batch_size=batch_size, num_workers=num_workers,
+                             progress=progress, **engine_opts)
+        if engine == "serial":
+            from artmem.scale.job import run_serial
+
+            return run_serial(spec, resume=resume, batch_size=batch_size)
+        try:
+            ray_engine = importlib.import_module("artmem.scale.ray_engine")
+        except ModuleNotFoundError as exc:
+            if exc.name in ("artmem.scale.ray_engine", "ray"):
+                raise ArtmemError(f"engine 'ray' is not available ({exc.name} is missing); use --engine local") from None
+            raise
+        return ray_engine.run_job(spec, resume=resume, batch_size=batch_size, progress=progress, **engine_opts)
+
+
+def score(
+    collection,
+    model: str | Path = "resmem",
+    out: str | Path | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    resume: bool = True,
+    csv: bool = False,
+    engine: str = "local",
+    backend: str = "auto",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: bool = True,
+    **engine_opts,
+) -> pd.DataFrame:
+    """Memorability score of every image: DataFrame[path, score] sorted by path.
+
+    Unreadable images are skipped and listed in OUT/errors.parquet (and in `df.attrs["errors"]`).
+    `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
+    """
+    from artmem.scale.processors import ModelProcessor
+
+    result = run_job(collection, ModelProcessor(model, "scores", backend=backend), out, device=device,
+                     batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
+                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    df = result.table[["path", "score"]].reset_index(drop=True)
+    df.attrs["errors"] = result.errors
+    return df
+
+
+def extract(
+    collection,
+    model: str | Path = "resmem",
+    layer: str | None = None,
+    out: str | Path | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    resume: bool = True,
+    csv: bool = False,
+    engine: str = "local",
+    backend: str = "auto",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: bool = True,
+    **engine_opts,
+) -> pd.DataFrame:
+    """Feature vectors of `layer` (default: the model's default layer): DataFrame[path, embedding].
+
+    With `out`, also writes OUT/features.parquet + OUT/features.json (read them back with
+    `artmem.scale.store.read_features`).
+    """
+    from artmem.scale.processors import ModelProcessor
+
+    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend), out,
+                     device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
+                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    df = result.table[["path", "embedding"]].reset_index(drop=True)
+    df.attrs["errors"] = result.errors
+    return df

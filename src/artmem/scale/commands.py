@@ -1,0 +1,107 @@
+"""`artmem score` and `artmem extract`: batch jobs over a whole collection, sharded and resumable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+
+logger = logging.getLogger(__name__)
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    add_collection_arg(p)
+    add_out_arg(p)
+    add_device_arg(p)
+    add_csv_arg(p)
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding worker processes (default: cores - 1, at most 4; 0 = none)")
+    p.add_argument("--shard-size", type=int, default=256,
+                   help="images per result shard; a killed job loses at most the shard in flight (default 256)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start over instead of skipping images already done in OUT")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto: ONNX Runtime on CPU where the model supports it (faster, same scores "
+                   "within 1e-5), else PyTorch")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine with DataLoader workers; ray: Ray Data actors")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (engine ray; default: local Ray)")
+    p.add_argument("--actors", type=int, default=None, help="model actors (engine ray)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="memorability score of every image (OUT/scores.parquet: path, score)",
+        description="Score every image of COLLECTION with a memorability model. Writes "
+        "OUT/scores.parquet (path, score) and OUT/errors.parquet (path, reason); resumable.",
+    )
+    _add_job_args(p)
+    p.add_argument("--model", default="resmem",
+                   help="registry name (`artmem models`) or a trained checkpoint/run folder (default resmem)")
+    p.set_defaults(func=run_score)
+
+    p = subparsers.add_parser(
+        "extract",
+        help="feature vectors of one layer for every image (OUT/features.parquet)",
+        description="Extract one named layer's activations (pooled to a vector) for every image. Writes "
+        "OUT/features.parquet (path, embedding), OUT/features.json and OUT/errors.parquet; resumable.",
+    )
+    _add_job_args(p)
+    p.add_argument("--model", default="resmem", help="registry name or trained checkpoint (default resmem)")
+    p.add_argument("--layer", default=None,
+                   help="feature layer (default: the model's default, e.g. fc7 for resmem; see `artmem models -v`)")
+    p.set_defaults(func=run_extract)
+
+
+def _engine_opts(args) -> dict:
+    if args.engine != "ray":
+        if args.ray_address or args.actors:
+            logger.warning("--ray-address/--actors apply to --engine ray only; ignored")
+        return {"num_workers": args.workers}
+    opts = {}
+    if args.ray_address:
+        opts["address"] = args.ray_address
+    if args.actors:
+        opts["actors"] = args.actors
+    return opts
+
+
+def _run(args, kind: str) -> int:
+    from artmem.scale.api import run_job
+    from artmem.scale.local import summarize_errors
+    from artmem.scale.processors import ModelProcessor
+
+    processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend)
+    processor.spec()  # validate model/layer before touching OUT
+    opts = _engine_opts(args)
+    result = run_job(
+        args.collection, processor, args.out, device=args.device, batch_size=args.batch_size,
+        resume=args.resume, csv=args.csv, engine=args.engine, shard_size=args.shard_size,
+        progress=args.progress, **opts,
+    )
+    print_written(result.written)
+    n_ok = len(result.table)
+    msg = f"{kind}: {n_ok} of {result.n_total} image(s) done"
+    if result.n_resumed:
+        msg += f" ({result.n_resumed} from earlier runs)"
+    if result.n_processed and result.seconds:
+        msg += f"; {result.n_processed} processed now at {result.images_per_second:.2f} img/s"
+    if result.backend:
+        msg += f" [{result.backend}]"
+    print(msg, file=sys.stderr)
+    if len(result.errors):
+        print(summarize_errors(result.errors), file=sys.stderr)
+    return 0
+
+
+def run_score(args) -> int:
+    return _run(args, "scores")
+
+
+def run_extract(args) -> int:
+    return _run(args, "features")

@@ -1,0 +1,449 @@
+"""Ray engine: the same batch job as the local engine, run on Ray Data (locally or on a cluster).
+
+Pipeline (one Ray Data dataset per run):
+
+    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work
+      -> map_batches(_decode, tasks)              decode + preprocess (`processor.load`), CPU tasks
+      -> map_batches(_ProcessActor, actor pool)   `processor.setup` once per actor, then
+                                                  `collate` + `process` batch after batch
+      -> iter_batches on the driver               rows grouped back by shard; a shard is written
+                                                  (same `write_shard`, same files) when complete
+
+Workers only need to read the images (local paths on a shared filesystem, or fsspec URLs such as
+s3://...); the driver writes every output file, so OUT only has to exist where the driver runs.
+Resume works across engines because both use `prepare_job`/`write_shard`/`finalize` of
+`artmem.scale.job`: shards finished by the local engine are skipped here and vice versa.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from artmem.errors import ArtmemError
+from artmem.scale.job import JobResult, JobSpec, Shard, _concat, finalize, prepare_job, safe_load, write_shard
+
+logger = logging.getLogger(__name__)
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# Images per decode task: big enough to amortise task overhead, small enough to spread the work.
+DECODE_BLOCK = 32
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How the model stage is laid out on the cluster."""
+
+    actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    threads: int
+    decode_cpus: float
+
+    def describe(self) -> str:
+        gpu = f", {self.gpus_per_actor:g} GPU" if self.gpus_per_actor else ""
+        return (f"{self.actors} actor(s) x ({self.cpus_per_actor:g} CPU{gpu}, {self.threads} thread(s)); "
+                f"decode tasks {self.decode_cpus:g} CPU each")
+
+
+def plan_actors(
+    cluster_cpus: float,
+    cluster_gpus: float = 0.0,
+    *,
+    actors: int | None = None,
+    cpus_per_actor: float | None = None,
+    gpus_per_actor: float = 0.0,
+    threads: int | None = None,
+    max_useful: int | None = None,
+) -> ActorPlan:
+    """Choose actor count and per-actor resources so decode tasks always have CPU left.
+
+    On a small machine, actors that reserve every CPU starve the decode tasks and the dataset
+    stalls, so by default the actors together reserve at most ~75% of the CPUs (fractional CPUs
+    per actor where needed), and decode tasks ask for half a CPU.
+
+    Args:
+        cluster_cpus / cluster_gpus: the cluster's totals (`ray.cluster_resources()`).
+        actors: number of model actors (default: as many as fit).
+        cpus_per_actor: CPUs reserved per actor (default 1, reduced to fit on small machines).
+        gpus_per_actor: GPUs per actor (fractions share a GPU between actors).
+        threads: torch/OMP threads per actor (default: the actor's CPUs, at least 1).
+        max_useful: never start more actors than this (e.g. the number of pending batches).
+    """
+    if cluster_cpus <= 0:
+        raise ArtmemError("the Ray cluster reports no CPUs")
+    if gpus_per_actor < 0 or (cpus_per_actor is not None and cpus_per_actor <= 0):
+        raise ArtmemError("CPUs per actor must be > 0 and GPUs per actor >= 0")
+    if gpus_per_actor > 0 and cluster_gpus <= 0:
+        raise ArtmemError(f"--gpus-per-actor {gpus_per_actor:g} but the Ray cluster has no GPU")
+    budget = cluster_cpus * 0.75 if cluster_cpus <= 8 else cluster_cpus - 2
+    if actors is None:
+        per = cpus_per_actor or 1.0
+        actors = max(1, int(budget // per))
+        if gpus_per_actor > 0:
+            actors = max(1, min(actors, int(cluster_gpus // gpus_per_actor)))
+    if actors < 1:
+        raise ArtmemError(f"--actors must be >= 1, got {actors}")
+    if max_useful is not None:
+        actors = max(1, min(actors, max_useful))
+    if cpus_per_actor is None:
+        cpus_per_actor = min(1.0, budget / actors)
+        cpus_per_actor = math.floor(cpus_per_actor * 100) / 100 or 0.01
+    elif actors * cpus_per_actor > cluster_cpus:
+        raise ArtmemError(
+            f"{actors} actor(s) x {cpus_per_actor:g} CPU = {actors * cpus_per_actor:g} CPUs, but the "
+            f"cluster has {cluster_cpus:g}; lower --actors or --cpus-per-actor"
+        )
+    if gpus_per_actor > 0 and actors * gpus_per_actor > cluster_gpus + 1e-9:
+        raise ArtmemError(
+            f"{actors} actor(s) x {gpus_per_actor:g} GPU exceed the cluster's {cluster_gpus:g} GPU(s)"
+        )
+    threads = threads or max(1, int(round(cpus_per_actor)))
+    decode_cpus = 0.5 if cluster_cpus <= 8 else 1.0
+    return ActorPlan(actors, float(cpus_per_actor), float(gpus_per_actor), int(threads), decode_cpus)
+
+
+# ----------------------------------------------------------------------------- Ray session
+
+
+@dataclass
+class RaySession:
+    address: str | None
+    started_here: bool
+    seconds: float
+    cpus: float
+    gpus: float
+
+
+def init_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int | None = None,
+) -> RaySession:
+    """Connect to a Ray cluster (`address`, else $RAY_ADDRESS) or start a local instance.
+
+    An already initialised Ray (e.g. a test fixture, a notebook) is reused as it is.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ArtmemError("--engine ray needs Ray Data: pip install 'artmem[scale]'") from exc
+
+    t0 = time.perf_counter()
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get(RAY_ADDRESS_ENV) or None
+        kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "logging_level": logging.WARNING}
+        if address is None:
+            # A local instance: resources are ours to size.
+            kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory)
+            started = True
+        try:
+            ray.init(address=address, **{k: v for k, v in kwargs.items() if v is not None})
+        except ConnectionError as exc:
+            raise ArtmemError(f"cannot connect to the Ray cluster at {address!r} ({exc})") from exc
+    res = ray.cluster_resources()
+    return RaySession(address, started, time.perf_counter() - t0, float(res.get("CPU", 0)), float(res.get("GPU", 0)))
+
+
+def _quiet_ray_data(progress: bool) -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own tqdm bar counts images
+    ctx.print_on_execution_start = False
+    ctx.execution_options.preserve_order = False
+    if hasattr(ctx, "enable_operator_progress_bars"):
+        ctx.enable_operator_progress_bars = False
+    del progress
+
+
+# ----------------------------------------------------------------------------- pipeline stages
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {k: str(threads) for k in _THREAD_VARS}
+
+
+def _limit_threads(threads: int) -> None:
+    for k, v in _thread_env(threads).items():
+        os.environ[k] = v
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+class _Decode:
+    """Ray task UDF: `processor.load` each image (errors become rows, never exceptions)."""
+
+    def __init__(self, processor_blob: bytes):
+        self.processor_blob = processor_blob
+        self._processor = None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._processor is None:
+            _limit_threads(1)
+            self._processor = pickle.loads(self.processor_blob)
+        items, reasons = [], []
+        for abs_path in batch["abs_path"]:
+            item, reason = safe_load(self._processor, str(abs_path))
+            items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
+            reasons.append("" if reason is None else reason)
+        return {
+            "path": batch["path"],
+            "shard": batch["shard"],
+            "item": np.array(items, dtype=object),
+            "reason": np.array(reasons, dtype=object),
+        }
+
+
+class _ProcessActor:
+    """Ray actor UDF: the processor (model) is set up once per actor, then runs batch after batch.
+
+    Output: one row per (input batch, shard) with the pickled result rows and error rows, so any
+    processor's result columns (scores, vectors, measures) travel unchanged to the driver.
+    """
+
+    def __init__(self, processor_blob: bytes, device: str, threads: int):
+        _limit_threads(threads)
+        self.processor = pickle.loads(processor_blob)
+        if hasattr(self.processor, "threads"):
+            self.processor.threads = threads
+        self.processor.setup(device)
+        self.backend = getattr(self.processor, "active_backend", None)
+        self.node = os.uname().nodename
+        self.pid = os.getpid()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        paths = [str(p) for p in batch["path"]]
+        shards = [int(s) for s in batch["shard"]]
+        good = [i for i, r in enumerate(batch["reason"]) if not r]
+        result = None
+        if good:
+            items = [pickle.loads(batch["item"][i]) for i in good]
+            result = self.processor.process(self.processor.collate(items))
+            if len(result) != len(good):
+                raise RuntimeError(f"processor returned {len(result)} rows for a batch of {len(good)}")
+            result = result.reset_index(drop=True)
+            result.insert(0, "path", [paths[i] for i in good])
+        seconds = time.perf_counter() - t0
+        out_shard, out_n, out_payload = [], [], []
+        for sid in sorted(set(shards)):
+            mine = [i for i, s in enumerate(shards) if s == sid]
+            rows = None
+            if result is not None:
+                keep = [j for j, i in enumerate(good) if shards[i] == sid]
+                rows = result.iloc[keep].reset_index(drop=True) if keep else None
+            errs = [(paths[i], str(batch["reason"][i])) for i in mine if batch["reason"][i]]
+            out_shard.append(sid)
+            out_n.append(len(mine))
+            out_payload.append(pickle.dumps((rows, errs), protocol=5))
+        k = len(out_shard)
+        return {
+            "shard": np.array(out_shard, dtype=np.int64),
+            "n": np.array(out_n, dtype=np.int64),
+            "payload": np.array(out_payload, dtype=object),
+            "seconds": np.full(k, seconds / max(k, 1)),
+            "worker": np.array([f"{self.node}:{self.pid}"] * k, dtype=object),
+            "backend": np.array([self.backend or ""] * k, dtype=object),
+        }
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _pending_frame(spec: JobSpec, shards: list[Shard]) -> pd.DataFrame:
+    rows_path, rows_abs, rows_shard = [], [], []
+    for shard in shards:
+        for p in shard.paths:
+            rows_path.append(p)
+            rows_abs.append(spec.collection.abs_path(p))
+            rows_shard.append(shard.id)
+    return pd.DataFrame({"path": rows_path, "abs_path": rows_abs, "shard": np.array(rows_shard, dtype=np.int64)})
+
+
+class _ShardAssembler:
+    """Collects result pieces per shard and writes a shard, in the shard's path order, once complete."""
+
+    def __init__(self, spec: JobSpec, shards: list[Shard]):
+        self.spec = spec
+        self.shards = {s.id: s for s in shards}
+        self.expected = {s.id: len(s.paths) for s in shards}
+        self.seen = dict.fromkeys(self.expected, 0)
+        self.frames: dict[int, list[pd.DataFrame]] = {s.id: [] for s in shards}
+        self.errors: dict[int, list[tuple[str, str]]] = {s.id: [] for s in shards}
+        self.written: list = []
+
+    def add(self, shard_id: int, n: int, rows: pd.DataFrame | None, errs: list) -> object | None:
+        if rows is not None and len(rows):
+            self.frames[shard_id].append(rows)
+        self.errors[shard_id] += errs
+        self.seen[shard_id] += n
+        if self.seen[shard_id] > self.expected[shard_id]:
+            raise RuntimeError(f"shard {shard_id}: got {self.seen[shard_id]} results for "
+                               f"{self.expected[shard_id]} images")
+        if self.seen[shard_id] < self.expected[shard_id]:
+            return None
+        order = {p: i for i, p in enumerate(self.shards[shard_id].paths)}
+        table = _concat(self.frames.pop(shard_id))
+        if len(table):
+            table = table.iloc[np.argsort([order[p] for p in table["path"]], kind="stable")]
+            table = table.reset_index(drop=True)
+        errs = sorted(self.errors.pop(shard_id), key=lambda e: order[e[0]])
+        res = write_shard(self.spec, shard_id, table, errs)
+        self.written.append(res)
+        return res
+
+    @property
+    def incomplete(self) -> list[int]:
+        return [s for s in self.expected if self.seen[s] < self.expected[s]]
+
+
+def run_job(
+    spec: JobSpec,
+    address: str | None = None,
+    actors: int | None = None,
+    cpus_per_actor: float | None = None,
+    gpus_per_actor: float = 0.0,
+    *,
+    resume: bool = True,
+    batch_size: int = 16,
+    threads: int | None = None,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = None,
+    progress: bool = True,
+    on_shard_done=None,
+) -> JobResult:
+    """Run a job on Ray Data and merge its outputs exactly like the local engine.
+
+    Args:
+        spec: the job (collection, processor, out, shard size, device).
+        address: Ray cluster address ("ray://head:10001", "auto", "host:6379"); default
+            $RAY_ADDRESS, else a local Ray instance on this machine.
+        actors: model actors (default: as many as the cluster's CPUs/GPUs allow).
+        cpus_per_actor: CPUs reserved per actor (default 1, fractional on small machines).
+        gpus_per_actor: GPUs per actor (0 = CPU inference; fractions share a GPU).
+        resume: skip images already done in OUT/shards by any engine (default).
+        batch_size: images per forward pass in an actor.
+        threads: torch/OMP threads per actor (default: its CPUs).
+        num_cpus / object_store_memory: sizes of a *local* Ray instance (ignored on a cluster).
+        progress: tqdm bar (stderr) with images/s.
+        on_shard_done: called with each written `ShardResult`.
+
+    Returns:
+        JobResult of `finalize` (merged table and errors), with timing and Ray start-up seconds
+        in `result.ray` (a dict).
+    """
+    t0 = time.perf_counter()
+    shards = prepare_job(spec, resume)
+    n_pending = sum(len(s.paths) for s in shards)
+    info: dict = {"startup_s": 0.0, "workers": {}, "plan": None}
+    if shards:
+        _run_pending(spec, shards, info, address=address, actors=actors, cpus_per_actor=cpus_per_actor,
+                     gpus_per_actor=gpus_per_actor, batch_size=batch_size, threads=threads,
+                     num_cpus=num_cpus, object_store_memory=object_store_memory, progress=progress,
+                     on_shard_done=on_shard_done)
+    result = finalize(spec)
+    result.n_processed = n_pending
+    result.n_resumed = result.n_total - n_pending
+    result.seconds = time.perf_counter() - t0
+    result.ray = info  # type: ignore[attr-defined]
+    if n_pending:
+        logger.info("%s on Ray: %d image(s) in %.1f s (%.2f img/s, of which %.1f s Ray start-up)",
+                    spec.kind, n_pending, result.seconds, n_pending / max(result.seconds, 1e-9),
+                    info["startup_s"])
+    return result
+
+
+def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, actors, cpus_per_actor,
+                 gpus_per_actor, batch_size, threads, num_cpus, object_store_memory, progress,
+                 on_shard_done) -> None:
+    from tqdm.auto import tqdm
+
+    session = init_ray(address, num_cpus=num_cpus, object_store_memory=object_store_memory)
+    info["startup_s"] = session.seconds
+    import ray.data
+
+    _quiet_ray_data(progress)
+    frame = _pending_frame(spec, shards)
+    n_batches = math.ceil(len(frame) / batch_size)
+    plan = plan_actors(session.cpus, session.gpus, actors=actors, cpus_per_actor=cpus_per_actor,
+                       gpus_per_actor=gpus_per_actor, threads=threads, max_useful=n_batches)
+    info["plan"] = plan
+    logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
+    device = spec.device
+    if plan.gpus_per_actor == 0 and device in ("auto", "cuda"):
+        device = "cpu"  # an actor without a GPU reservation must not grab a GPU
+    blob = pickle.dumps(spec.processor, protocol=5)
+    # Enough blocks to feed every actor (Ray Data runs one task per block), few enough to amortise.
+    n_blocks = max(math.ceil(len(frame) / DECODE_BLOCK), min(n_batches, 2 * plan.actors))
+    n_blocks = max(1, min(n_blocks, 10_000))
+    chunks = np.array_split(np.arange(len(frame)), n_blocks)
+    ds = ray.data.from_pandas([frame.iloc[c].reset_index(drop=True) for c in chunks if len(c)])
+    ds = ds.map_batches(
+        _decode_fn, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
+        num_cpus=plan.decode_cpus,
+    )
+    ds = ds.map_batches(
+        _ProcessActor, fn_constructor_args=(blob, device, plan.threads), batch_size=batch_size,
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        num_cpus=plan.cpus_per_actor, num_gpus=plan.gpus_per_actor or None,
+        runtime_env={"env_vars": _thread_env(plan.threads)},
+    )
+    assembler = _ShardAssembler(spec, shards)
+    bar = tqdm(total=len(frame), desc=f"{spec.kind} on ray ({plan.actors} actor(s))", unit="img",
+               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    backends: set[str] = set()
+    try:
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            for sid, n, payload, sec, worker, backend in zip(out["shard"], out["n"], out["payload"],
+                                                            out["seconds"], out["worker"], out["backend"],
+                                                            strict=True):
+                rows, errs = pickle.loads(payload)
+                w = info["workers"].setdefault(str(worker), {"images": 0, "seconds": 0.0})
+                w["images"] += int(n)
+                w["seconds"] += float(sec)
+                if backend:
+                    backends.add(str(backend))
+                bar.update(int(n))
+                res = assembler.add(int(sid), int(n), rows, errs)
+                if res is not None and on_shard_done is not None:
+                    on_shard_done(res)
+    finally:
+        bar.close()
+    if assembler.incomplete:
+        raise RuntimeError(f"Ray run ended with shard(s) {assembler.incomplete[:5]} incomplete")
+    if backends and hasattr(spec.processor, "active_backend"):
+        spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
+
+
+def _decode_fn(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
+    """Ray task: decode a block of images (module-level function so tasks stay stateless)."""
+    return _Decode(processor_blob)(batch)
+
+
+def shutdown() -> None:
+    """Stop the Ray instance this process started or joined (no-op without Ray)."""
+    try:
+        import ray
+    except ImportError:
+        return
+    if ray.is_initialized():
+        ray.shutdown()

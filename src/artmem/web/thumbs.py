@@ -1,0 +1,72 @@
+"""Thumbnails and display-size copies made on the fly, kept in a bounded in-memory LRU cache."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image
+
+from artmem.data.images import load_image
+from artmem.errors import ImageReadError
+
+ALLOWED_SIZES = (128, 256, 512, 1024)
+
+
+def etag_for(path: Path, size: int) -> str:
+    st = path.stat()
+    key = f"{path}|{st.st_mtime_ns}|{st.st_size}|{size}"
+    return '"' + hashlib.sha1(key.encode()).hexdigest()[:20] + '"'
+
+
+def load_image_checked(path) -> Image.Image:
+    """`load_image`, with any decoder exception it lets through turned into an ImageReadError."""
+    try:
+        return load_image(path)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from None
+
+
+def render_jpeg(path: Path, size: int) -> bytes:
+    """The image (EXIF-rotated, RGB) scaled to fit size x size, as JPEG bytes."""
+    img = load_image_checked(path)
+    img.thumbnail((size, size), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85, optimize=True)
+    return buf.getvalue()
+
+
+class ThumbCache:
+    """LRU of rendered JPEGs keyed by ETag (file identity + size), bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, path: Path, size: int) -> tuple[bytes, str]:
+        tag = etag_for(path, size)
+        with self._lock:
+            data = self._items.get(tag)
+            if data is not None:
+                self._items.move_to_end(tag)
+                self.hits += 1
+                return data, tag
+        data = render_jpeg(path, size)  # outside the lock: several thumbnails render at once
+        with self._lock:
+            self.misses += 1
+            if tag not in self._items:
+                self._items[tag] = data
+                self._bytes += len(data)
+                while self._bytes > self.max_bytes and self._items:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= len(old)
+        return data, tag

@@ -1,0 +1,114 @@
+"""Predictions as image attributes, the generic training loop, and experiment grids (Tables 2/3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+
+from artmem.classify.engine import fit
+from artmem.classify.experiment import run_experiment
+from artmem.classify.train import train_classifier
+from artmem.cli import main
+from artmem.data.collection import Collection
+
+
+@pytest.fixture(scope="module")
+def trained_run(styles_collection, tmp_path_factory):
+    run = tmp_path_factory.mktemp("predict") / "run"
+    train_classifier(styles_collection, run, tiny_config(epochs=8))
+    return run
+
+
+def test_predict_topk_and_probability_table(styles_collection, trained_run, tmp_path, capsys):
+    coll = Collection.load(styles_collection)
+    table = pd.concat([coll.table, pd.DataFrame({"path": ["missing.jpg"], "style": ["style_0"]})],
+                      ignore_index=True)
+    Collection(table, coll.root, "with-missing").save(tmp_path / "coll")
+    out = tmp_path / "pred"
+    assert main(["predict", str(tmp_path / "coll" / "collection.parquet"), "--run", str(trained_run),
+                 "-o", str(out), "--topk", "3", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(out / "predictions.parquet") in printed and str(out / "probabilities.parquet") in printed
+    pred = pd.read_parquet(out / "predictions.parquet")
+    probs = pd.read_parquet(out / "probabilities.parquet")
+    errors = pd.read_parquet(out / "errors.parquet")
+    assert list(errors["path"]) == ["missing.jpg"]
+    assert len(pred) == len(probs) == len(coll)
+    pcols = ["p_style_0", "p_style_1", "p_style_2", "p_style_3"]
+    assert list(probs.columns) == ["path"] + pcols
+    p = probs[pcols].to_numpy()
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    assert (pred["top1_prob"] >= pred["top2_prob"]).all() and (pred["top2_prob"] >= pred["top3_prob"]).all()
+    assert (pred["pred"] == pred["top1_label"]).all()
+    np.testing.assert_allclose(pred["top1_prob"], p.max(1), rtol=1e-6)
+    assert list(pred["top1_label"]) == [pcols[i][2:] for i in p.argmax(1)]
+    assert pred["correct"].mean() > 0.5  # the collection carries the run's label column
+    # the run's test images get the same predictions as at evaluation time
+    test_pred = pd.read_parquet(trained_run / "test_predictions.parquet").set_index("path")
+    joined = pred.set_index("path").loc[test_pred.index]
+    assert (joined["pred"] == test_pred["pred"]).all()
+    np.testing.assert_allclose(joined["prob"], test_pred["prob"], rtol=1e-4)
+
+
+def test_fit_is_generic_regression(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(64, 5)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])
+    data = torch.utils.data.TensorDataset(x, y)
+    loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 1), torch.nn.Flatten(0))
+
+    def mae(out, target):
+        return {"mae": float((out - target).abs().mean())}
+
+    res = fit(model, loader, loader, torch.nn.functional.mse_loss,
+              {"epochs": 6, "optimizer": "adam", "lr": 0.1, "weight_decay": 0, "schedule": "constant",
+               "device": "cpu", "monitor": "val_mae"}, tmp_path,
+              metrics_fn=mae, checkpoint_config={"base_model": "linear", "num_classes": 1})
+    h = res.history
+    assert h["val_mae"].iloc[-1] < 0.5 * h["val_mae"].iloc[0]
+    assert res.best_epoch == int(h["val_mae"].idxmin()) + 1
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.csv").exists()
+
+
+def test_experiment_grid_tables(styles_collection, tmp_path):
+    grid = {
+        "collection": str(styles_collection),
+        "tasks": ["style"],
+        "inits": {"seeded": {"model": "tiny_test"}, "scratch": {"model": "tiny_test", "init": "random"}},
+        "scenarios": ["all", "only_last3"],
+        "settings": {"optimizer": "adam", "lr": 0.01, "schedule": "constant", "epochs": 2,
+                     "batch_size": 16, "cache_size": 36, "device": "cpu", "num_workers": 0},
+    }
+    gfile = tmp_path / "grid.yaml"
+    gfile.write_text(yaml.safe_dump(grid))
+    out = tmp_path / "exp"
+    assert main(["-q", "experiment", str(gfile), "-o", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and (results["status"] == "done").all()
+    t2 = pd.read_csv(out / "table2.csv", index_col=0)
+    assert list(t2.columns) == ["seeded", "scratch", "variance_of_accuracies"]
+    acc = results[results.scenario == "all"].set_index("init")["test_accuracy"]
+    assert t2.loc["style", "seeded"] == pytest.approx(acc["seeded"])
+    assert t2.loc["style", "variance_of_accuracies"] == pytest.approx(np.var([acc["seeded"], acc["scratch"]]))
+    t3 = pd.read_csv(out / "table3.csv", index_col=0)
+    assert list(t3.index) == ["all", "only_last3"] and list(t3.columns) == ["style"]
+    seeded = results[results.init == "seeded"].set_index("scenario")["test_accuracy"]
+    assert t3.loc["only_last3", "style"] == pytest.approx(seeded["only_last3"])
+    assert "| scenario | style |" in (out / "table3.md").read_text()
+    assert "variance of accuracies" in (out / "table2.md").read_text()
+    for name in ("curves_style_inits.png", "curves_style_scenarios.png", "training_time.png",
+                 "accuracy_scenarios.png"):
+        assert (out / name).stat().st_size > 1000, name
+    # the only_last3 cell of tiny_test trained only conv3, fc and head
+    cfg = yaml.safe_load((out / "runs/style/seeded/only_last3/config.yaml").read_text())
+    assert cfg["scenario"] == "only_last3"
+    # a rerun skips finished cells
+    stamp = (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns
+    results2, _ = run_experiment(gfile, out)
+    assert (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns == stamp
+    pd.testing.assert_series_equal(results2["test_accuracy"], results["test_accuracy"], check_names=False)

@@ -1,0 +1,42 @@
+"""Fixtures for retrieval tests: seeded vector stores and a small indexed synthetic collection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def make_store(n=300, dim=32, seed=0, clustered=False, labels=True):
+    from artmem.retrieval.store import FeatureStore, l2_normalize
+    from artmem.retrieval.synthetic import clustered_vectors
+
+    rng = np.random.default_rng(seed)
+    if clustered:
+        v, lab = clustered_vectors(n, dim, n_clusters=12, latent_dim=8, seed=seed)
+    else:
+        v, lab = rng.normal(size=(n, dim)).astype(np.float32), rng.integers(0, 4, n)
+    items = pd.DataFrame({"path": [f"img/{i:05d}.jpg" for i in range(n)]})
+    if labels:
+        items["genre"] = np.where(np.arange(n) % 3 == 0, "portrait", "landscape")
+        items["cluster"] = [f"c{x}" for x in lab]
+        items["year"] = 1400 + np.arange(n) % 300
+    return FeatureStore(items, l2_normalize(v), {"model": "synthetic", "layer": "x"})
+
+
+@pytest.fixture
+def store():
+    return make_store()
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tmp_path_factory, synthetic_collection):
+    """tiny_test fc features of the session's synthetic collection, in `artmem extract` layout."""
+    from artmem.retrieval.query import embed_images
+    from artmem.scale.store import write_features
+
+    out = tmp_path_factory.mktemp("tinyfeat")
+    coll = synthetic_collection
+    vectors = embed_images(coll.abs_paths(), "tiny_test", "conv3", "cpu")
+    write_features(out, coll.paths, vectors, {"model": "tiny_test", "layer": "conv3"})
+    return out

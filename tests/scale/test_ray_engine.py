@@ -1,0 +1,242 @@
+"""Ray engine: same rows, same errors and same shard files as the local engine; resume across engines."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artmem.errors import ArtmemError
+from artmem.scale.ray_engine import plan_actors
+
+# ----------------------------------------------------------------------------- no Ray needed
+
+
+def test_plan_actors_leaves_cpu_for_decode_tasks():
+    p = plan_actors(2)
+    assert p.actors == 1 and p.cpus_per_actor <= 1.0
+    assert p.actors * p.cpus_per_actor + p.decode_cpus <= 2
+    p = plan_actors(2, actors=2)
+    assert p.actors == 2 and p.cpus_per_actor == pytest.approx(0.75)
+    assert p.threads == 1
+    p = plan_actors(64, cpus_per_actor=4)
+    assert p.actors == 15 and p.threads == 4 and p.decode_cpus == 1.0
+    p = plan_actors(32, 4, gpus_per_actor=1)
+    assert p.actors == 4 and p.gpus_per_actor == 1.0
+    p = plan_actors(32, 2, gpus_per_actor=0.5)
+    assert p.actors == 4
+    assert plan_actors(16, max_useful=3).actors == 3
+
+
+def test_plan_actors_rejects_impossible_requests():
+    with pytest.raises(ArtmemError, match="no GPU"):
+        plan_actors(4, 0, gpus_per_actor=1)
+    with pytest.raises(ArtmemError, match="CPUs"):
+        plan_actors(2, actors=4, cpus_per_actor=1)
+    with pytest.raises(ArtmemError, match="GPU"):
+        plan_actors(8, 1, actors=2, gpus_per_actor=1)
+
+
+# ----------------------------------------------------------------------------- with Ray
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance (2 CPUs, small object store) for the whole module."""
+    from artmem.scale.ray_engine import init_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    session = init_ray(num_cpus=2, object_store_memory=256 * 1024**2)
+    yield session
+    ray.shutdown()
+
+
+def _tiny_collection(tmp_path_factory, synthetic_collection):
+    """A copy of 20 synthetic images plus an empty file, a non-image and a missing file."""
+    from artmem.data.collection import Collection
+
+    root = tmp_path_factory.mktemp("ray-coll")
+    src = Path(synthetic_collection.root)
+    paths = synthetic_collection.paths[:20]
+    for p in paths:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / p, root / p)
+    (root / "bad").mkdir()
+    (root / "bad" / "empty.jpg").write_bytes(b"")
+    (root / "bad" / "notes.png").write_bytes(b"this is not a png")
+    table = pd.DataFrame({"path": paths + ["bad/empty.jpg", "bad/notes.png", "bad/missing.jpg"]})
+    return Collection(table, str(root), "ray-test")
+
+
+@pytest.fixture(scope="module")
+def tiny_coll(tmp_path_factory, synthetic_collection):
+    return _tiny_collection(tmp_path_factory, synthetic_collection)
+
+
+def _as_url(coll):
+    """The same collection with its root given as an fsspec URL (read through fsspec by workers)."""
+    from artmem.data.collection import Collection
+
+    return Collection(coll.table.copy(), "local://" + str(coll.root), coll.name)
+
+
+def _spec(coll, out, model, kind, shard_size=6):
+    from artmem.scale.job import JobSpec
+    from artmem.scale.processors import ModelProcessor
+
+    return JobSpec(coll, ModelProcessor(model, kind=kind, backend="torch"), out, shard_size=shard_size, device="cpu")
+
+
+def _local(coll, out, model, kind, shard_size=6, **kw):
+    from artmem.scale.local import run_local
+
+    return run_local(_spec(coll, out, model, kind, shard_size), num_workers=0, progress=False, **kw)
+
+
+def _ray(coll, out, model, kind, shard_size=6, **kw):
+    from artmem.scale.ray_engine import run_job
+
+    return run_job(_spec(coll, out, model, kind, shard_size), progress=False, **kw)
+
+
+def _shard_files(out: Path) -> list[str]:
+    return sorted(f.name for f in (out / "shards").iterdir() if not f.name.startswith("."))
+
+
+def _assert_same_tables(a: pd.DataFrame, b: pd.DataFrame, kind: str, atol: float) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert a["path"].tolist() == b["path"].tolist()
+    if kind == "scores":
+        np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy(), atol=atol, rtol=0)
+    else:
+        va, vb = np.stack(a["embedding"]), np.stack(b["embedding"])
+        assert va.shape == vb.shape and va.dtype == vb.dtype == np.float32
+        np.testing.assert_allclose(va, vb, atol=atol, rtol=0)
+
+
+def _assert_same_job(out_local: Path, out_ray: Path, kind: str, atol: float) -> None:
+    """Merged tables, error tables, shard layout and Parquet schemas all agree."""
+    import pyarrow.parquet as pq
+
+    from artmem.scale.store import read_errors, read_features, read_scores
+
+    if kind == "scores":
+        _assert_same_tables(read_scores(out_local), read_scores(out_ray), kind, atol)
+    else:
+        fa, fb = read_features(out_local), read_features(out_ray)
+        assert fa.paths == fb.paths
+        np.testing.assert_allclose(fa.vectors, fb.vectors, atol=atol, rtol=0)
+        assert {k: fa.meta[k] for k in ("model", "layer", "dim", "count", "backend")} == \
+               {k: fb.meta[k] for k in ("model", "layer", "dim", "count", "backend")}
+    pd.testing.assert_frame_equal(read_errors(out_local), read_errors(out_ray))
+    assert _shard_files(out_local) == _shard_files(out_ray)
+    for name in _shard_files(out_local) + [f"{kind}.parquet", "errors.parquet"]:
+        fa = out_local / name if (out_local / name).exists() else out_local / "shards" / name
+        fb = out_ray / name if (out_ray / name).exists() else out_ray / "shards" / name
+        assert pq.read_schema(fa).equals(pq.read_schema(fb)), name
+        ta, tb = pq.read_table(fa), pq.read_table(fb)
+        assert ta.column("path").to_pylist() == tb.column("path").to_pylist(), name
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("kind", ["scores", "features"])
+def test_tiny_model_same_rows_as_local(ray_session, tiny_coll, tmp_path, kind):
+    local = _local(tiny_coll, tmp_path / "local", "tiny_test", kind)
+    # The Ray run reads the images through fsspec (a URL root), as a cluster would from storage.
+    res = _ray(_as_url(tiny_coll), tmp_path / "ray", "tiny_test", kind, actors=2)
+    assert res.n_total == 23 and res.n_processed == 23 and res.n_resumed == 0
+    assert len(res.table) == 20 and len(res.errors) == 3
+    reasons = dict(zip(res.errors["path"], res.errors["reason"], strict=True))
+    assert set(reasons) == {"bad/empty.jpg", "bad/notes.png", "bad/missing.jpg"}
+    assert "empty" in reasons["bad/empty.jpg"] and "not found" in reasons["bad/missing.jpg"]
+    assert res.ray["plan"].actors == 2
+    assert sum(w["images"] for w in res.ray["workers"].values()) == 23
+    _assert_same_job(tmp_path / "local", tmp_path / "ray", kind, atol=1e-5)
+    assert len(local.table) == 20
+
+
+@pytest.mark.ray
+def test_resmem_real_images_same_as_local(ray_session, real_images, tmp_path):
+    from artmem.data.collection import Collection
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    picks = sorted(real_images, key=lambda p: p.name)[:4]
+    for p in picks:
+        shutil.copy(p, root / p.name)
+    coll = Collection(pd.DataFrame({"path": sorted(p.name for p in picks)}), str(root), "photos")
+    for kind in ("scores", "features"):
+        _local(coll, tmp_path / f"local-{kind}", "resmem", kind, shard_size=3)
+        res = _ray(coll, tmp_path / f"ray-{kind}", "resmem", kind, shard_size=3, actors=1)
+        assert len(res.table) == 4 and len(res.errors) == 0
+        _assert_same_job(tmp_path / f"local-{kind}", tmp_path / f"ray-{kind}", kind, atol=1e-4)
+    scores = pd.read_parquet(tmp_path / "ray-scores" / "scores.parquet")["score"]
+    assert scores.between(0, 1).all() and scores.std() > 1e-3  # real, varied memorability scores
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(n: int):
+    done = []
+
+    def hook(res):
+        done.append(res.shard_id)
+        if len(done) >= n:
+            raise _Stop
+
+    return hook
+
+
+@pytest.mark.ray
+def test_resume_across_engines(ray_session, tiny_coll, tmp_path):
+    """local killed after 2 shards -> Ray killed after 1 more -> local finishes == uninterrupted."""
+    ref = _local(tiny_coll, tmp_path / "ref", "tiny_test", "scores", shard_size=4)
+    out = tmp_path / "mixed"
+    with pytest.raises(_Stop):
+        _local(tiny_coll, out, "tiny_test", "scores", shard_size=4, on_shard_done=_stop_after(2))
+    assert _shard_files(out) == ["scores-00000.errors.parquet", "scores-00000.parquet",
+                                 "scores-00001.errors.parquet", "scores-00001.parquet"]
+    kept = {f: (out / "shards" / f).stat().st_mtime_ns for f in _shard_files(out)}
+    with pytest.raises(_Stop):
+        _ray(tiny_coll, out, "tiny_test", "scores", shard_size=4, on_shard_done=_stop_after(1))
+    ray_shards = [f for f in _shard_files(out) if f not in kept]
+    assert len(ray_shards) == 2  # one more shard (results + errors), numbered after the local ones
+    assert all(int(f.split("-")[1][:5]) >= 2 for f in ray_shards)
+    assert {f: (out / "shards" / f).stat().st_mtime_ns for f in kept} == kept  # nothing redone
+    final = _local(tiny_coll, out, "tiny_test", "scores", shard_size=4)
+    # sorted paths put the 3 unreadable files in shard 0; failed images are retried on resume
+    assert final.n_resumed >= 5 + 1 and final.n_resumed + final.n_processed == 23
+    from artmem.scale.store import read_errors, read_scores
+
+    _assert_same_tables(read_scores(tmp_path / "ref"), read_scores(out), "scores", atol=1e-6)
+    pd.testing.assert_frame_equal(read_errors(tmp_path / "ref"), read_errors(out))
+    assert len(ref.errors) == 3
+
+
+@pytest.mark.ray
+def test_ray_finishes_a_local_job(ray_session, tiny_coll, tmp_path):
+    """Ray picks up exactly the shards a killed local run did not finish."""
+    ref = tmp_path / "ref"
+    _local(tiny_coll, ref, "tiny_test", "features", shard_size=8)
+    out = tmp_path / "job"
+    with pytest.raises(_Stop):
+        _local(tiny_coll, out, "tiny_test", "features", shard_size=8, on_shard_done=_stop_after(1))
+    res = _ray(tiny_coll, out, "tiny_test", "features", shard_size=8)
+    assert res.n_resumed == 5 and res.n_processed == 18  # shard 0: 5 results + 3 errors (retried)
+    from artmem.scale.store import read_errors, read_features
+
+    fa, fb = read_features(ref), read_features(out)
+    assert fa.paths == fb.paths
+    np.testing.assert_allclose(fa.vectors, fb.vectors, atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(read_errors(ref), read_errors(out))
+    # Nothing left to do: a second Ray run does not even start the pipeline.
+    again = _ray(tiny_coll, out, "tiny_test", "features", shard_size=8)
+    assert again.n_processed == 0 and again.ray["plan"] is None
