@@ -85,7 +85,7 @@ def test_experiment_grid_tables(styles_collection, tmp_path):
                      "batch_size": 16, "cache_size": 36, "device": "cpu", "num_workers": 0},
     }
     gfile = tmp_path / "grid.yaml"
-    gfile.write_text(yaml.safe_dump(grid))
+    gfile.write_text(yaml.safe_dump(grid, sort_keys=False))
     out = tmp_path / "exp"
     assert main(["-q", "experiment", str(gfile), "-o", str(out)]) == 0
     results = pd.read_csv(out / "results.csv")

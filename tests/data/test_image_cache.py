@@ -13,7 +13,7 @@ from PIL import Image
 
 import artmem.data.cache as cache_mod
 from artmem.cli import main
-from artmem.data.cache import CachedImageDataset, ImageCache, build_cache
+from artmem.data.cache import CachedImageDataset, ImageCache, batch_to_float, build_cache
 from artmem.data.collection import read_folder
 from artmem.errors import ArtmemError, ImageReadError
 
@@ -124,12 +124,17 @@ def test_dataset_crop_flip_labels_and_skips(folder, tmp_path):
     assert views == again  # reproducible under torch.manual_seed
     # flipped + cropped view equals a crop of the mirrored cached image (no resampling)
     full = cache.get("img_0.png")
-    candidates = [full[t:t + 24, l:l + 24] for t in range(9) for l in range(9)]
+    candidates = [full[t:t + 24, left:left + 24] for t in range(9) for left in range(9)]
     candidates += [c[:, ::-1] for c in candidates]
     v = (aug[0][0] * 0.25 + 0.5).permute(1, 2, 0).mul(255).round().byte().numpy()
     assert any(np.array_equal(v, c) for c in candidates)
     with pytest.raises(ArtmemError):
         CachedImageDataset(cache, ["broken.jpg"])
+    u8 = CachedImageDataset(cache, ["img_0.png", "img_1.png"], crop=24, output="uint8")
+    batch = torch.stack([u8[0][0], u8[1][0]])
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 24, 24)
+    norm = batch_to_float(batch, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert torch.allclose(norm[0], (xc - 0.5) / 0.25, atol=1e-6)
 
 
 def test_dataloader_with_workers(tmp_path, synthetic_collection):
@@ -138,7 +143,7 @@ def test_dataloader_with_workers(tmp_path, synthetic_collection):
                             crop=28, random_crop=True, hflip=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2)
     n = 0
-    for x, y in loader:
+    for x, y in loader:  # noqa: B007 - y checked after the loop
         assert x.shape[1:] == (3, 28, 28)
         n += len(x)
     assert n == 48 and isinstance(y[0], str)

@@ -16,9 +16,11 @@ ZOO = ["resmem", "resmem_alexnet", "resnet152_resmem", "efficientnet_lite0", "ef
 
 @pytest.fixture(scope="module")
 def parity_images(real_images):
-    """6-8 real images: scikit-image / scikit-learn photos and three Raphael copies."""
-    photos = [p for p, s in real_images.items() if s != "madonna"][:5]
-    paintings = [p for p, s in real_images.items() if s == "madonna"][:3]
+    """6 real images: scikit-image / scikit-learn photos and two Raphael copies (unraphael)."""
+    from artmem.data.samples import skimage_photos, sklearn_photos
+
+    photos = list(skimage_photos())[:3] + list(sklearn_photos())[:1]
+    paintings = [p for p, s in real_images.items() if s == "madonna"][:2]
     return photos + paintings
 
 
@@ -42,6 +44,7 @@ def test_registry_lists_every_entry_with_preprocessing_and_licence():
     assert {f"conv{i}" for i in range(1, 6)} | {"fc6", "fc7"} <= set(cfg.feature_layers)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_resmem_equals_package_forward(parity_images, resmem_model):
     from resmem import ResMem, transformer
 

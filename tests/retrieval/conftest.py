@@ -29,6 +29,12 @@ def store():
     return make_store()
 
 
+@pytest.fixture(name="make_store")
+def make_store_fixture():
+    """The `make_store(n, dim, seed, clustered, labels)` factory."""
+    return make_store
+
+
 @pytest.fixture(scope="module")
 def tiny_features(tmp_path_factory, synthetic_collection):
     """tiny_test fc features of the session's synthetic collection, in `artmem extract` layout."""

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_store
 
 from artmem.errors import ArtmemError
 from artmem.retrieval.index import (
@@ -59,7 +58,7 @@ def test_flat_topk_equals_numpy_full_matrix(tmp_path):
     sims, ids = index.search(raw[qids], k=10, exclude=qids)
     ref_s, ref_i = numpy_topk(raw, raw[qids], 10, exclude=qids)
     assert np.array_equal(ids, ref_i)
-    assert not any(q in row for q, row in zip(qids, ids.tolist()))
+    assert not any(q in row for q, row in zip(qids, ids.tolist(), strict=True))
 
 
 def test_choose_kind_thresholds():
@@ -107,7 +106,7 @@ def test_persistence_round_trip(tmp_path, store):
     assert meta["store_checksum"] == store_checksum(store.paths, store.vectors)
 
 
-def test_incremental_add_no_duplicates(tmp_path):
+def test_incremental_add_no_duplicates(tmp_path, make_store):
     full = make_store(n=120)
     first = FeatureStore(full.items.iloc[:80].reset_index(drop=True), full.vectors[:80], full.meta)
     index = build_index(first, tmp_path / "idx")
@@ -125,7 +124,7 @@ def test_incremental_add_no_duplicates(tmp_path):
     assert [h["op"] for h in reopened.meta["history"]] == ["build", "add"]
 
 
-def test_add_rejects_other_model_and_dim(tmp_path, store):
+def test_add_rejects_other_model_and_dim(tmp_path, store, make_store):
     index = build_index(store, tmp_path / "idx")
     other = make_store(n=10, dim=16)
     with pytest.raises(ArtmemError, match="dims|-d"):
@@ -162,7 +161,7 @@ def test_check_against_newer_features(tmp_path, store):
     assert diff["not_indexed"] == 50 and diff["not_in_features"] == 0 and diff["changed_in_sample"] == 0
 
 
-def test_pca_is_stored_and_applied_to_queries(tmp_path):
+def test_pca_is_stored_and_applied_to_queries(tmp_path, make_store):
     store = make_store(n=500, dim=64, clustered=True)
     pca = fit_pca(store.vectors, 16)
     assert np.allclose(pca.components @ pca.components.T, np.eye(16), atol=1e-4)

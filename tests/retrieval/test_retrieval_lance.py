@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_store
 
 from artmem.retrieval.index import add_to_index, build_index, exact_knn, open_index, recall_at_k
 from artmem.retrieval.store import FeatureStore
@@ -12,7 +11,7 @@ from artmem.retrieval.store import FeatureStore
 pytest.importorskip("lancedb")
 
 
-def test_lancedb_matches_faiss_flat(tmp_path):
+def test_lancedb_matches_faiss_flat(tmp_path, make_store):
     store = make_store(n=300, dim=32)
     lance = build_index(store, tmp_path / "lance", backend="lancedb")
     flat = build_index(store, tmp_path / "flat", backend="faiss", kind="flat")
@@ -25,7 +24,7 @@ def test_lancedb_matches_faiss_flat(tmp_path):
     assert lance.check() == []
 
 
-def test_lancedb_filters_same_as_faiss(tmp_path):
+def test_lancedb_filters_same_as_faiss(tmp_path, make_store):
     store = make_store(n=300, dim=32)
     lance = build_index(store, tmp_path / "lance", backend="lancedb")
     flat = build_index(store, tmp_path / "flat")
@@ -43,7 +42,7 @@ def test_lancedb_filters_same_as_faiss(tmp_path):
         assert np.array_equal(flat.search(q, 6, filter=expr)[1], expected), expr
 
 
-def test_lancedb_add_creates_versions(tmp_path):
+def test_lancedb_add_creates_versions(tmp_path, make_store):
     full = make_store(n=200, dim=16)
     first = FeatureStore(full.items.iloc[:150].reset_index(drop=True), full.vectors[:150], full.meta)
     index = build_index(first, tmp_path / "idx", backend="lancedb")
@@ -57,7 +56,7 @@ def test_lancedb_add_creates_versions(tmp_path):
     assert add_to_index(latest, full)["added"] == 0
 
 
-def test_lancedb_check_catches_outside_change(tmp_path):
+def test_lancedb_check_catches_outside_change(tmp_path, make_store):
     store = make_store(n=100, dim=8)
     index = build_index(store, tmp_path / "idx", backend="lancedb")
     index.table.delete("id = 7")  # someone edits the table directly
@@ -65,7 +64,7 @@ def test_lancedb_check_catches_outside_change(tmp_path):
     assert any("rows" in p for p in problems) and any("version" in p for p in problems)
 
 
-def test_lancedb_ann_index_recall(tmp_path):
+def test_lancedb_ann_index_recall(tmp_path, make_store):
     from artmem.retrieval.synthetic import clustered_vectors
 
     n, nq = 3000, 100

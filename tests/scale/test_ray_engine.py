@@ -161,23 +161,31 @@ def test_tiny_model_same_rows_as_local(ray_session, tiny_coll, tmp_path, kind):
     assert len(local.table) == 20
 
 
-@pytest.mark.ray
-def test_resmem_real_images_same_as_local(ray_session, real_images, tmp_path):
+@pytest.fixture(scope="module")
+def photo_coll(tmp_path_factory, real_images):
+    """4 real photographs/paintings (bundled with the installed packages)."""
     from artmem.data.collection import Collection
 
-    root = tmp_path / "photos"
-    root.mkdir()
-    picks = sorted(real_images, key=lambda p: p.name)[:4]
+    root = tmp_path_factory.mktemp("photos")
+    picks = [p for p in sorted(real_images, key=lambda p: p.name) if real_images[p] != "madonna"][:2]
+    picks += [p for p in sorted(real_images, key=lambda p: p.name) if real_images[p] == "madonna"][:2]
     for p in picks:
         shutil.copy(p, root / p.name)
-    coll = Collection(pd.DataFrame({"path": sorted(p.name for p in picks)}), str(root), "photos")
-    for kind in ("scores", "features"):
-        _local(coll, tmp_path / f"local-{kind}", "resmem", kind, shard_size=3)
-        res = _ray(coll, tmp_path / f"ray-{kind}", "resmem", kind, shard_size=3, actors=1)
-        assert len(res.table) == 4 and len(res.errors) == 0
-        _assert_same_job(tmp_path / f"local-{kind}", tmp_path / f"ray-{kind}", kind, atol=1e-4)
-    scores = pd.read_parquet(tmp_path / "ray-scores" / "scores.parquet")["score"]
-    assert scores.between(0, 1).all() and scores.std() > 1e-3  # real, varied memorability scores
+    return Collection(pd.DataFrame({"path": sorted(p.name for p in picks)}), str(root), "photos")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("kind", ["scores", "features"])
+def test_resmem_real_images_same_as_local(ray_session, photo_coll, tmp_path, kind):
+    _local(photo_coll, tmp_path / "local", "resmem", kind, shard_size=3)
+    res = _ray(photo_coll, tmp_path / "ray", "resmem", kind, shard_size=3, actors=1)
+    assert len(res.table) == 4 and len(res.errors) == 0
+    _assert_same_job(tmp_path / "local", tmp_path / "ray", kind, atol=1e-4)
+    if kind == "scores":
+        scores = res.table["score"]
+        assert scores.between(0, 1).all() and scores.std() > 1e-3  # real, varied scores
+    else:
+        assert np.stack(res.table["embedding"]).shape[1] >= 512
 
 
 class _Stop(Exception):
@@ -237,6 +245,28 @@ def test_ray_finishes_a_local_job(ray_session, tiny_coll, tmp_path):
     assert fa.paths == fb.paths
     np.testing.assert_allclose(fa.vectors, fb.vectors, atol=1e-5, rtol=0)
     pd.testing.assert_frame_equal(read_errors(ref), read_errors(out))
-    # Nothing left to do: a second Ray run does not even start the pipeline.
+    # A second run only retries the 3 unreadable files, and reports them again.
     again = _ray(tiny_coll, out, "tiny_test", "features", shard_size=8)
-    assert again.n_processed == 0 and again.ray["plan"] is None
+    assert again.n_processed == 3 and again.n_resumed == 20 and len(again.errors) == 3
+    assert read_features(out).paths == fa.paths
+
+
+@pytest.mark.ray
+def test_cli_engine_ray(ray_session, tiny_coll, tmp_path, capsys):
+    """`artmem score FOLDER --engine ray` == `--engine local`: same files listed, rows and errors."""
+    from artmem.cli import main
+    from artmem.scale.store import read_errors, read_scores
+
+    base = ["score", str(tiny_coll.root), "--model", "tiny_test", "--device", "cpu", "--no-progress",
+            "--shard-size", "8"]
+    assert main(base + ["-o", str(tmp_path / "local"), "--workers", "0"]) == 0
+    local_out = capsys.readouterr().out.split()
+    assert main(base + ["-o", str(tmp_path / "ray"), "--engine", "ray", "--actors", "1",
+                        "--cpus-per-actor", "0.5"]) == 0
+    ray_out = capsys.readouterr().out.split()
+    assert [Path(p).name for p in ray_out] == [Path(p).name for p in local_out]
+    assert (tmp_path / "ray" / "scores.parquet").exists()
+    _assert_same_tables(read_scores(tmp_path / "local"), read_scores(tmp_path / "ray"), "scores", 1e-6)
+    errs = read_errors(tmp_path / "ray")
+    assert sorted(errs["path"]) == ["bad/empty.jpg", "bad/notes.png"]  # folder import: no missing file
+    pd.testing.assert_frame_equal(read_errors(tmp_path / "local"), errs)

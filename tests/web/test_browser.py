@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from web_helpers import png_bytes
 
 pytestmark = pytest.mark.web
@@ -63,6 +62,15 @@ def browser():
         b.close()
 
 
+def _wait_js(page, expr: str, timeout: float = 30.0) -> None:
+    """Poll a JS expression from Python (page.evaluate goes through CDP, so the app's strict CSP,
+    which forbids eval, does not apply as it would to page.wait_for_function's in-page polling)."""
+    deadline = time.time() + timeout
+    while not page.evaluate(expr):
+        assert time.time() < deadline, f"timed out waiting for {expr}"
+        time.sleep(0.1)
+
+
 def _shot(page, name):
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
@@ -82,8 +90,8 @@ def test_grid_artwork_upload(server, browser, web_results, tmp_path):
     best = max(web_results["scores"].items(), key=lambda kv: kv[1])
     first = tiles.first
     assert first.locator(".score").inner_text() == f"{best[1]:.3f}"
-    page.wait_for_function("Array.from(document.querySelectorAll('#grid img')).slice(0, 4)"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    _wait_js(page, "Array.from(document.querySelectorAll('#grid img')).slice(0, 4)"
+                   ".every(i => i.complete && i.naturalWidth > 0)")
     # filter by a label column through the form
     page.select_option("select[name=style]", "style_2")
     page.click("button[type=submit]")
@@ -104,7 +112,8 @@ def test_grid_artwork_upload(server, browser, web_results, tmp_path):
     assert overlay.is_hidden()
     page.check("#toggle-map")
     assert overlay.is_visible()
-    page.wait_for_function("document.getElementById('art').naturalWidth > 0")
+    _wait_js(page, "document.getElementById('art').naturalWidth > 0")
+    _wait_js(page, "document.getElementById('overlay').naturalWidth > 0")
     _shot(page, "artwork")
     page.locator(".similar li.tile a").first.click()
     page.wait_for_url("**/artwork/**")
@@ -122,7 +131,7 @@ def test_grid_artwork_upload(server, browser, web_results, tmp_path):
     assert page.locator("#result-labels h3").first.inner_text() == "style-tiny"
     assert not (results / "uploads").exists()  # not kept unless asked
     if page.locator("#map-tools").is_visible():  # live maps installed: fetched after the score
-        page.wait_for_function("!document.getElementById('toggle-map').disabled", timeout=60_000)
+        _wait_js(page, "!document.getElementById('toggle-map').disabled", timeout=60)
         page.check("#toggle-map")
         assert page.locator("#overlay").is_visible()
     _shot(page, "upload")

@@ -197,3 +197,27 @@ def test_serve_user_errors_exit_2(web_coll, tmp_path):
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert main(["serve", web_coll.root, "--model", "no_such_model"]) == 2
     assert main(["serve", web_coll.root, "--results", str(tmp_path / "missing")]) == 2
+
+
+def test_remote_root_collection_served_through_fsspec(web_coll, engine):
+    """A collection whose root is an fsspec URL (memory:// here, s3:// in real use) is browsable;
+    `/files/` never serves remote roots and a row path with `..` is refused."""
+    import fsspec
+    import pandas as pd
+
+    from artmem.data.collection import Collection
+    from artmem.web.app import create_app
+
+    fs = fsspec.filesystem("memory")
+    rows = web_coll.table.head(3).copy()
+    for rel in rows["path"]:
+        fs.pipe(f"/webcoll/{rel}", open(web_coll.abs_path(rel), "rb").read())
+    fs.pipe("/secret.jpg", open(web_coll.abs_path(rows["path"].iloc[0]), "rb").read())
+    rows = pd.concat([rows, pd.DataFrame([{"path": "../secret.jpg", "style": "style_0"}])], ignore_index=True)
+    coll = Collection(rows, "memory://webcoll", "remote")
+    with TestClient(create_app(coll, engine=engine, background=False), raise_server_exceptions=False) as c:
+        r = c.get("/api/artwork/1/thumb")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert c.get("/api/collection").json()["scored"] == 3  # the `..` row could not be read
+        assert c.get("/api/artwork/3/thumb").status_code == 404
+        assert c.get("/files/" + rows["path"].iloc[0]).status_code == 404

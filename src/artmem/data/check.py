@@ -71,7 +71,7 @@ def check_collection(collection, workers: int | None = None, max_pixels: int | N
                 set_max_image_pixels(old)
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(limit,)) as pool:
-                for c, res in zip(chunks, pool.map(_check_chunk, chunks)):
+                for c, res in zip(chunks, pool.map(_check_chunk, chunks), strict=False):
                     results.extend(res)
                     bar.update(len(c))
     finally:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from artmem.errors import CollectionError
 from artmem.data.images import is_image_file
+from artmem.errors import CollectionError
 
 logger = logging.getLogger(__name__)
 

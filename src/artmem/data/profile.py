@@ -49,8 +49,8 @@ def header_info(source: str) -> tuple:
             try:
                 with fh, Image.open(fh) as img:
                     w, h = img.size
-                    try:
-                        if img.getexif().get(0x0112) in _ROTATED:
+                    try:  # EXIF lives in the header of these formats (PNG's may follow the pixels)
+                        if img.format in ("JPEG", "MPO", "TIFF", "WEBP") and img.getexif().get(0x0112) in _ROTATED:
                             w, h = h, w
                     except Exception:  # broken EXIF: keep the stored size
                         pass
@@ -85,7 +85,7 @@ def image_sizes(collection, workers: int | None = None, progress: bool = True) -
                 bar.update(len(c))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for c, res in zip(chunks, pool.map(_chunk, chunks)):
+                for c, res in zip(chunks, pool.map(_chunk, chunks), strict=False):
                     rows.extend(res)
                     bar.update(len(c))
     df = pd.DataFrame(rows, columns=["width", "height", "format", "mode", "file_bytes", "ok", "reason"])

@@ -43,7 +43,7 @@ def _groups(labels: pd.Series) -> dict[object, np.ndarray]:
     pos = np.flatnonzero(valid)
     values = labels.to_numpy()[valid]
     groups: dict[object, list[int]] = {}
-    for p, v in zip(pos.tolist(), values.tolist()):
+    for p, v in zip(pos.tolist(), values.tolist(), strict=False):
         groups.setdefault(v, []).append(p)
     return {k: np.asarray(groups[k]) for k in sorted(groups, key=str)}
 
@@ -164,7 +164,7 @@ def stratified_split(
         shuffled = _class_rng(seed, cls).permutation(pos)
         counts = _allocate(len(pos), r)
         start = 0
-        for name, c in zip(SPLIT_NAMES, counts):
+        for name, c in zip(SPLIT_NAMES, counts, strict=False):
             split[shuffled[start:start + c]] = name
             start += c
     n_missing = int(labels.isna().sum())

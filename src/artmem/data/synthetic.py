@@ -73,7 +73,7 @@ def paint_image(style: int, genre: str, n_styles: int, size: int, rng: np.random
         inside = mask[int(min(y, size - 1)), int(min(x, size - 1))]
         color = p["palette"][1 + int(inside) + int(rng.integers(0, 2))] if len(p["palette"]) > 3 else p["palette"][1]
         jitter = rng.integers(-18, 19, 3)
-        color = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(color, jitter))
+        color = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(color, jitter, strict=False))
         draw.line([(x - dx, y - dy), (x + dx, y + dy)], fill=color, width=p["stroke_width"])
     if p["blur"]:
         img = img.filter(ImageFilter.GaussianBlur(p["blur"] * size / 128))

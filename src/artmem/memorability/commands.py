@@ -174,8 +174,84 @@ def _register_memorability(sub) -> None:
     _register_training(msub)
 
 
+def _cmd_train(args) -> int:
+    from artmem.memorability.train import TrainConfig, train_predictor
+
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip()) if args.hidden else ()
+    cfg = TrainConfig(
+        score_column=args.score_column, method=args.method, model=args.model, layer=args.layer,
+        model2=args.model2, layer2=args.layer2, head=args.head, k=args.k, finetune=args.finetune,
+        folds=args.folds, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, hidden=hidden,
+        dropout=args.dropout, weight_decay=args.weight_decay, C=args.C, epsilon=args.epsilon,
+        seed=args.seed, device=args.device, refit=not args.no_refit, features=args.features,
+        num_workers=args.num_workers,
+    )
+    metrics = train_predictor(args.collection, args.out, cfg, splits_dir=args.splits_dir)
+    out = Path(args.out)
+    print(f"# Spearman {metrics['spearman_mean']:.3f} +- {metrics['spearman_sd']:.3f} over "
+          f"{metrics['folds']} folds ({metrics['folds_from']})", file=sys.stderr)
+    print_written([out / n for n in ("config.yaml", "summary.csv", "folds.csv", "metrics.json",
+                                     "predictions.parquet", "errors.parquet", "model.pt")])
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from artmem.memorability.train import evaluate_predictor
+
+    m = evaluate_predictor(args.model, args.collection, args.out, score_column=args.score_column,
+                           split=args.split, device=args.device, batch_size=args.batch_size)
+    print(f"# Spearman {m['spearman']:.3f} (Pearson {m['pearson']:.3f}) on {m['n']} images", file=sys.stderr)
+    out = Path(args.out)
+    print_written([out / "predictions.parquet", out / "errors.parquet", out / "metrics.json"])
+    return 0
+
+
 def _register_training(msub) -> None:
-    """Added by the training section below when it is built."""
+    t = msub.add_parser("train", help="train a memorability predictor (regression, K-class, fusion, SVR, ridge)",
+                        description="Train on a collection with a score column; evaluates by Spearman "
+                        "on the collection's splits (split_1..split_5 or split) or k-fold; writes "
+                        "config.yaml, summary.csv, folds.csv, metrics.json and model.pt "
+                        "(usable as --model PATH).")
+    add_collection_arg(t)
+    add_out_arg(t)
+    t.add_argument("--score-column", default="score")
+    t.add_argument("--method", default="regression", choices=["regression", "kclass", "fusion", "svr", "ridge"])
+    t.add_argument("--model", default="resmem", help="backbone (registry name)")
+    t.add_argument("--layer", default=None, help="feature layer (default: the model's default layer)")
+    t.add_argument("--model2", default=None, help="second backbone for --method fusion (e.g. magenta_style)")
+    t.add_argument("--layer2", default=None)
+    t.add_argument("--head", default="regression", choices=["regression", "kclass"], help="fusion head")
+    t.add_argument("--k", type=int, default=4, help="classes of the K-class method (2..8, default 4)")
+    t.add_argument("--finetune", action="store_true",
+                   help="fine-tune the backbone on images (regression/kclass) instead of frozen features")
+    t.add_argument("--features", default=None,
+                   help="precomputed features (`artmem extract` folder) of --model/--layer")
+    t.add_argument("--splits-dir", default=None, help="LaMem split files {train,val,test}_<k>.txt")
+    t.add_argument("--folds", type=int, default=5, help="k of k-fold when the collection has no splits")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--hidden", default="256", help="MLP hidden sizes, comma-separated ('' = linear)")
+    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--C", type=float, default=1.0, help="SVR C")
+    t.add_argument("--epsilon", type=float, default=0.05, help="SVR epsilon")
+    t.add_argument("--no-refit", action="store_true",
+                   help="model.pt = the first fold's model instead of a refit on all images")
+    t.add_argument("--num-workers", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0)
+    add_device_arg(t)
+    t.set_defaults(func=_cmd_train)
+
+    e = msub.add_parser("evaluate", help="Spearman of a model's scores against a score column")
+    e.add_argument("model", help="registry name or trained checkpoint/run folder")
+    add_collection_arg(e)
+    add_out_arg(e)
+    e.add_argument("--score-column", default="score")
+    e.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
+    e.add_argument("--batch-size", type=int, default=32)
+    add_device_arg(e)
+    e.set_defaults(func=_cmd_evaluate)
 
 
 # ----------------------------------------------------------------------------- registration

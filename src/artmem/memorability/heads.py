@@ -112,7 +112,7 @@ class MemorabilityScorer(nn.Module):
         self.pretrained_cfg = base.replace(
             name=name, task="memorability", output="score", num_classes=1, class_names=None,
             feature_layers=("features", "logits") if kind == "kclass" else ("features",),
-            default_layer="features",
+            default_layer="features", extra={"trained": "artmem memorability train"},
         )
         if frozen:
             for m in (backbone, second):

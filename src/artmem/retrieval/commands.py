@@ -8,7 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
-from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+from artmem.cliutils import (
+    add_collection_arg,
+    add_csv_arg,
+    add_device_arg,
+    add_out_arg,
+    print_written,
+)
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
@@ -196,7 +202,7 @@ def cmd_compare(args) -> int:
     if args.names and len(args.names) != len(args.features):
         raise ArtmemError(f"--names gives {len(args.names)} names for {len(args.features)} feature sets")
     names = args.names or [None] * len(args.features)
-    spaces = [load_space(f, n) for f, n in zip(args.features, names)]
+    spaces = [load_space(f, n) for f, n in zip(args.features, names, strict=True)]
     result = compare_spaces(spaces, k=args.k, sample=args.sample or None)
     print(result["knn_overlap"].round(3).to_string(), file=sys.stderr)
     print_written(write_comparison(result, args.out))
@@ -218,7 +224,7 @@ def cmd_evaluate(args) -> int:
         classes.append(c)
     summary = pd.concat(summaries, ignore_index=True)
     per_class = pd.concat(classes, ignore_index=True)
-    if summary["space"].duplicated().any() and len(args.indexes) > 1:
+    if summary.groupby("space")["index"].nunique().max() > 1:  # same model/layer twice
         summary["space"] = summary["index"].map(lambda p: Path(p).name)
     written = write_table(summary, args.out, "precision", csv=args.csv)
     written += write_table(per_class, args.out, "precision_per_class", csv=args.csv)

@@ -85,7 +85,7 @@ def knn_ids(vectors: np.ndarray, k: int) -> np.ndarray:
 def knn_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Mean fraction of shared neighbours between two (n, k) neighbour-id arrays."""
     k = a.shape[1]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist(), strict=True)]))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:

@@ -40,7 +40,7 @@ def pick_query(items) -> str:
 def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     """Build the index and write one query's contact sheet; returns the written paths."""
     from artmem.io import write_table
-    from artmem.retrieval.evaluate import label_precision
+    from artmem.retrieval.evaluate import default_label_columns, label_precision
     from artmem.retrieval.index import build_index
     from artmem.retrieval.query import similar
     from artmem.retrieval.store import load_store
@@ -54,7 +54,8 @@ def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     k = min(10, len(index) - 1)
     df, paths = similar(index, query, out / "similar", k=k, device=device)
     written += paths
-    labels = [c for c in ("kind", "subject") if c in index.items.columns]
+    labels = ([c for c in ("kind", "subject") if c in index.items.columns]
+              or default_label_columns(index.items))
     if labels and len(index) > 2:
         summary, _ = label_precision(index, labels, ks=(1, 5))
         written += write_table(summary, out / "similar", "precision")

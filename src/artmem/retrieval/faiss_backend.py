@@ -207,7 +207,6 @@ class FaissIndex(Index):
             return {}
         base = self._all_index_vectors()
         qids, queries, truth = tuning_sample(self.vectors, n, k, lambda q, kk: exact_knn(q, base, kk))
-        del base
         cands = EF_SEARCH_CANDIDATES if kind == "hnsw" else [
             p for p in NPROBE_CANDIDATES if p <= self.faiss_index.nlist
         ]

@@ -81,7 +81,7 @@ def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each row of `truth` present in the same row of `found`."""
     k = truth.shape[1]
-    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth)]
+    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits) / k) if len(hits) else 1.0
 
 
@@ -89,7 +89,7 @@ def drop_self(ids: np.ndarray, sims: np.ndarray, self_ids: np.ndarray, k: int):
     """Remove each query's own id from its result row, keeping the first k of the rest."""
     out_i = np.full((len(ids), k), -1, np.int64)
     out_s = np.full((len(ids), k), -np.inf, np.float32)
-    for r, (row_i, row_s, s) in enumerate(zip(ids, sims, self_ids)):
+    for r, (row_i, row_s, s) in enumerate(zip(ids, sims, self_ids, strict=True)):
         keep = (row_i != s) & (row_i >= 0)
         ri, rs = row_i[keep][:k], row_s[keep][:k]
         out_i[r, : len(ri)], out_s[r, : len(rs)] = ri, rs
@@ -151,7 +151,7 @@ class Index(ABC):
 
     def _path_lookup(self) -> dict[str, int]:
         if getattr(self, "_lookup", None) is None:
-            self._lookup = dict(zip(self.items["path"], self.items["id"]))
+            self._lookup = dict(zip(self.items["path"], self.items["id"], strict=True))
         return self._lookup
 
     def write_meta(self) -> Path:

@@ -132,7 +132,7 @@ class LanceIndex(Index):
         for i in range(0, len(uniq), 1000):
             chunk = uniq[i : i + 1000]
             df = self._read(["id", "vector"], f"id IN ({','.join(map(str, chunk.tolist()))})")
-            found.update(zip(df["id"].tolist(), df["vector"]))
+            found.update(zip(df["id"].tolist(), df["vector"], strict=True))
         for r, i in enumerate(ids.tolist()):
             if i not in found:
                 raise ArtmemError(f"id {i} is not in the LanceDB table")
@@ -194,7 +194,6 @@ class LanceIndex(Index):
         qids, queries, truth = tuning_sample(lambda ids: base[ids], n, k,
                                              lambda q, kk: exact_knn(q, base, kk))
         qids, queries, truth = qids[:200], queries[:200], truth[:200]
-        del base
         state = {"nprobes": None}
         result = tune_breadth(
             lambda q, kk: self._search(q, kk, None, state["nprobes"]),

@@ -58,7 +58,7 @@ def contact_sheet(query_image, query_label: str, results: pd.DataFrame, files: l
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.2 * nrows), squeeze=False)
     tiles = [(query_image, "QUERY\n" + "\n".join(textwrap.wrap(_short(query_label, 40), 28)), True)]
-    for (_, row), f in zip(results.iterrows(), files):
+    for (_, row), f in zip(results.iterrows(), files, strict=True):
         lines = [f"#{row['rank']}  sim {row['similarity']:.3f}", _short(row["path"])]
         for c in label_columns:
             val = row.get(c)
@@ -67,7 +67,7 @@ def contact_sheet(query_image, query_label: str, results: pd.DataFrame, files: l
         tiles.append((f, "\n".join(lines), False))
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (src, text, is_query) in zip(axes.ravel(), tiles):
+    for ax, (src, text, is_query) in zip(axes.ravel(), tiles, strict=False):
         arr = _thumb(src) if src is not None else None
         if arr is None:
             arr = np.full((THUMB, THUMB, 3), 200, np.uint8)
@@ -103,8 +103,7 @@ def heatmap(matrix: pd.DataFrame, out: str | Path, title: str, fmt: str = "{:.3f
     size = max(4.0, 1.1 * n + 2.5)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     values = matrix.to_numpy(dtype=float)
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#dddddd")
+    cm = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cm, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(n), [_short(c, 24) for c in matrix.columns], rotation=40, ha="right", fontsize=9)
     ax.set_yticks(range(n), [_short(c, 24) for c in matrix.index], fontsize=9)

@@ -30,6 +30,11 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="local: this machine with DataLoader workers; ray: Ray Data actors")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (engine ray; default: local Ray)")
     p.add_argument("--actors", type=int, default=None, help="model actors (engine ray)")
+    p.add_argument("--cpus-per-actor", type=float, default=None,
+                   help="CPUs reserved per model actor (engine ray; default 1, fractional on small machines)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0,
+                   help="GPUs per model actor (engine ray; fractions share a GPU; default: 1 on a GPU cluster "
+                   "with --device auto/cuda, else 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -68,6 +73,10 @@ def _engine_opts(args) -> dict:
         opts["address"] = args.ray_address
     if args.actors:
         opts["actors"] = args.actors
+    if getattr(args, "cpus_per_actor", None):
+        opts["cpus_per_actor"] = args.cpus_per_actor
+    if getattr(args, "gpus_per_actor", None):
+        opts["gpus_per_actor"] = args.gpus_per_actor
     return opts
 
 

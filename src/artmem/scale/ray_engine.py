@@ -28,7 +28,16 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.scale.job import JobResult, JobSpec, Shard, _concat, finalize, prepare_job, safe_load, write_shard
+from artmem.scale.job import (
+    JobResult,
+    JobSpec,
+    Shard,
+    _concat,
+    finalize,
+    prepare_job,
+    safe_load,
+    write_shard,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +225,9 @@ class _Decode:
 class _ProcessActor:
     """Ray actor UDF: the processor (model) is set up once per actor, then runs batch after batch.
 
+    Thread limits (OMP/MKL env and torch intra-op threads) are applied in the constructor, before
+    the processor imports torch, so actors sharing a node do not oversubscribe its cores.
+
     Output: one row per (input batch, shard) with the pickled result rows and error rows, so any
     processor's result columns (scores, vectors, measures) travel unchanged to the driver.
     """
@@ -348,13 +360,16 @@ def run_job(
         on_shard_done: called with each written `ShardResult`.
 
     Returns:
-        JobResult of `finalize` (merged table and errors), with timing and Ray start-up seconds
-        in `result.ray` (a dict).
+        JobResult of `finalize` (merged table and errors). `result.ray` (a dict) holds the Ray
+        figures: `startup_s` (connecting/starting Ray), `plan` (ActorPlan), `pipeline_s`,
+        `first_output_s` (worker start + model load + first batch), `steady_images_per_s` (after
+        the first batch) and `workers` ({actor: {images, seconds inside process()}}).
     """
     t0 = time.perf_counter()
     shards = prepare_job(spec, resume)
     n_pending = sum(len(s.paths) for s in shards)
-    info: dict = {"startup_s": 0.0, "workers": {}, "plan": None}
+    info: dict = {"startup_s": 0.0, "workers": {}, "plan": None, "pipeline_s": 0.0,
+                  "first_output_s": None, "steady_images_per_s": None}
     if shards:
         _run_pending(spec, shards, info, address=address, actors=actors, cpus_per_actor=cpus_per_actor,
                      gpus_per_actor=gpus_per_actor, batch_size=batch_size, threads=threads,
@@ -384,13 +399,17 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     _quiet_ray_data(progress)
     frame = _pending_frame(spec, shards)
     n_batches = math.ceil(len(frame) / batch_size)
+    device = spec.device
+    if device == "cuda" and session.gpus == 0:
+        raise ArtmemError("--device cuda but the Ray cluster has no GPU")
+    if not gpus_per_actor and device in ("auto", "cuda") and session.gpus > 0:
+        gpus_per_actor = 1.0  # on a GPU cluster, --device auto means one GPU per actor
+    if not gpus_per_actor:
+        device = "cpu"  # an actor without a GPU reservation must not touch a GPU
     plan = plan_actors(session.cpus, session.gpus, actors=actors, cpus_per_actor=cpus_per_actor,
                        gpus_per_actor=gpus_per_actor, threads=threads, max_useful=n_batches)
     info["plan"] = plan
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
-    device = spec.device
-    if plan.gpus_per_actor == 0 and device in ("auto", "cuda"):
-        device = "cpu"  # an actor without a GPU reservation must not grab a GPU
     blob = pickle.dumps(spec.processor, protocol=5)
     # Enough blocks to feed every actor (Ray Data runs one task per block), few enough to amortise.
     n_blocks = max(math.ceil(len(frame) / DECODE_BLOCK), min(n_batches, 2 * plan.actors))
@@ -405,14 +424,18 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
         _ProcessActor, fn_constructor_args=(blob, device, plan.threads), batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_cpus=plan.cpus_per_actor, num_gpus=plan.gpus_per_actor or None,
-        runtime_env={"env_vars": _thread_env(plan.threads)},
     )
     assembler = _ShardAssembler(spec, shards)
     bar = tqdm(total=len(frame), desc=f"{spec.kind} on ray ({plan.actors} actor(s))", unit="img",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     backends: set[str] = set()
+    t_start = time.perf_counter()
+    n_done, t_first, n_first = 0, None, 0
     try:
         for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            if t_first is None:  # pipeline warm: workers started, model loaded, first batch done
+                t_first, n_first = time.perf_counter(), int(out["n"].sum())
+            n_done += int(out["n"].sum())
             for sid, n, payload, sec, worker, backend in zip(out["shard"], out["n"], out["payload"],
                                                             out["seconds"], out["worker"], out["backend"],
                                                             strict=True):
@@ -428,6 +451,11 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
                     on_shard_done(res)
     finally:
         bar.close()
+    t_end = time.perf_counter()
+    info["pipeline_s"] = t_end - t_start
+    info["first_output_s"] = (t_first - t_start) if t_first is not None else None
+    if t_first is not None and n_done > n_first and t_end > t_first:
+        info["steady_images_per_s"] = (n_done - n_first) / (t_end - t_first)
     if assembler.incomplete:
         raise RuntimeError(f"Ray run ended with shard(s) {assembler.incomplete[:5]} incomplete")
     if backends and hasattr(spec.processor, "active_backend"):

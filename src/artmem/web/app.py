@@ -31,7 +31,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from artmem.errors import ArtmemError, ImageReadError
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Analysis, Engine, Indexer
-from artmem.web.paths import safe_join
+from artmem.web.paths import is_safe_relative, safe_join
 from artmem.web.plots import boxplot_svg
 from artmem.web.thumbs import ALLOWED_SIZES, ThumbCache
 from artmem.web.thumbs import load_image_checked as load_image
@@ -270,37 +270,48 @@ def create_app(
             raise HTTPException(404, f"no artwork with id {item_id}")
         return item_id
 
-    def _file_of(item_id: int) -> Path:
+    def _file_of(item_id: int) -> Path | str:
+        """The local file of a row (checked to lie inside its root), or its URL for remote roots."""
         root = data.root_of(item_id)
         rel = str(data.table.at[item_id, "path"])
-        if root is None or "://" in str(root):
-            raise HTTPException(404, "this image is not on the local disk")
+        if root is None:
+            raise HTTPException(404, "image not available")
+        if "://" in str(root) and not str(root).startswith("file://"):
+            if not is_safe_relative(rel):
+                raise HTTPException(404, f"image path outside the collection: {rel}")
+            return data.collection.abs_path(rel)
         p = safe_join(root, rel)
         if p is None:
             raise HTTPException(404, f"image file missing or outside the collection: {rel}")
         return p
 
-    def _item_summary(row_id: int, score: float, ref: np.ndarray, labels: list[str]) -> dict:
-        row = data.table.iloc[row_id]
-        return {
-            "id": row_id,
-            "path": str(row["path"]),
-            "score": None if not np.isfinite(score) else float(score),
-            "percentile": data.percentile(score, ref),
-            "labels": {c: str(row[c]) for c in labels if c in row.index and isinstance(row[c], str)},
-            "url": f"/artwork/{row_id}",
-            "thumb": f"/api/artwork/{row_id}/thumb?size=256",
-        }
+    def _summaries(chunk, ref: np.ndarray, labels: list[str]) -> list[dict]:
+        """Grid/similar entries for rows with `id` and `score` (vectorised: grids stay fast)."""
+        scores = chunk["score"].to_numpy(dtype=np.float64)
+        finite = np.isfinite(scores)
+        pct = np.full(len(scores), np.nan)
+        if len(ref):
+            pct[finite] = 100.0 * np.searchsorted(ref, scores[finite], side="right") / len(ref)
+        cols = [c for c in labels if c in chunk.columns]
+        records = chunk[["id", "path", *cols]].to_dict("records")
+        return [{
+            "id": int(r["id"]), "path": str(r["path"]),
+            "score": float(s) if f else None, "percentile": float(p) if f and np.isfinite(p) else None,
+            "labels": {c: r[c] for c in cols if isinstance(r[c], str)},
+            "url": f"/artwork/{int(r['id'])}", "thumb": f"/api/artwork/{int(r['id'])}/thumb?size=256",
+        } for r, s, f, p in zip(records, scores, finite, pct, strict=True)]
 
     def _similar(query, exclude=None) -> list[dict]:
         if query is None:
             return []
-        ref = data.collection_scores()
-        out = []
-        for i, sim in data.similar(query, similar_k, exclude=exclude):
-            item = _item_summary(i, float(data.scores[i]), ref, data.label_columns[:2])
+        hits = data.similar(query, similar_k, exclude=exclude)
+        if not hits:
+            return []
+        ids = np.array([i for i, _ in hits])
+        chunk = data.rows(ids)
+        out = _summaries(chunk, data.collection_scores(), data.label_columns[:2])
+        for item, (_, sim) in zip(out, hits, strict=True):
             item["similarity"] = sim
-            out.append(item)
         return out
 
     def _analysis_for(item_id: int) -> Analysis | None:
@@ -330,14 +341,13 @@ def create_app(
     def _collection_query(request: Request, sort: str, order: str, page: int, per_page_: int) -> dict:
         reserved = {"sort", "order", "page", "per_page"}
         filters = {k: v for k, v in request.query_params.items() if k not in reserved and v != ""}
-        df, ref = data.query(filters, sort=sort, order=order)
-        total = len(df)
+        ids = data.query(filters, sort=sort, order=order)
+        total = len(ids)
         pages = max(1, math.ceil(total / per_page_))
         page = min(max(1, page), pages)
-        chunk = df.iloc[(page - 1) * per_page_: page * per_page_]
-        labels = data.label_columns
-        items = [_item_summary(int(i), float(s), ref, labels)
-                 for i, s in zip(chunk["id"], chunk["score"], strict=True)]
+        chunk = data.rows(ids[(page - 1) * per_page_: page * per_page_])
+        ref = data.collection_scores()
+        items = _summaries(chunk, ref, data.label_columns)
         return {"total": total, "page": page, "pages": pages, "per_page": per_page_, "sort": sort,
                 "order": order, "filters": filters, "items": items,
                 "scored": int(np.isfinite(data.scores).sum()), "indexing": indexer.status()}

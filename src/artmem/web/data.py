@@ -125,6 +125,8 @@ class ExplorerData:
         self._index_to_id: np.ndarray | None = None
         self.artefacts: dict[str, str] = {}
         self._path_to_id = {p: i for i, p in enumerate(self.table["path"])}
+        self._query_cache: dict = {}
+        self._sorted_cache: tuple[int, np.ndarray] | None = None
         if self.results is not None:
             self._load_results()
             self._load_uploads()
@@ -344,8 +346,14 @@ class ExplorerData:
 
     def collection_scores(self) -> np.ndarray:
         """Sorted finite scores of the collection rows (the reference for percentiles)."""
+        key = self.version
+        cached = self._sorted_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         s = self.scores[: self.n_collection]
-        return np.sort(s[np.isfinite(s)])
+        ref = np.sort(s[np.isfinite(s)])
+        self._sorted_cache = (key, ref)
+        return ref
 
     def percentile(self, score: float | None, sorted_scores: np.ndarray | None = None) -> float | None:
         """Percent of collection images scoring at or below `score` (None if unknown)."""
@@ -372,28 +380,41 @@ class ExplorerData:
             if c != "path" and pd.api.types.is_numeric_dtype(self.collection.table[c])
         ]
 
-    def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc"
-              ) -> tuple[pd.DataFrame, np.ndarray]:
-        """Rows matching all `filters` (label column -> value), sorted; NaN scores go last.
+    def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc") -> np.ndarray:
+        """Ids of the rows matching all `filters` (label column -> value), sorted; NaN goes last.
 
-        Returns:
-            (rows with an `id` and `score` column, the sorted collection scores used for
-            percentiles).
+        Results are cached per (data version, filters, sort, order), so paging is cheap even on
+        large collections.
         """
-        with self.lock:
-            table = self.table
-            scores = self.scores.copy()
-        df = table.assign(id=np.arange(len(table)), score=scores)
-        for col, val in filters.items():
+        for col in filters:
             if col not in self.label_columns:
                 raise ArtmemError(f"unknown label column {col!r}; label columns: {', '.join(self.label_columns)}")
-            df = df[df[col].astype(str) == str(val)]
-        key = sort
-        if key not in ("score", "path", *self.numeric_columns()):
+        if sort not in ("score", "path", *self.numeric_columns()):
             raise ArtmemError(f"cannot sort by {sort!r}; use score, path or a numeric column")
-        df = df.sort_values(key, ascending=(order == "asc"), na_position="last", kind="mergesort")
-        ref = np.sort(scores[: self.n_collection][np.isfinite(scores[: self.n_collection])])
-        return df, ref
+        with self.lock:
+            table, scores, version = self.table, self.scores.copy(), self.version
+        key = (version, len(table), tuple(sorted(filters.items())), sort, order)
+        hit = self._query_cache.get(key)
+        if hit is not None:
+            return hit
+        mask = np.ones(len(table), dtype=bool)
+        for col, val in filters.items():
+            mask &= (table[col].astype(str) == str(val)).to_numpy()
+        ids = np.nonzero(mask)[0]
+        keys = scores[ids] if sort == "score" else table[sort].to_numpy()[ids]
+        frame = pd.DataFrame({"k": keys, "id": ids})
+        ids = frame.sort_values("k", ascending=(order == "asc"), na_position="last", kind="mergesort")["id"].to_numpy()
+        with self.lock:
+            if len(self._query_cache) > 64:
+                self._query_cache.clear()
+            self._query_cache[key] = ids
+        return ids
+
+    def rows(self, ids: np.ndarray) -> pd.DataFrame:
+        """Table rows for `ids` with `id` and `score` columns added."""
+        ids = np.asarray(ids, dtype=np.int64)
+        with self.lock:
+            return self.table.iloc[ids].assign(id=ids, score=self.scores[ids])
 
     def labels_of(self, item_id: int) -> dict[str, str]:
         row = self.table.iloc[item_id]

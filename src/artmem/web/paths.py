@@ -8,6 +8,16 @@ from pathlib import Path, PurePosixPath
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def is_safe_relative(rel: str) -> bool:
+    """True for a plain relative POSIX path: no `..`, no absolute or drive path, no NUL byte."""
+    if not rel or "\x00" in rel:
+        return False
+    rel = rel.replace("\\", "/")
+    if rel.startswith("/") or _DRIVE.match(rel):
+        return False
+    return not any(p in ("..", "") for p in PurePosixPath(rel).parts)
+
+
 def safe_join(root: str | Path, rel: str) -> Path | None:
     """Resolve `rel` under `root`, or return None when it could escape the root.
 
@@ -15,14 +25,9 @@ def safe_join(root: str | Path, rel: str) -> Path | None:
     and paths whose real location (after following symlinks) is outside the real root.
     Returns the resolved path only if it is an existing regular file.
     """
-    if not rel or "\x00" in rel:
+    if not is_safe_relative(rel):
         return None
-    rel = rel.replace("\\", "/")
-    if rel.startswith("/") or _DRIVE.match(rel):
-        return None
-    parts = PurePosixPath(rel).parts
-    if any(p in ("..", "") for p in parts):
-        return None
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
     try:
         root_real = Path(root).resolve(strict=True)
         candidate = (root_real / Path(*parts)).resolve(strict=True)

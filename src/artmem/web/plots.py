@@ -8,13 +8,14 @@ import numpy as np
 
 
 def boxplot_svg(groups: dict[str, np.ndarray], column: str, score_label: str = "memorability score",
-                max_groups: int = 40) -> str:
+                max_groups: int = 40, max_points: int = 200) -> str:
     """One box per category (sorted by median, highest first), points jittered on top.
 
     Args:
         groups: category value -> its finite scores.
         column: the label column (axis title).
         max_groups: categories beyond this many (the smallest) are left out, and the title says so.
+        max_points: at most this many jittered points per box (a random sample beyond).
     """
     import matplotlib
 
@@ -43,6 +44,8 @@ def boxplot_svg(groups: dict[str, np.ndarray], column: str, score_label: str = "
                    whiskerprops={"color": "#35608c"}, capprops={"color": "#35608c"})
         rng = np.random.default_rng(0)
         for i, v in enumerate(data, start=1):
+            if len(v) > max_points:  # a random sample keeps the SVG small on big collections
+                v = rng.choice(v, max_points, replace=False)
             ax.scatter(v, i + rng.uniform(-0.18, 0.18, len(v)), s=6, color="#1f2d3d", alpha=0.45, zorder=3)
         ax.set_yticks(range(1, len(labels) + 1), labels)
         ax.set_xlabel(score_label)

@@ -16,9 +16,13 @@ from artmem.errors import ImageReadError
 ALLOWED_SIZES = (128, 256, 512, 1024)
 
 
-def etag_for(path: Path, size: int) -> str:
-    st = path.stat()
-    key = f"{path}|{st.st_mtime_ns}|{st.st_size}|{size}"
+def etag_for(path: Path | str, size: int) -> str:
+    """Identity of a rendering: the file's path, mtime and size (a URL: the URL) plus the size."""
+    if isinstance(path, Path):
+        st = path.stat()
+        key = f"{path}|{st.st_mtime_ns}|{st.st_size}|{size}"
+    else:
+        key = f"{path}|{size}"
     return '"' + hashlib.sha1(key.encode()).hexdigest()[:20] + '"'
 
 
@@ -32,7 +36,7 @@ def load_image_checked(path) -> Image.Image:
         raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from None
 
 
-def render_jpeg(path: Path, size: int) -> bytes:
+def render_jpeg(path: Path | str, size: int) -> bytes:
     """The image (EXIF-rotated, RGB) scaled to fit size x size, as JPEG bytes."""
     img = load_image_checked(path)
     img.thumbnail((size, size), Image.LANCZOS)
@@ -52,7 +56,7 @@ class ThumbCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, path: Path, size: int) -> tuple[bytes, str]:
+    def get(self, path: Path | str, size: int) -> tuple[bytes, str]:
         tag = etag_for(path, size)
         with self._lock:
             data = self._items.get(tag)

@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artmem.data.readers.common import PathResolver, ReadResult, finish, keep_existing, normalise_rel, read_text
+from artmem.data.readers.common import (
+    PathResolver,
+    ReadResult,
+    finish,
+    keep_existing,
+    normalise_rel,
+    read_text,
+)
 from artmem.errors import CollectionError
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,150 @@
+"""Memorability predictors on the synthetic collection (true_memorability depends on contrast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from artmem.cli import main
+from artmem.memorability.heads import kclass_aggregate
+from artmem.memorability.train import (
+    TrainConfig,
+    assign_classes,
+    evaluate_predictor,
+    fold_plan,
+    kclass_labels,
+    read_lamem_splits,
+    train_predictor,
+)
+from artmem.models.registry import create_model
+from artmem.models.transforms import build_transform
+
+FAST = dict(score_column="true_memorability", model="tiny_test", layer="conv3", folds=3,
+            epochs=8, device="cpu", lr=3e-3)
+
+
+def _image_batch(coll, model):
+    from artmem.data.images import load_image
+
+    tf = build_transform(model.pretrained_cfg)
+    return torch.stack([tf(load_image(p)) for p in coll.abs_paths()])
+
+
+def test_kclass_aggregation_matches_naive():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    s = torch.tensor([0.68, 0.77, 0.85, 1.0])
+    got = kclass_aggregate(logits, s)
+    for i in range(6):
+        e = [float(np.exp(v)) for v in logits[i].tolist()]
+        naive = sum(e[k] / sum(e) * float(s[k]) for k in range(4))
+        assert float(got[i]) == pytest.approx(naive, rel=1e-6)
+    y = np.random.default_rng(0).random(400)
+    edges, thr = kclass_labels(y, 4)
+    counts = np.bincount(assign_classes(y, edges), minlength=4)
+    assert counts.min() >= 99 and thr[-1] == 1.0 and thr[:3] == pytest.approx(list(edges))
+    with pytest.raises(Exception, match="2..8"):
+        kclass_labels(y, 9)
+
+
+def test_ridge_positive_and_checkpoint_round_trip(synthetic_collection, tmp_path):
+    run = tmp_path / "ridge"
+    m = train_predictor(synthetic_collection, run, TrainConfig(method="ridge", **FAST))
+    assert m["spearman_mean"] > 0.5 and m["folds"] == 3
+    for name in ("config.yaml", "summary.csv", "folds.csv", "metrics.json", "model.pt", "predictions.parquet"):
+        assert (run / name).exists()
+    model = create_model(run)  # the run folder works wherever a model name does
+    again = create_model(run / "model.pt")
+    x = _image_batch(synthetic_collection, model)
+    with torch.inference_mode():
+        a, b = model(x), again(x)
+    assert a.shape == (len(x),)
+    torch.testing.assert_close(a, b)
+    # the frozen backbone is not stored: the checkpoint holds the head only
+    state = torch.load(run / "model.pt", weights_only=False)["model"]
+    assert not any(k.startswith("backbone.") for k in state)
+    ev = evaluate_predictor(run, synthetic_collection, tmp_path / "ev", score_column="true_memorability",
+                            device="cpu")
+    assert ev["n"] == len(synthetic_collection) and ev["spearman"] > 0.5
+    pred = pd.read_parquet(tmp_path / "ev" / "predictions.parquet")
+    np.testing.assert_allclose(pred["score_pred"].to_numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_svr_head_equals_sklearn(synthetic_collection, tmp_path):
+    from sklearn.svm import SVR
+
+    from artmem.memorability.train import _fit_sklearn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = X[:, 0] * 0.1 + 0.5
+    cfg = TrainConfig(method="svr")
+    head, est, info = _fit_sklearn(cfg, X, y)
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    ref = SVR(kernel="rbf", C=cfg.C, epsilon=cfg.epsilon, gamma="scale").fit(Z, y).predict(Z)
+    with torch.inference_mode():
+        got = head(torch.as_tensor(X))[:, 0].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert info["support_vectors"] > 0
+
+
+def test_kclass_and_fusion_train_and_reload(synthetic_collection, tmp_path):
+    run = tmp_path / "k"
+    m = train_predictor(synthetic_collection, run, TrainConfig(method="kclass", k=3, **FAST))
+    assert m["spearman_mean"] > 0.3
+    model = create_model(run)
+    cfg = json.loads(json.dumps(model.trained_config))
+    assert cfg["kind"] == "kclass" and len(cfg["thresholds"]) == 3 and cfg["thresholds"][-1] == 1.0
+    x = _image_batch(synthetic_collection, model)[:8]
+    with torch.inference_mode():
+        score = model(x)
+        naive = torch.softmax(model.forward_logits(x), 1) @ torch.tensor(cfg["thresholds"])
+    torch.testing.assert_close(score, naive)
+    assert ((score > 0) & (score <= 1)).all()
+    fused = tmp_path / "f"
+    m2 = train_predictor(synthetic_collection, fused, TrainConfig(method="fusion", model2="tiny_test",
+                                                                  layer2="fc", **FAST))
+    assert m2["spearman_mean"] > 0.3
+    f_model = create_model(fused)
+    with torch.inference_mode():
+        assert f_model.features(x).shape == (8, 16 + 16)
+
+
+def test_lamem_split_files_and_finetune_cli(synthetic_collection, tmp_path, capsys):
+    coll = synthetic_collection
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    names = [p.split("/")[-1] for p in coll.paths]
+    # file names repeat across style folders: use unique ones for this check
+    rng = np.random.default_rng(0)
+    uniq = sorted(set(names))
+    for k in (1, 2):
+        perm = rng.permutation(uniq)
+        for part, chunk in zip(("train", "val", "test"), np.array_split(perm, [len(perm) // 2, 3 * len(perm) // 4])):
+            (splits / f"{part}_{k}.txt").write_text("".join(f"{n} 0.5\n" for n in chunk))
+    with_splits = read_lamem_splits(splits, coll)
+    plan = fold_plan(with_splits)
+    assert [f["name"] for f in plan] == ["split_1", "split_2"]
+    assert all(f["val"] is not None and len(f["test"]) for f in plan)
+    coll_dir = tmp_path / "coll"
+    coll.save(coll_dir)
+    run = tmp_path / "ft"
+    rc = main(["memorability", "train", str(coll_dir / "collection.parquet"), "-o", str(run),
+               "--score-column", "true_memorability", "--method", "regression", "--model", "tiny_test",
+               "--finetune", "--epochs", "1", "--splits-dir", str(splits), "--device", "cpu",
+               "--no-refit"])
+    assert rc == 0
+    assert "model.pt" in capsys.readouterr().out
+    folds = pd.read_csv(run / "folds.csv")
+    assert list(folds["fold"]) == ["split_1", "split_2"] and (folds["n_val"] > 0).all()
+    summary = pd.read_csv(run / "summary.csv")
+    assert {"fold", "epoch", "train_loss", "val_spearman"} <= set(summary.columns)
+    state = torch.load(run / "model.pt", weights_only=False)["model"]
+    assert any(k.startswith("backbone.") for k in state)  # fine-tuned: backbone weights saved
+    assert create_model(run)(torch.zeros(2, 3, 32, 32)).shape == (2,)
+    assert main(["memorability", "train", str(coll_dir), "-o", str(tmp_path / "x"),
+                 "--score-column", "nope", "--model", "tiny_test"]) == 2
