@@ -95,7 +95,7 @@ def artmem_job(root: Path, out: Path, batch_size: int, workers: int | None, back
     t0 = time.perf_counter()
     result = run_local(spec, resume=False, batch_size=batch_size, num_workers=workers, progress=False)
     secs = time.perf_counter() - t0
-    scores = {Path(p).name: float(s) for p, s in zip(result.table["path"], result.table["score"])}
+    scores = {Path(p).name: float(s) for p, s in zip(result.table["path"], result.table["score"], strict=True)}
     return scores, secs, setup_s, proc.active_backend
 
 

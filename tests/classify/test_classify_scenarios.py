@@ -122,4 +122,4 @@ def test_hybrid_cnn_entry():
     feats = model.extract(torch.randn(1, 3, 64, 64), ["inception", "fc2"])
     assert feats["inception"].shape == (1, 96) and feats["fc2"].shape == (1, 64)
     a, b = create_model("hybrid_cnn"), create_model("hybrid_cnn")
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))

@@ -124,12 +124,13 @@ def test_lamem_split_files_and_finetune_cli(synthetic_collection, tmp_path, caps
     uniq = sorted(set(names))
     for k in (1, 2):
         perm = rng.permutation(uniq)
-        for part, chunk in zip(("train", "val", "test"), np.array_split(perm, [len(perm) // 2, 3 * len(perm) // 4])):
+        for part, chunk in zip(("train", "val", "test"), np.array_split(perm, [len(perm) // 2, 3 * len(perm) // 4]), strict=True):
             (splits / f"{part}_{k}.txt").write_text("".join(f"{n} 0.5\n" for n in chunk))
     with_splits = read_lamem_splits(splits, coll)
     plan = fold_plan(with_splits)
     assert [f["name"] for f in plan] == ["split_1", "split_2"]
     assert all(f["val"] is not None and len(f["test"]) for f in plan)
+    assert with_splits.table["score"].eq(0.5).all()  # scores taken from the split files
     coll_dir = tmp_path / "coll"
     coll.save(coll_dir)
     run = tmp_path / "ft"

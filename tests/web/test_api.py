@@ -307,3 +307,29 @@ def test_similar_through_retrieval_index(web_coll, web_results, engine, tmp_path
         got = c.get("/api/artwork/3").json()["similar"]
         assert [s["id"] for s in got] == want
         assert [s["similarity"] for s in got] == pytest.approx([float(sims[i]) for i in want], abs=1e-5)
+
+
+def test_model_auto_follows_the_scores_table(web_coll, engine, tmp_path):
+    """`--model auto` uses the model recorded by `artmem score` (job.json), so uploads compare with the
+    collection; another model is flagged `comparable: false`."""
+    from artmem.data.collection import open_collection
+    from artmem.scale.api import score
+    from artmem.web.app import create_app
+
+    res = tmp_path / "analysis"
+    score(open_collection(web_coll.root), "tiny_test", res / "scores", device="cpu", num_workers=0,
+          progress=False)
+    app = create_app(web_coll, results=res, model="auto", device="cpu", background=False, maps=False)
+    with TestClient(app) as c:
+        status = c.get("/api/status").json()
+        assert status["model"] == "tiny_test" and status["scores"]["model"] == "tiny_test"
+        r = c.post("/api/upload", files={"file": ("a.jpg", open(web_coll.abs_paths()[0], "rb").read(),
+                                                  "image/jpeg")}).json()
+        assert r["comparable"] is True
+        assert r["rank"] is not None and r["percentile"] == pytest.approx(
+            c.get("/api/artwork/0").json()["percentile"])
+    job = res / "scores" / "job.json"
+    job.write_text(job.read_text().replace('"tiny_test"', '"resmem"'))
+    with TestClient(create_app(web_coll, results=res, engine=engine, background=False)) as c:
+        r = c.post("/api/upload", files={"file": ("a.png", png_bytes(), "image/png")}).json()
+        assert r["comparable"] is False

@@ -135,7 +135,7 @@ def parse_split(text: str | list) -> list[float]:
     total = sum(vals)
     if total <= 0:
         raise ArtmemError(f"--split {text!r}: fractions must be positive")
-    return [v / total for v in vals]
+    return [round(v / total, 10) for v in vals]  # rounded: re-parsing a saved config is stable
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -127,7 +127,7 @@ def write_evaluation(run_dir: Path, class_names: list[str], test: pd.DataFrame, 
         "test_accuracy": m["accuracy"], "test_macro_f1": m["macro_f1"], "n_test": m["n"],
         "majority_baseline": m["chance"], "num_classes": len(class_names), "class_names": class_names,
         "per_class_accuracy": dict(zip(class_names, [None if np.isnan(v) else float(v)
-                                                     for v in m["per_class"]["accuracy"]])),
+                                                     for v in m["per_class"]["accuracy"]], strict=True)),
         **extra,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")

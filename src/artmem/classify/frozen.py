@@ -45,14 +45,15 @@ def feature_key(model_name: str, init: str, seed: int, cache_size: int, crop: in
 
 
 def compute_features(model: nn.Module, dataset, device="auto", batch_size: int = 64,
-                     num_workers: int = 0) -> np.ndarray:
+                     num_workers: int | None = None) -> np.ndarray:
     """`forward_features` of every item of `dataset` (centre crops), float32 (N, D)."""
     from tqdm.auto import tqdm
 
+    from artmem.classify.data import make_loader
+
     dev = resolve_device(device)
     model.to(dev).eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers)
+    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, device=dev)
     out = []
     with torch.inference_mode(), autocast(dev):
         for x, _ in tqdm(loader, desc="backbone features", unit="batch", leave=False, disable=None):

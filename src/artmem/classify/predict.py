@@ -53,7 +53,7 @@ class _EvalImages(torch.utils.data.Dataset):
 
 
 def _collate(batch):
-    xs, idx, reasons = zip(*batch)
+    xs, idx, reasons = zip(*batch, strict=True)
     return torch.stack(xs), list(idx), list(reasons)
 
 
@@ -103,7 +103,7 @@ def predict(collection, run: str | Path, out: str | Path | None = None, topk: in
     with torch.inference_mode(), autocast(dev):
         for x, idx, reasons in tqdm(loader, desc="predict", unit="batch", disable=None):
             p = torch.softmax(model(x.to(dev)).float(), dim=1).cpu().numpy()
-            for j, (i, r) in enumerate(zip(idx, reasons)):
+            for j, (i, r) in enumerate(zip(idx, reasons, strict=True)):
                 if r:
                     errors.append((paths[i], r))
                 else:
@@ -140,6 +140,6 @@ def predict(collection, run: str | Path, out: str | Path | None = None, topk: in
         written += write_table(prob_table, out, "probabilities", csv=csv)
         written += write_table(err, out, "errors", csv=csv)
         (Path(out) / "classes.txt").write_text("\n".join(
-            f"{c}\t{n}" for c, n in zip(cols, names)) + "\n")
+            f"{c}\t{n}" for c, n in zip(cols, names, strict=True)) + "\n")
         written.append(Path(out) / "classes.txt")
     return pred, prob_table, written

@@ -4,13 +4,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
-from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+from artmem.cliutils import (
+    add_collection_arg,
+    add_csv_arg,
+    add_device_arg,
+    add_out_arg,
+    print_written,
+)
 
 logger = logging.getLogger(__name__)
 

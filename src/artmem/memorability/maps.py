@@ -338,7 +338,7 @@ def map_images(
     config: MapConfig | None = None,
     renderings: bool = True,
     seed: int = 0,
-) -> tuple[list[Path], "object"]:
+) -> tuple[list[Path], object]:
     """Draw maps for `items` = [(name, absolute path or URL)] into `out`.
 
     Writes per image `<name>.map.npy`, `<name>.overlay.png` and (with `renderings`)
@@ -405,7 +405,7 @@ def map_images(
         if renderings:
             rend = emphasis_renderings(shown, m, seed=seed + k)
             scores = mm.score(list(rend.values()))
-            for (kind, im), sc in zip(rend.items(), scores):
+            for (kind, im), sc in zip(rend.items(), scores, strict=True):
                 files[f"{kind}_png"] = f"{stem}.{kind}.png"
                 im.save(out / files[f"{kind}_png"])
                 row[f"{kind}_png"] = files[f"{kind}_png"]
@@ -445,7 +445,7 @@ def collect_inputs(sources: list[str]) -> list[tuple[str, str]]:
             items.append((p.name, str(p.resolve())))
         elif p.exists():
             coll = open_collection(p)
-            items += list(zip(coll.paths, coll.abs_paths()))
+            items += list(zip(coll.paths, coll.abs_paths(), strict=True))
         else:
             raise ArtmemError(f"{src}: no such image, folder or collection file")
     seen: dict[str, int] = {}

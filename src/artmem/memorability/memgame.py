@@ -129,7 +129,7 @@ def fit_delay_model(stats: dict, T: float, tol: float = 1e-8, max_iter: int = 10
     path = []
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is reported after the loop)
         new_alpha = float(np.sum(inv_n * (slx - m * sl)) / den) if den > 0 else 0.0  # eq. 5
         new_m = (sx - new_alpha * sl) * inv_n  # eq. 6
         delta = max(abs(new_alpha - alpha), float(np.max(np.abs(new_m - m))))
@@ -400,7 +400,7 @@ def score_images_loop(responses: pd.DataFrame, T: float, tol: float = 1e-8, max_
 
     recs = list(zip(responses["image"].tolist(), responses["delay"].tolist(), responses["hit"].tolist(),
                     responses["false_alarm"].tolist() if "false_alarm" in responses.columns
-                    else [0] * len(responses)))
+                    else [0] * len(responses), strict=True))
     n: dict = {}
     hits: dict = {}
     fas: dict = {}
@@ -411,7 +411,7 @@ def score_images_loop(responses: pd.DataFrame, T: float, tol: float = 1e-8, max_
     m = {img: hits[img] / n[img] for img in n}
     alpha = 0.0
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is reported after the loop)
         num: dict = {}
         den: dict = {}
         for img, d, h, _f in recs:

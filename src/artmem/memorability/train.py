@@ -69,25 +69,30 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- splits
 
 
-def read_lamem_splits(splits_dir: str | Path, coll) -> "object":
+def read_lamem_splits(splits_dir: str | Path, coll) -> object:
     """Add LaMem's `split_<k>` columns (train/val/test) from `{train,val,test}_<k>.txt` files
-    (lines `name score`), matching file names to the collection's paths."""
+    (lines `name score`), matching file names to the collection's paths; adds a `score` column
+    from the files when the collection has none (e.g. a plain `lamem/images` folder)."""
     splits_dir = Path(splits_dir)
     files = sorted(splits_dir.glob("*_*.txt"))
     if not files:
         raise ArtmemError(f"{splits_dir}: no split files like train_1.txt")
     names = coll.table["path"].map(lambda p: Path(p).name)
     out = coll.subset(slice(None))
+    scores: dict[str, float] = {}
     for f in files:
         m = re.fullmatch(r"(train|val|test)_(\d+)\.txt", f.name)
         if not m:
             continue
         part, k = m.group(1), m.group(2)
-        listed = pd.read_csv(f, sep=r"\s+", header=None, usecols=[0], names=["name"])["name"]
+        listed = pd.read_csv(f, sep=r"\s+", header=None, names=["name", "score"], dtype={"name": str})
+        scores.update(zip(listed["name"], listed["score"], strict=True))
         col = f"split_{k}"
         if col not in out.table:
             out.table[col] = pd.Series([None] * len(out.table), dtype=object)
-        out.table.loc[names.isin(set(listed)).to_numpy(), col] = part
+        out.table.loc[names.isin(set(listed["name"])).to_numpy(), col] = part
+    if "score" not in out.table.columns:  # an image folder: the scores come from the split files
+        out.table["score"] = names.map(scores).astype(float)
     return out
 
 
@@ -443,7 +448,9 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     plan = fold_plan(coll, cfg.folds, cfg.seed)
-    cfg.extra = {**cfg.extra, "n_images": len(coll), "folds_from": plan[0]["name"].rstrip("0123456789_"),
+    folds_from = f"{cfg.folds}-fold" if plan[0]["name"].startswith("fold_") else \
+        "split columns " + ",".join(f["name"] for f in plan)
+    cfg.extra = {**cfg.extra, "n_images": len(coll), "folds_from": folds_from,
                  "kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(asdict(cfg))), sort_keys=False))
     logger.info("%s on %d images (%s), %d fold(s) from %s", cfg.method, len(coll), cfg.score_column,
@@ -458,7 +465,14 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
         if cfg.features:
             from artmem.scale.store import read_features
 
+            if cfg.model2:
+                raise ArtmemError("--features holds one model's features; fusion computes its own")
             fs = read_features(cfg.features)
+            want = (cfg.model, cfg.layer or proto.layer)
+            got = (fs.meta.get("model"), fs.meta.get("layer"))
+            if got[0] is not None and (str(got[0]) != want[0] or (got[1] is not None and got[1] != want[1])):
+                raise ArtmemError(f"{cfg.features}: features of {got[0]}/{got[1]}, but training uses "
+                                  f"{want[0]}/{want[1]} (set --model/--layer to match)")
             pos = pd.Series(np.arange(len(fs.paths)), index=fs.paths)
             X = np.full((len(coll), fs.vectors.shape[1]), np.nan, dtype=np.float32)
             idx = pos.reindex(coll.paths).to_numpy()

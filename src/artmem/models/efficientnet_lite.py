@@ -132,7 +132,7 @@ class EfficientNetLite(ZooModel):
         groups: list[tuple[str, nn.Module]] = [("stem", nn.ModuleList([self._conv_stem, self._bn0]))]
         for st in range(self.n_stages):
             groups.append((f"stage{st + 1}", nn.ModuleList(
-                [b for b, s in zip(self._blocks, self.stage_of) if s == st])))
+                [b for b, s in zip(self._blocks, self.stage_of, strict=True) if s == st])))
         groups.append(("head_conv", nn.ModuleList([self._conv_head, self._bn1])))
         groups.append(("head", self._fc))
         return groups

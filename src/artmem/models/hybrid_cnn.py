@@ -71,7 +71,7 @@ class HybridCNN(ZooModel):
         self.dropout = dropout
         self.head = nn.Linear(64, num_classes)
 
-    def _run(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         x = self.conv4(self.conv3(self.conv2(self.conv1(x))))
         out["conv4"] = x

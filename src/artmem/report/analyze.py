@@ -128,6 +128,7 @@ def analyze(
     maps: bool = True,
     map_grids: tuple[int, ...] | None = None,
     map_renderings: bool = False,
+    map_top: int | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
     resume: bool = True,
@@ -136,6 +137,7 @@ def analyze(
 ) -> list[Path]:
     """Score, extract features, measure, map the top/bottom images and write the report.
 
+    `map_top`: maps for this many most and least memorable images (default: the report's top_k).
     Returns the written paths (the report first).
     """
     from artmem.analysis.jobs import run_measures
@@ -169,7 +171,8 @@ def analyze(
     maps_dir = None
     if maps and len(scores):
         logger.info("analyze: [3/4] memorability maps of the most and least memorable images")
-        written += run_maps(coll, out, scores, model, device, options.top_k, map_grids, map_renderings)
+        written += run_maps(coll, out, scores, model, device, map_top or options.top_k, map_grids,
+                            map_renderings)
         if (out / "maps" / "maps.parquet").exists():
             maps_dir = out / "maps"
     logger.info("analyze: [4/4] report")

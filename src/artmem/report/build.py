@@ -529,7 +529,7 @@ def _map_rows(data: ReportData, top: pd.DataFrame, bottom: pd.DataFrame) -> list
             if isinstance(f, str) and (data.maps_dir / f).exists():
                 img = Image.open(data.maps_dir / f).convert("RGB")
                 img.thumbnail((256, 256))
-            items.append((img, "memorability map" if img is not None else "no map"))
+            items.append((img, "memorability map" if img is not None else ""))
         rows.append((title, items))
     if all(img is None for _, its in rows for img, _ in its):
         return []

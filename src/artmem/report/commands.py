@@ -31,6 +31,33 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
+def command_from_args(args) -> str:
+    """The command line that produced a report: sys.argv when run as `artmem`, else rebuilt from
+    the parsed arguments (e.g. when `main([...])` is called from Python)."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from artmem.report.html import command_line
+
+    if sys.argv and Path(sys.argv[0]).name == "artmem":
+        return command_line(sys.argv)
+    parts = ["artmem", args.command, shlex.quote(str(args.collection))]
+    skip = {"func", "command", "debug", "quiet", "collection"}
+    for key, value in vars(args).items():
+        if key in skip or value is None or value is False or value == []:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "out":
+            flag = "-o"
+        if value is True:
+            parts.append(flag)
+        else:
+            for v in value if isinstance(value, list) else [value]:
+                parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
+
+
 def _options(args):
     from artmem.report.build import ReportOptions
 
@@ -108,7 +135,7 @@ def cmd_report(args) -> int:
         args.collection, scores=args.scores, features=args.features, measures=args.measures,
         maps=args.maps, predictions=args.predictions, score_column=args.score_column,
     )
-    print_written(build_report(data, args.out, _options(args)))
+    print_written(build_report(data, args.out, _options(args), command=command_from_args(args)))
     return 0
 
 
@@ -121,7 +148,7 @@ def cmd_analyze(args) -> int:
         features=not args.no_features, measures=not args.no_measures, symmetry=not args.no_symmetry,
         maps=not args.no_maps, map_grids=tuple(int(g) for g in _csv_list(args.map_grids)) if args.map_grids else None,
         batch_size=args.batch_size, workers=args.workers,
-        resume=not args.no_resume, csv=args.csv,
+        resume=not args.no_resume, csv=args.csv, command=command_from_args(args),
     )
     print_written(written)
     return 0

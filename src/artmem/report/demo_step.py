@@ -22,7 +22,9 @@ def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     options = ReportOptions(categories=cats, title="Memorability of the artmem demo collection")
     written = analyze(
         collection, Path(out), model="resmem", device=device, options=options,
-        map_grids=(3,), map_renderings=True,  # the memorability demo step's settings: its maps are reused
+        # the memorability demo step's map settings, so its maps are reused; maps cost seconds per
+        # image on a CPU, so only the 2 most and 2 least memorable images get one in the demo
+        map_grids=(3,), map_renderings=True, map_top=2,
         command="artmem demo run (report step: artmem analyze DEMO -o OUT --categories kind,subject)",
     )
     logger.info("demo: report at %s", Path(out) / "report" / "report.html")

@@ -106,7 +106,8 @@ def box_by_category(
 def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: float = 1.9):
     """A grid of images: `rows` = [(row title, [(PIL image or None, caption), ...]), ...].
 
-    Missing images (None) are drawn as a grey square with the caption, so a row keeps its place.
+    Missing images (None) are drawn as a grey square with the caption, so a row keeps its place
+    (an empty cell when the caption is empty too).
     """
     ncols = max((len(items) for _, items in rows), default=1) or 1
     nrows = max(len(rows), 1)
@@ -124,6 +125,9 @@ def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: f
                 ax.axis("off")
                 continue
             img, caption = items[c]
+            if img is None and not caption:  # nothing to show in this cell (e.g. no map)
+                ax.axis("off")
+                continue
             if img is None:
                 ax.imshow(np.full((8, 8, 3), 0.85))
             else:

@@ -256,6 +256,13 @@ def build_index(
         raise ArtmemError("cannot index an empty feature store")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if backend == "lancedb":  # files of an earlier FAISS index in the same folder
+        for name in ("index.faiss", "items.parquet", "vectors.npy"):
+            (out / name).unlink(missing_ok=True)
+    elif (out / "lance").is_dir():
+        import shutil
+
+        shutil.rmtree(out / "lance")
     t0 = time.perf_counter()
     pca = None
     if pca_dim:

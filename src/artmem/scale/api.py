@@ -90,6 +90,7 @@ def score(
     csv: bool = False,
     engine: str = "local",
     backend: str = "auto",
+    threads: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -98,10 +99,11 @@ def score(
 
     Unreadable images are skipped and listed in OUT/errors.parquet (and in `df.attrs["errors"]`).
     `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
+    `threads`: compute threads (default: all cores).
     """
     from artmem.scale.processors import ModelProcessor
 
-    result = run_job(collection, ModelProcessor(model, "scores", backend=backend), out, device=device,
+    result = run_job(collection, ModelProcessor(model, "scores", backend=backend, threads=threads), out, device=device,
                      batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
                      engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
@@ -122,6 +124,7 @@ def extract(
     csv: bool = False,
     engine: str = "local",
     backend: str = "auto",
+    threads: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -133,7 +136,7 @@ def extract(
     """
     from artmem.scale.processors import ModelProcessor
 
-    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend), out,
+    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend, threads=threads), out,
                      device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
                      engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)

@@ -6,7 +6,13 @@ import argparse
 import logging
 import sys
 
-from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+from artmem.cliutils import (
+    add_collection_arg,
+    add_csv_arg,
+    add_device_arg,
+    add_out_arg,
+    print_written,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +25,8 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes (default: cores - 1, at most 4; 0 = none)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="compute threads for the model (default: all cores; lower it on a shared machine)")
     p.add_argument("--shard-size", type=int, default=256,
                    help="images per result shard; a killed job loses at most the shard in flight (default 256)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
@@ -77,6 +85,8 @@ def _engine_opts(args) -> dict:
         opts["cpus_per_actor"] = args.cpus_per_actor
     if getattr(args, "gpus_per_actor", None):
         opts["gpus_per_actor"] = args.gpus_per_actor
+    if getattr(args, "threads", None):
+        opts["threads"] = args.threads
     return opts
 
 
@@ -85,7 +95,8 @@ def _run(args, kind: str) -> int:
     from artmem.scale.local import summarize_errors
     from artmem.scale.processors import ModelProcessor
 
-    processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend)
+    processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
+                               threads=args.threads)
     processor.spec()  # validate model/layer before touching OUT
     opts = _engine_opts(args)
     result = run_job(

@@ -257,7 +257,6 @@ class ModelProcessor(BaseProcessor):
         if self._ready == str(dev):
             return
         set_torch_threads(self.threads)
-        model = self._load_model()
         self.device = dev
         layers = [layer for _, layer in self.outputs()]
         use_onnx = self.backend == "onnx" or (
@@ -266,20 +265,23 @@ class ModelProcessor(BaseProcessor):
         if use_onnx and dev.type != "cpu":
             raise ArtmemError("--backend onnx runs on CPU only; use --backend torch (or auto) with a GPU")
         if use_onnx:
-            self._session = self._onnx_session(model, layers)
+            self._session = self._onnx_session(layers)
+            self._model = None  # the torch weights are not needed once the ONNX graph exists
             self.active_backend = "onnx"
         else:
-            self._model = model.to(dev).to(memory_format=torch.channels_last)
+            self._model = self._load_model().to(dev).to(memory_format=torch.channels_last)
             self.active_backend = "torch"
         self._ready = str(dev)
         logger.info("%s: %s backend on %s", self.model_name, self.active_backend, dev)
 
-    def _onnx_session(self, model, layers):
+    def _onnx_session(self, layers):
+        """ONNX Runtime session over the cached export (exported from the torch model once)."""
         import onnxruntime as ort
         import torch
 
-        path = export_onnx(model, layers, onnx_path_for(self.model_name, layers, self._weights_id()),
-                           self.cfg.input_size)
+        path = onnx_path_for(self.model_name, layers, self._weights_id())
+        if not path.exists():
+            export_onnx(self._load_model(), layers, path, self.cfg.input_size)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = self.threads or max(1, torch.get_num_threads())
@@ -301,7 +303,7 @@ class ModelProcessor(BaseProcessor):
 
     def process(self, batch) -> pd.DataFrame:
         cols = {}
-        for (column, _), arr in zip(self.outputs(), self.forward(batch)):
+        for (column, _), arr in zip(self.outputs(), self.forward(batch), strict=True):
             if column == "score":
                 cols[column] = arr.reshape(-1).astype("float64")
             else:

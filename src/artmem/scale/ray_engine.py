@@ -414,8 +414,10 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     # Enough blocks to feed every actor (Ray Data runs one task per block), few enough to amortise.
     n_blocks = max(math.ceil(len(frame) / DECODE_BLOCK), min(n_batches, 2 * plan.actors))
     n_blocks = max(1, min(n_blocks, 10_000))
-    chunks = np.array_split(np.arange(len(frame)), n_blocks)
-    ds = ray.data.from_pandas([frame.iloc[c].reset_index(drop=True) for c in chunks if len(c)])
+    # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
+    # task per block just for that); the rows travel to the workers through the object store, so
+    # the collection table never has to sit on storage the workers can see.
+    ds = ray.data.from_items(frame.to_dict("records"), override_num_blocks=n_blocks)
     ds = ds.map_batches(
         _decode_fn, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
         num_cpus=plan.decode_cpus,

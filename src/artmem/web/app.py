@@ -50,6 +50,29 @@ SECURITY_HEADERS = {
 }
 
 
+class SecurityHeaders:
+    """Pure ASGI middleware adding SECURITY_HEADERS to every response (cheaper than
+    `@app.middleware("http")`, which wraps each response in extra tasks and streams)."""
+
+    _raw = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self._raw if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 class UploadLimit:
     """ASGI middleware: refuse upload bodies above `max_bytes` with 413 before they are parsed.
 
@@ -166,7 +189,8 @@ def create_app(
         collection: anything `open_collection` accepts.
         results: analysis folder (`artmem analyze -o DIR`): scores/, features/, maps/, measures/,
             predictions/; uploads kept with add=true go to DIR/uploads/.
-        model: memorability model (registry name or checkpoint), or None to only browse.
+        model: memorability model (registry name or checkpoint); "auto" = the scores table's model
+            (from its job.json) else resmem; None/"none" to only browse.
         runs: trained classifier run folders whose predicted labels are shown.
         device: torch device for the models.
         max_upload_mb: upload size limit (413 above it).
@@ -178,10 +202,16 @@ def create_app(
     data = ExplorerData(collection, results)
     feature_model = data.features.model if data.features is not None else None
     feature_layer = data.features.layer if data.features is not None else None
+    if model == "auto":  # the scores table's own model, so uploads compare with the collection
+        model = data.scores_model or "resmem"
     if engine is None:
         model_arg = None if (model in (None, "", "none")) else model
         engine = Engine(model_arg, runs, device, feature_model=feature_model,
                         feature_layer=feature_layer, maps=maps)
+    comparable = data.scores_model is None or data.scores_model == engine.model_name
+    if not comparable:
+        logger.warning("the scores table was made with %s but uploads are scored with %s: their "
+                       "percentiles compare two different models", data.scores_model, engine.model_name)
     for run, clf in zip(runs, engine.classifiers, strict=False):
         data.add_run_predictions(run, clf.name)
     indexer = Indexer(data, engine)
@@ -221,12 +251,7 @@ def create_app(
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["fmt"] = _fmt
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+    app.add_middleware(SecurityHeaders)
 
     # ------------------------------------------------------------------ errors
     def _error(request: Request, status: int, message: str):
@@ -420,7 +445,8 @@ def create_app(
         return {
             "collection": {"name": data.collection.name, "root": str(data.root), "images": data.n_collection,
                            "uploads": len(data.table) - data.n_collection, "label_columns": data.label_columns},
-            "scores": {"scored": int(np.isfinite(data.scores).sum()), "source": data.score_source},
+            "scores": {"scored": int(np.isfinite(data.scores).sum()), "source": data.score_source,
+                       "model": data.scores_model or (engine.model_name if data.score_source else None)},
             "model": engine.model_name, "device": str(engine.device),
             "classifiers": [c.name for c in engine.classifiers],
             "maps": {"stored": len(data.maps), "live": engine.map_fn is not None},
@@ -521,6 +547,7 @@ def create_app(
             "score": a.score, "percentile": data.percentile(a.score, ref),
             "rank": (int((ref > a.score).sum()) + 1) if a.score is not None else None,
             "n_scored": int(len(ref)), "labels": a.labels,
+            "comparable": comparable,  # False: the collection was scored with another model
             "map_url": f"/api/upload/{digest}/map.png" if engine.map_fn is not None else None,
             "similar": _similar(a.embedding), "added": None,
         }

@@ -24,9 +24,10 @@ def register(subparsers) -> None:
     p.add_argument("--results", metavar="ANALYSIS_DIR",
                    help="analysis folder (artmem analyze -o DIR): scores/, features/, maps/, measures/, "
                    "predictions/; uploads kept with add=true go to DIR/uploads/")
-    p.add_argument("--model", default="resmem",
-                   help="memorability model for uploads and for images the results do not score "
-                   "('none' to only browse)")
+    p.add_argument("--model", default="auto",
+                   help="memorability model for uploads, live maps and scoring the collection when the "
+                   "results have no scores table; auto = the scores table's model, else resmem; "
+                   "'none' to only browse")
     p.add_argument("--run", action="append", default=[], metavar="CLASSIFIER_RUN",
                    help="trained classifier run folder whose predicted labels are shown (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (anything but loopback exposes "

@@ -115,7 +115,8 @@ class ExplorerData:
         self.n_collection = len(table)
         self.table = table.reset_index(drop=True)
         self.scores = np.full(len(table), np.nan, dtype=np.float64)
-        self.score_source = None  # "scores table" | "collection column" | "computed at start"
+        self.score_source = None  # "scores table" | "computed at start with ..."
+        self.scores_model: str | None = None  # the model of the scores table, when job.json says
         self.features: Features | None = None
         self.maps: dict[int, Path] = {}
         self.measures: pd.DataFrame | None = None
@@ -161,6 +162,14 @@ class ExplorerData:
         ok = ids >= 0
         self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
         self.score_source = "scores table"
+        job = self.results / "scores" / "job.json"
+        if job.exists():
+            try:
+                rec = json.loads(job.read_text())
+                proc = rec.get("processor") if isinstance(rec.get("processor"), dict) else {}
+                self.scores_model = rec.get("model") or proc.get("model")
+            except (OSError, ValueError) as exc:
+                logger.warning("%s not readable (%s): the scoring model is unknown", job, exc)
         if (~ok).sum():
             logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
         return f"{int(ok.sum())} scores"

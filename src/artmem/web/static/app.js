@@ -76,7 +76,8 @@ function showUpload(res) {
   $("result-model").textContent = res.model ? "(" + res.model + ")" : "";
   $("result-bar").style.width = (res.percentile || 0) + "%";
   $("result-pct").textContent = res.percentile === null ? "no collection scores to compare with"
-    : ordinal(res.percentile) + " of the collection · rank " + res.rank + " of " + res.n_scored;
+    : ordinal(res.percentile) + " of the collection · rank " + res.rank + " of " + res.n_scored
+      + (res.comparable ? "" : " (caution: the collection was scored with another model)");
   const overlay = $("overlay"), toggle = $("toggle-map"), note = $("map-note");
   overlay.hidden = true;
   toggle.checked = false;
