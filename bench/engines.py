@@ -73,6 +73,10 @@ def decode_rate(processor, paths: list[str], limit: int = 16) -> float:
     return min(limit, len(paths)) / (time.perf_counter() - t0)
 
 
+def _r(x, nd: int = 2):
+    return None if x is None else round(float(x), nd)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=64)
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "ray_over_local": round(local.seconds / ray.seconds, 3),
             "ray_init_seconds": round(startup, 2),
             "ray_actor_compute_images_per_s": round(per_actor, 2),
+            "ray_first_output_s": _r(ray.ray["first_output_s"]),
             "decode_images_per_s_one_core": round(dec, 2),
             "same_paths": same,
             "errors_local": len(read_errors(work / "local")), "errors_ray": len(read_errors(work / "ray")),
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
           f"[{figures['ray_plan']}]")
     print(f"  ray / local throughput ratio: {figures['ray_over_local']:.3f}")
     print(f"  ray start-up (ray.init, not in the ray figure): {figures['ray_init_seconds']:.2f} s")
+    print(f"  ray pipeline: first results after {figures['ray_first_output_s']} s "
+          "(worker processes start, each actor loads the model, first batch)")
     print(f"  per-actor compute rate: {figures['ray_actor_compute_images_per_s']:.2f} img/s; "
           f"decode+preprocess on one core: {figures['decode_images_per_s_one_core']:.2f} img/s")
     print(f"  same rows from both engines: {same}")

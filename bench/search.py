@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             "tuning_recall_on_store_sample": tuning.get("recall"),
             "build_s_total": round(t_build, 1), "build_cpu_s": round(c_build, 1), "build_s_index_and_store": meta.get("build_seconds"),
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "api_p50_ms": pct(api_lat, 50),
-            "recall_at_k": rec,
+            "recall_at_k": rec, "tuning": tuning,
         }
         del index, fi
 

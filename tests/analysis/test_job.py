@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from artmem.analysis.measures import COMPOSITION_COLUMNS, HUE_COLUMNS, SYMMETRY_COLUMNS, ImageMeasurer
+from artmem.analysis.measures import (
+    COMPOSITION_COLUMNS,
+    HUE_COLUMNS,
+    SYMMETRY_COLUMNS,
+    ImageMeasurer,
+)
 from artmem.cli import main
 from artmem.data.collection import Collection
 

@@ -52,6 +52,12 @@ def bad_folder(tmp_path) -> Path:
     exif[0x0112] = 6
     rot.save(root / "exif_rotated.jpg", exif=exif.tobytes(), quality=95)
     write_image(root / "one_pixel.png", size=(1, 1))
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    i = png.find(b"IDAT")
+    png[i + 4 + int.from_bytes(png[i - 4:i], "big")] ^= 0xFF  # bad CRC, as in some WikiArt files
+    (root / "bad_crc.png").write_bytes(bytes(png))
     write_image(root / "bomb.png", size=(300, 300))  # over the lowered test limit of 10,000 px
     return root
 

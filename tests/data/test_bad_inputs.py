@@ -17,6 +17,7 @@ BAD = {
     "text.jpg": "not an image",
     "bomb.png": "decompression-bomb limit",
 }
+CHECK_ONLY = {"bad_crc.png": "corrupt PNG"}  # decodes, but `collection check` flags the checksum
 GOOD = ["good.jpg", "good_grey.png", "grey_alpha.png", "cmyk.jpg", "sixteen.png", "palette_alpha.png",
         "exif_rotated.jpg", "one_pixel.png"]
 
@@ -65,14 +66,14 @@ def test_check_collection_keeps_good_reports_bad(bad_folder):
     table = check_collection(bad_folder, workers=0, max_pixels=10_000, progress=False)
     got = dict(zip(table["path"], table["reason"], strict=False))
     assert set(table.loc[table["ok"], "path"]) == set(GOOD)
-    for name, key in BAD.items():
+    for name, key in {**BAD, **CHECK_ONLY}.items():
         assert key in got[name]
     assert get_max_image_pixels() != 10_000  # the check's limit does not leak
 
 
 def test_cli_import_and_check_with_missing_csv_row(bad_folder, tmp_path, capsys):
     csv = bad_folder / "list.csv"
-    csv.write_text("path,kind\n" + "".join(f"{n},good\n" for n in GOOD) + "".join(f"{n},bad\n" for n in BAD)
+    csv.write_text("path,kind\n" + "".join(f"{n},good\n" for n in GOOD) + "".join(f"{n},bad\n" for n in [*BAD, *CHECK_ONLY])
                    + "missing.jpg,bad\n")
     out = tmp_path / "imported"
     assert main(["collection", "import", "--format", "csv", str(csv), "-o", str(out)]) == 0
@@ -84,9 +85,9 @@ def test_cli_import_and_check_with_missing_csv_row(bad_folder, tmp_path, capsys)
     assert rc == 0
     printed = capsys.readouterr()
     assert str(check_out / "errors.parquet") in printed.out
-    assert "4 of 12 images unreadable" in printed.err
+    assert "5 of 13 images unreadable" in printed.err
     errors = pd.read_parquet(check_out / "errors.parquet")
-    assert sorted(errors["path"]) == sorted(BAD)
+    assert sorted(errors["path"]) == sorted([*BAD, *CHECK_ONLY])
     assert main(["collection", "check", str(out), "--max-pixels", "10000", "--strict"]) == 1
     strict = capsys.readouterr()
     assert "truncated.jpg\t" in strict.out and "(--strict)" in strict.err
@@ -102,6 +103,6 @@ def test_check_in_worker_processes(bad_folder, tmp_path):
         for f in bad_folder.iterdir():
             shutil.copyfile(f, many / f"{i}_{f.name}")
     table = check_collection(many, workers=2, max_pixels=10_000, progress=False)
-    assert len(table) == 72
-    assert (~table["ok"]).sum() == 24
+    assert len(table) == 78
+    assert (~table["ok"]).sum() == 30
     assert table.loc[table["path"].str.endswith("bomb.png"), "reason"].str.contains("limit").all()

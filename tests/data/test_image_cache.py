@@ -105,7 +105,7 @@ def test_dataset_crop_flip_labels_and_skips(folder, tmp_path):
     cache = build_cache(folder, tmp_path / "cache", size=32, workers=0, progress=False)
     paths = ["img_0.png", "broken.jpg", "img_1.png", "not_cached.png"]
     ds = CachedImageDataset(cache, paths, labels=[0, 1, 2, 3])
-    assert len(ds) == 2 and ds.labels == [0, 2]
+    assert len(ds) == 2 and ds.labels.tolist() == [0, 2] and ds.paths.tolist() == ["img_0.png", "img_1.png"]
     assert sorted(ds.skipped["path"]) == ["broken.jpg", "not_cached.png"]
     x, y = ds[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y.item() == 0
@@ -159,3 +159,23 @@ def test_cli_cache(folder, tmp_path, capsys):
     shutil.rmtree(out)
     coll = read_folder(folder)
     assert len(build_cache(coll, out, size=16, workers=0, progress=False)) == 7
+
+
+def test_interrupted_build_resumes(folder, tmp_path, monkeypatch):
+    real = cache_mod._process_one
+    done = []
+
+    def flaky(task):
+        if len(done) == 3:
+            raise KeyboardInterrupt
+        done.append(task[1])
+        return real(task)
+
+    monkeypatch.setattr(cache_mod, "_process_one", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(folder, tmp_path / "cache", size=16, workers=0, progress=False, save_every=0)
+    monkeypatch.undo()
+    calls = _count_decodes(monkeypatch)
+    cache = build_cache(folder, tmp_path / "cache", size=16, workers=0, progress=False)
+    assert len(calls) == 4 and not set(calls) & set(done)  # only what was not finished
+    assert len(cache) == 7 and int(cache.index["ok"].sum()) == 6

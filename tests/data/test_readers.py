@@ -140,3 +140,16 @@ def test_cli_import_user_errors_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse: unknown format
         main(["collection", "import", "--format", "bogus", str(tmp_path), "-o", str(tmp_path / "o")])
     assert exc.value.code == 2
+
+
+def test_cli_import_folder_with_levels_and_info(pandora_dir, tmp_path, capsys):
+    out = tmp_path / "f"
+    assert main(["collection", "import", "--format", "folder", str(pandora_dir), "-o", str(out),
+                 "--levels", "movement,artist"]) == 0
+    coll = Collection.load(out / "collection.parquet")
+    assert list(coll.table.columns) == ["path", "movement", "artist"] and len(coll) == 3
+    assert pd.read_parquet(out / "errors.parquet").empty
+    capsys.readouterr()
+    assert main(["collection", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "images: 3" in info and "column movement" in info

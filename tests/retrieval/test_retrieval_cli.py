@@ -103,3 +103,13 @@ def test_build_lancedb_backend_via_cli(tmp_path, synthetic_collection, tiny_feat
 def test_build_needs_features_or_model(tmp_path, synthetic_collection):
     coll_file = f"{synthetic_collection.root}/collection.parquet"
     assert main(["-q", "index", "build", coll_file, "-o", str(tmp_path / "i")]) == 2
+
+
+def test_build_extracts_features_when_given_a_model(tmp_path, synthetic_collection):
+    coll_file = f"{synthetic_collection.root}/collection.parquet"
+    out = tmp_path / "idx"
+    assert main(["-q", "index", "build", coll_file, "--model", "tiny_test", "--layer", "conv3",
+                 "-o", str(out), "--device", "cpu"]) == 0
+    assert (out / "features" / "features.parquet").exists()
+    index = open_index(out)
+    assert len(index) == len(synthetic_collection) and index.meta["model"] == "tiny_test"

@@ -198,3 +198,35 @@ def test_filter_translation():
 
     assert to_pandas_query("genre = 'a=b' AND year <> 3") == "genre == 'a=b' and year != 3"
     assert to_sql_where("genre == 'x' and style in ['a', 'b']") == "genre = 'x' AND style IN ('a', 'b')"
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_add_to_approximate_index_after_reload(tmp_path, kind):
+    v, _ = clustered_vectors(3000, 32, n_clusters=10, latent_dim=6, seed=7)
+    items = pd.DataFrame({"path": [f"{i}.jpg" for i in range(3000)]})
+    full = FeatureStore(items, v, {"model": "m", "layer": "l"})
+    first = FeatureStore(items.iloc[:2500].reset_index(drop=True), v[:2500], full.meta)
+    build_index(first, tmp_path / "idx", kind=kind, params={"nlist": 16})
+    index = open_index(tmp_path / "idx")
+    counts = add_to_index(index, full)
+    assert counts["added"] == 500 and len(index) == 3000
+    reloaded = open_index(tmp_path / "idx")
+    assert reloaded.check() == [] and reloaded.meta["tuning"]["recall"] >= 0.95
+    _, ids = reloaded.search(v[2500:2600], 1, raw=False)  # new images find themselves
+    assert (ids[:, 0] == np.arange(2500, 2600)).mean() >= 0.95
+
+
+def test_large_filter_uses_faiss_id_selector(tmp_path, monkeypatch):
+    import artmem.retrieval.faiss_backend as fb
+
+    v, _ = clustered_vectors(3000, 32, n_clusters=10, latent_dim=6, seed=8)
+    items = pd.DataFrame({"path": [f"{i}.jpg" for i in range(3000)],
+                          "half": np.where(np.arange(3000) % 2 == 0, "even", "odd")})
+    index = build_index(FeatureStore(items, v, {}), tmp_path / "idx", kind="hnsw")
+    monkeypatch.setattr(fb, "EXACT_FILTER_MAX", 0)  # force the approximate filtered path
+    q = v[:50]
+    _, ids = index.search(q, 10, filter="half == 'odd'", raw=False)
+    assert (ids % 2 == 1).all()
+    odd = np.flatnonzero(np.arange(3000) % 2 == 1)
+    _, local = exact_knn(q, v[odd], 10)
+    assert recall_at_k(ids, odd[local]) >= 0.9

@@ -29,6 +29,9 @@ def test_plan_actors_leaves_cpu_for_decode_tasks():
     p = plan_actors(32, 2, gpus_per_actor=0.5)
     assert p.actors == 4
     assert plan_actors(16, max_useful=3).actors == 3
+    # per node: 4 nodes x 16 CPUs leave 2 CPUs on each node, not 2 in the whole cluster
+    assert plan_actors(64, node_cpus=[16, 16, 16, 16]).actors == 56
+    assert plan_actors(36, node_cpus=[0, 4, 32]).actors == 3 + 30  # a CPU-less head node adds none
 
 
 def test_plan_actors_rejects_impossible_requests():

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from artmem.cliutils import add_collection_arg, add_csv_arg, add_device_arg, add_out_arg, print_written
+from artmem.cliutils import (
+    add_collection_arg,
+    add_csv_arg,
+    add_device_arg,
+    add_out_arg,
+    print_written,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

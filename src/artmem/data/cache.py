@@ -417,9 +417,11 @@ class CachedImageDataset(_torch_dataset_base()):
         if not keep:
             raise ArtmemError("no usable image: every path is missing from the cache or unreadable")
         self.skipped = pd.DataFrame(skipped, columns=["path", "reason"])
-        self.paths = [str(paths[j]) for j in keep]
+        # numpy arrays, not lists of Python objects: forked DataLoader workers then share them
+        # without copy-on-write page duplication (open_clip's note)
+        self.paths = np.asarray([str(paths[j]) for j in keep], dtype=str)
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.labels = None if labels is None else [labels[j] for j in keep]
+        self.labels = None if labels is None else _label_array([labels[j] for j in keep])
         self.transform = transform
         self.crop = crop
         self.random_crop = random_crop
@@ -477,10 +479,21 @@ class CachedImageDataset(_torch_dataset_base()):
             return x, i
         y = self.labels[i]
         if isinstance(y, (int, np.integer)):
-            y = torch.tensor(int(y), dtype=torch.long)
-        elif isinstance(y, (float, np.floating)):
-            y = torch.tensor(float(y), dtype=torch.float32)
-        return x, y
+            return x, torch.tensor(int(y), dtype=torch.long)
+        if isinstance(y, (float, np.floating)):
+            return x, torch.tensor(float(y), dtype=torch.float32)
+        return x, (str(y) if isinstance(y, str) else y)
+
+
+def _label_array(values: list) -> np.ndarray | list:
+    """Labels as a numpy array (int64, float32 or fixed-width str) when they are homogeneous."""
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+        return np.asarray(values, dtype=np.float32)
+    if all(isinstance(v, str) for v in values):
+        return np.asarray(values, dtype=str)
+    return list(values)
 
 
 def batch_to_float(x, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):

@@ -30,7 +30,28 @@ def check_one(source: str) -> tuple[bool, str, int, int]:
     except Exception as exc:  # a decoder bug must not stop the check
         return False, f"cannot decode image ({type(exc).__name__}: {exc})", -1, -1
     w, h = img.size
+    problem = _verify_checksums(source)
+    if problem:
+        return False, problem, w, h
     return True, "", w, h
+
+
+def _verify_checksums(source: str) -> str | None:
+    """PNG chunk CRCs (Pillow decodes without checking them; libpng-based tools refuse the file)."""
+    if not source.lower().endswith(".png"):
+        return None
+    import io
+
+    from PIL import Image
+
+    from artmem.data.images import read_bytes
+
+    try:
+        with Image.open(io.BytesIO(read_bytes(source))) as img:
+            img.verify()
+    except Exception as exc:
+        return f"corrupt PNG: checksum/chunk error ({exc}); it decodes here but other tools may refuse it"
+    return None
 
 
 def _check_chunk(sources: list[str]) -> list[tuple]:

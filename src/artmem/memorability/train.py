@@ -444,6 +444,14 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
     y_all = pd.to_numeric(coll.table[cfg.score_column]).to_numpy(np.float64)
     if len(coll) < 2 * max(cfg.folds, 2):
         raise ArtmemError(f"too few images with a {cfg.score_column!r} score ({len(coll)})")
+    from artmem.models.registry import get_pretrained_cfg
+
+    for attr, name in (("layer", cfg.model), ("layer2", cfg.model2)):
+        if name and not getattr(cfg, attr):
+            try:  # record the resolved default layer in config.yaml
+                setattr(cfg, attr, get_pretrained_cfg(name).default_layer or None)
+            except ArtmemError:
+                pass
     out = ensure_out_dir(out)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)

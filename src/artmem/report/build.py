@@ -344,7 +344,7 @@ def build_report(data: ReportData, out: str | Path, options: ReportOptions | Non
             hue = spearman.set_index("measure").loc[list(HUE_COLUMNS)]
             w.figure(sec, F.hue_wheel(hue["rho"].tolist(), hue["p"].tolist(), opt.alpha), "hue_wheel",
                      "Spearman rho between memorability and the share of each of the 12 hues "
-                     "(Cetinic et al. 2019, Figure 6); * p &lt; %g. Grey: not computable." % opt.alpha)
+                     f"(Cetinic et al. 2019, Figure 6); * p &lt; {opt.alpha:g}. Grey: not computable.")
         singles = [m for m in measure_cols if m not in HUE_COLUMNS]
         import matplotlib.pyplot as plt
 
@@ -435,7 +435,7 @@ def _summary_html(df, n_total, categories, measure_cols, spearman, data) -> str:
     html_cards = "".join(f'<div class="card"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in cards)
     lines = []
     for col in categories:
-        cs = st.category_stats(df, col, VALUE)
+        cs = st.category_stats(df, col, VALUE, min_n=2)  # single images are not a category mean
         if len(cs) >= 2:
             hi, lo = cs.iloc[0], cs.iloc[-1]
             lines.append(f"By <b>{esc(col)}</b>, <i>{esc(hi['category'])}</i> is the most memorable "

@@ -23,8 +23,8 @@ def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     written = analyze(
         collection, Path(out), model="resmem", device=device, options=options,
         # the memorability demo step's map settings, so its maps are reused; maps cost seconds per
-        # image on a CPU, so only the 2 most and 2 least memorable images get one in the demo
-        map_grids=(3,), map_renderings=True, map_top=2,
+        # image on a CPU, so only the most and the least memorable image get one in the demo
+        map_grids=(3,), map_renderings=True, map_top=1,
         command="artmem demo run (report step: artmem analyze DEMO -o OUT --categories kind,subject)",
     )
     logger.info("demo: report at %s", Path(out) / "report" / "report.html")

@@ -286,6 +286,9 @@ class ModelProcessor(BaseProcessor):
         opts.log_severity_level = 3
         opts.intra_op_num_threads = self.threads or max(1, torch.get_num_threads())
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between ops: the ops are large, and spinning threads steal the cores the
+        # decode workers (and, on a shared machine, other jobs) need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def _weights_id(self) -> str:

@@ -75,6 +75,7 @@ def plan_actors(
     gpus_per_actor: float = 0.0,
     threads: int | None = None,
     max_useful: int | None = None,
+    node_cpus: list[float] | None = None,
 ) -> ActorPlan:
     """Choose actor count and per-actor resources so decode tasks always have CPU left.
 
@@ -89,6 +90,8 @@ def plan_actors(
         gpus_per_actor: GPUs per actor (fractions share a GPU between actors).
         threads: torch/OMP threads per actor (default: the actor's CPUs, at least 1).
         max_useful: never start more actors than this (e.g. the number of pending batches).
+        node_cpus: CPUs of each node; the default actor count then leaves decode CPU on every
+            node (an actor cannot span nodes), not just in the cluster total.
     """
     if cluster_cpus <= 0:
         raise ArtmemError("the Ray cluster reports no CPUs")
@@ -96,10 +99,16 @@ def plan_actors(
         raise ArtmemError("CPUs per actor must be > 0 and GPUs per actor >= 0")
     if gpus_per_actor > 0 and cluster_gpus <= 0:
         raise ArtmemError(f"--gpus-per-actor {gpus_per_actor:g} but the Ray cluster has no GPU")
-    budget = cluster_cpus * 0.75 if cluster_cpus <= 8 else cluster_cpus - 2
+    def _budget(cpus: float) -> float:  # CPUs actors may reserve, the rest decodes
+        return cpus * 0.75 if cpus <= 8 else cpus - 2
+
+    budget = _budget(cluster_cpus)
     if actors is None:
         per = cpus_per_actor or 1.0
-        actors = max(1, int(budget // per))
+        if node_cpus and len(node_cpus) > 1:
+            actors = max(1, sum(int(_budget(n) // per) for n in node_cpus if n > 0))
+        else:
+            actors = max(1, int(budget // per))
         if gpus_per_actor > 0:
             actors = max(1, min(actors, int(cluster_gpus // gpus_per_actor)))
     if actors < 1:
@@ -133,6 +142,7 @@ class RaySession:
     seconds: float
     cpus: float
     gpus: float
+    node_cpus: list[float]
 
 
 def init_ray(
@@ -165,7 +175,9 @@ def init_ray(
         except ConnectionError as exc:
             raise ArtmemError(f"cannot connect to the Ray cluster at {address!r} ({exc})") from exc
     res = ray.cluster_resources()
-    return RaySession(address, started, time.perf_counter() - t0, float(res.get("CPU", 0)), float(res.get("GPU", 0)))
+    nodes = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return RaySession(address, started, time.perf_counter() - t0, float(res.get("CPU", 0)),
+                      float(res.get("GPU", 0)), nodes)
 
 
 def _quiet_ray_data(progress: bool) -> None:
@@ -407,7 +419,8 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     if not gpus_per_actor:
         device = "cpu"  # an actor without a GPU reservation must not touch a GPU
     plan = plan_actors(session.cpus, session.gpus, actors=actors, cpus_per_actor=cpus_per_actor,
-                       gpus_per_actor=gpus_per_actor, threads=threads, max_useful=n_batches)
+                       gpus_per_actor=gpus_per_actor, threads=threads, max_useful=n_batches,
+                       node_cpus=session.node_cpus)
     info["plan"] = plan
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
     blob = pickle.dumps(spec.processor, protocol=5)
