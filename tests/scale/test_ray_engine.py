@@ -273,3 +273,22 @@ def test_cli_engine_ray(ray_session, tiny_coll, tmp_path, capsys):
     errs = read_errors(tmp_path / "ray")
     assert sorted(errs["path"]) == ["bad/empty.jpg", "bad/notes.png"]  # folder import: no missing file
     pd.testing.assert_frame_equal(read_errors(tmp_path / "local"), errs)
+
+
+@pytest.mark.ray
+def test_measures_job_on_ray_same_as_local(ray_session, tiny_coll, tmp_path):
+    """Any processor runs on Ray unchanged: the image-measures job gives the local engine's table."""
+    analysis_jobs = pytest.importorskip("artmem.analysis.jobs")
+    coll = tiny_coll.subset(list(range(6)) + [20, 21])  # 6 images + 2 unreadable files
+    t_local, e_local, _ = analysis_jobs.run_measures(coll, tmp_path / "local", engine="local",
+                                                     num_workers=0, shard_size=4, progress=False)
+    t_ray, e_ray, written = analysis_jobs.run_measures(coll, tmp_path / "ray", engine="ray", actors=1,
+                                                       shard_size=4, progress=False)
+    assert len(t_ray) == 6 and len(e_ray) == 2
+    assert t_ray["path"].tolist() == t_local["path"].tolist()
+    assert list(t_ray.columns) == list(t_local.columns)
+    num = [c for c in t_local.columns if pd.api.types.is_numeric_dtype(t_local[c])]
+    assert num
+    np.testing.assert_allclose(t_ray[num].to_numpy(float), t_local[num].to_numpy(float), atol=1e-5, rtol=1e-5)
+    pd.testing.assert_frame_equal(e_local.reset_index(drop=True), e_ray.reset_index(drop=True))
+    assert _shard_files(tmp_path / "local") == _shard_files(tmp_path / "ray")

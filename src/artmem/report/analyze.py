@@ -180,7 +180,7 @@ def analyze(
         coll, scores=out / "scores",
         features=out / "features" if features and (out / "features" / "features.parquet").exists() else None,
         measures=out / "measures" if measures else None,
-        maps=maps_dir, predictions=predictions,
+        maps=maps_dir, predictions=predictions, model=model,
     )
     report = build_report(data, out / "report", options, command=command)
     return report + written

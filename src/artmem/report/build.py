@@ -544,6 +544,7 @@ def load_report_data(
     maps: str | Path | None = None,
     predictions: list[str | Path] | tuple = (),
     score_column: str | None = None,
+    model: str | None = None,
 ) -> ReportData:
     """Read the artefacts a report is made of (folders as written by the batch jobs, or tables).
 
@@ -555,6 +556,7 @@ def load_report_data(
         maps: a maps folder with maps.parquet (overlays shown under the top/bottom images).
         predictions: predictions tables whose p_<class> columns are added as attributes.
         score_column: use this numeric collection column as memorability instead of `scores`.
+        model: the model that made the scores, for the report text (default: from job.json).
     """
     from artmem.analysis.jobs import read_measures
     from artmem.analysis.measures import add_attributes, measure_groups
@@ -575,7 +577,8 @@ def load_report_data(
         job = base / "job.json"
         if job.exists():
             try:
-                inputs["model"] = json.loads(job.read_text()).get("model")
+                rec = json.loads(job.read_text())
+                inputs["model"] = rec.get("model") or (rec.get("processor") or {}).get("model")
             except ValueError:
                 pass
         try:
@@ -584,6 +587,8 @@ def load_report_data(
             pass
     else:
         score_df = pd.DataFrame({"path": pd.Series([], dtype="str"), VALUE: pd.Series([], dtype="float64")})
+    if model:
+        inputs["model"] = model
     fs = None
     if features is not None:
         fs = read_features(features)

@@ -312,7 +312,7 @@ QUARTILE_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4")
 def quartile_plot(curves: dict[int, np.ndarray], table: pd.DataFrame, attribute: str):
     """Khosla Fig. 4: left, the attribute's values in each memorability quartile sorted and plotted
     against a 0-1 normalised index; right, the quartile means with standard errors."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     names = {1: "Q1 (most memorable)", 2: "Q2", 3: "Q3", 4: "Q4 (least memorable)"}
     for k in range(1, 5):
         v = curves.get(k, np.array([]))
@@ -324,7 +324,7 @@ def quartile_plot(curves: dict[int, np.ndarray], table: pd.DataFrame, attribute:
     ax1.set_xlabel("image index within quartile (sorted, normalised 0-1)")
     ax1.set_ylabel(_pretty(attribute))
     ax1.set_title(f"{_pretty(attribute)} by memorability quartile", fontsize=10)
-    ax1.legend(fontsize=8, frameon=False)
+    ax1.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     ax1.grid(alpha=0.3)
     t = table.sort_values("quartile")
     for row in t.itertuples(index=False):

@@ -129,8 +129,13 @@ def cmd_build(args) -> int:
     index.meta["collection"] = str(src.resolve()) if src.exists() else str(args.collection)
     index.write_meta()
     _summary(index)
-    print_written(sorted(p for p in out.iterdir() if p.is_file()))
+    print_written(_index_files(out))
     return 0
+
+
+def _index_files(out: Path) -> list[Path]:
+    """The files of an index folder, plus its LanceDB folder when there is one."""
+    return sorted(p for p in Path(out).iterdir() if p.is_file() or p.name == "lance")
 
 
 def _summary(index) -> None:
@@ -157,7 +162,7 @@ def cmd_add(args) -> int:
     counts = add_to_index(index, store)
     print(f"added {counts['added']} images ({counts['skipped_existing']} already indexed); the "
           f"index now holds {counts['count']}", file=sys.stderr)
-    print_written(sorted(p for p in Path(args.index).iterdir() if p.is_file()))
+    print_written(_index_files(Path(args.index)))
     return 0
 
 

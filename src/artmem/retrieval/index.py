@@ -36,7 +36,7 @@ logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature p
 
 INDEX_FORMAT = 1
 META_FILE = "index.json"
-# Below this many vectors exact search costs < ~3 ms/query at 512-d on one core: no reason to approximate.
+# Up to this many vectors exact search is <= 10M multiply-adds per 512-d query: no reason to approximate.
 AUTO_FLAT_MAX = 20_000
 # Above this HNSW construction on a few cores takes too long (~1M/4 min here); IVF trains on a sample.
 AUTO_HNSW_MAX = 5_000_000

@@ -180,7 +180,7 @@ def init_ray(
                       float(res.get("GPU", 0)), nodes)
 
 
-def _quiet_ray_data(progress: bool) -> None:
+def _quiet_ray_data() -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -189,7 +189,6 @@ def _quiet_ray_data(progress: bool) -> None:
     ctx.execution_options.preserve_order = False
     if hasattr(ctx, "enable_operator_progress_bars"):
         ctx.enable_operator_progress_bars = False
-    del progress
 
 
 # ----------------------------------------------------------------------------- pipeline stages
@@ -210,28 +209,25 @@ def _limit_threads(threads: int) -> None:
         pass
 
 
-class _Decode:
-    """Ray task UDF: `processor.load` each image (errors become rows, never exceptions)."""
+def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
+    """Ray task: `processor.load` each image of a block; a failure becomes an error row.
 
-    def __init__(self, processor_blob: bytes):
-        self.processor_blob = processor_blob
-        self._processor = None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._processor is None:
-            _limit_threads(1)
-            self._processor = pickle.loads(self.processor_blob)
-        items, reasons = [], []
-        for abs_path in batch["abs_path"]:
-            item, reason = safe_load(self._processor, str(abs_path))
-            items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
-            reasons.append("" if reason is None else reason)
-        return {
-            "path": batch["path"],
-            "shard": batch["shard"],
-            "item": np.array(items, dtype=object),
-            "reason": np.array(reasons, dtype=object),
-        }
+    The processor arrives pickled without its model (processors drop heavy state when pickled), so
+    this stays cheap; items go back pickled so that any processor's item type travels unchanged.
+    """
+    _limit_threads(1)
+    processor = pickle.loads(processor_blob)
+    items, reasons = [], []
+    for abs_path in batch["abs_path"]:
+        item, reason = safe_load(processor, str(abs_path))
+        items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
+        reasons.append("" if reason is None else reason)
+    return {
+        "path": batch["path"],
+        "shard": batch["shard"],
+        "item": np.array(items, dtype=object),
+        "reason": np.array(reasons, dtype=object),
+    }
 
 
 class _ProcessActor:
@@ -408,7 +404,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     info["startup_s"] = session.seconds
     import ray.data
 
-    _quiet_ray_data(progress)
+    _quiet_ray_data()
     frame = _pending_frame(spec, shards)
     n_batches = math.ceil(len(frame) / batch_size)
     device = spec.device
@@ -432,7 +428,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     # the collection table never has to sit on storage the workers can see.
     ds = ray.data.from_items(frame.to_dict("records"), override_num_blocks=n_blocks)
     ds = ds.map_batches(
-        _decode_fn, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
+        _decode_block, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
         num_cpus=plan.decode_cpus,
     )
     ds = ds.map_batches(
@@ -475,11 +471,6 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
         raise RuntimeError(f"Ray run ended with shard(s) {assembler.incomplete[:5]} incomplete")
     if backends and hasattr(spec.processor, "active_backend"):
         spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
-
-
-def _decode_fn(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
-    """Ray task: decode a block of images (module-level function so tasks stay stateless)."""
-    return _Decode(processor_blob)(batch)
 
 
 def shutdown() -> None:
