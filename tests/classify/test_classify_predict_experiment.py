@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,13 +104,38 @@ def test_experiment_grid_tables(styles_collection, tmp_path):
     assert "| scenario | style |" in (out / "table3.md").read_text()
     assert "variance of accuracies" in (out / "table2.md").read_text()
     for name in ("curves_style_inits.png", "curves_style_scenarios.png", "training_time.png",
-                 "accuracy_scenarios.png"):
+                 "accuracy_scenarios.png", "curves_style_inits_only_last3.png",
+                 "curves_style_scenarios_scratch.png"):
         assert (out / name).stat().st_size > 1000, name
-    # the only_last3 cell of tiny_test trained only conv3, fc and head
     cfg = yaml.safe_load((out / "runs/style/seeded/only_last3/config.yaml").read_text())
     assert cfg["scenario"] == "only_last3"
+    m = json.loads((out / "runs/style/seeded/only_last3/metrics.json").read_text())
+    # tiny_test conv3 (16x16x3x3 + 16), fc (16x16 + 16), head for 4 classes (16x4 + 4)
+    assert m["trainable_params"] == (16 * 16 * 9 + 16) + (16 * 16 + 16) + (16 * 4 + 4)
     # a rerun skips finished cells
     stamp = (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns
     results2, _ = run_experiment(gfile, out)
     assert (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns == stamp
     pd.testing.assert_series_equal(results2["test_accuracy"], results["test_accuracy"], check_names=False)
+
+
+def test_random_init_differs_from_pretrained():
+    from artmem.classify.model import build_classifier
+
+    a, _ = build_classifier("tiny_test", 3, init="pretrained")
+    b, _ = build_classifier("tiny_test", 3, init="random")
+    c, _ = build_classifier("tiny_test", 3, init="random")
+    wa, wb, wc = (m.conv1[0].weight for m in (a, b, c))
+    assert not torch.equal(wa, wb) and torch.equal(wb, wc)  # different, and seeded
+
+
+@pytest.mark.slow
+def test_demo_step_trains_kind_classifier(styles_collection, tmp_path):
+    from artmem.classify.demo_step import demo_step
+
+    coll = Collection.load(styles_collection)
+    coll.table["kind"] = np.where(coll.table["style"].isin(["style_0", "style_1"]), "painting", "photo")
+    written = demo_step(coll, tmp_path, device="cpu")
+    assert tmp_path / "classify" / "predictions" / "predictions.parquet" in written
+    m = json.loads((tmp_path / "classify" / "run" / "metrics.json").read_text())
+    assert m["class_names"] == ["painting", "photo"] and m["test_accuracy"] >= 0.75

@@ -84,8 +84,11 @@ def test_resmem_fully_convolutional_matches_model(real_images):
     with torch.inference_mode():
         ref = model(x[None])
     torch.testing.assert_close(mm.grid(x).reshape(1), ref, rtol=1e-4, atol=1e-5)  # one window: exact
-    x2 = mm.tensor(img, (259, 291))  # 2 x 3 windows
+    x2 = mm.tensor(img, (259, 291))  # 2 x 3 windows of 227 px every 32 px
     fcn = mm.grid(x2)
-    crops = MapModel(model, method="crops", stride=32).grid(x2)
-    assert fcn.shape == crops.shape == (3, 2)
-    assert ((fcn > 0) & (fcn < 1)).all()
+    assert fcn.shape == (3, 2) and ((fcn > 0) & (fcn < 1)).all()
+    # the top-left window sees real pixels to its right/bottom instead of zero padding, so it is
+    # close to, not equal to, the model's score of that crop (bench/memmap.py measures agreement)
+    with torch.inference_mode():
+        corner = model(x2[None, :, :227, :227])
+    assert abs(float(fcn[0, 0]) - float(corner)) < 0.15

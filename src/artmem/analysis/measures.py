@@ -145,7 +145,7 @@ class MeasuresProcessor:
         return {"processor": "measures", "kind": self.kind, "config": self.config.to_dict()}
 
     def load(self, abs_path: str):
-        """(pixel measures dict, (3, S, S) float tensor for symmetry or None)."""
+        """(pixel measures dict, (3, S, S) uint8 tensor for symmetry or None)."""
         from artmem.data.images import load_image
 
         img = load_image(abs_path)

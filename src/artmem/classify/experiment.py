@@ -17,7 +17,9 @@ Writes into OUT: runs/<task>/<init>/<scenario>/ (one resumable training run per 
 cell is skipped on rerun), results.parquet/.csv (one row per cell), table2.csv/.md (test accuracy
 per task and initialisation with the variance of those accuracies, their Table 2), table3.csv/.md
 (test accuracy per scenario and task, their Table 3), validation-curve plots per task
-(curves_<task>_inits.png: Figures 5/6; curves_<task>_scenarios.png: Figure 7), accuracy per
+(curves_<task>_inits.png for Table 2's scenario and curves_<task>_inits_<scenario>.png for the
+others: Figures 5/6; curves_<task>_scenarios.png for Table 3's init and
+curves_<task>_scenarios_<init>.png: Figure 7), accuracy per
 scenario (accuracy_scenarios.png: Figure 8) and the training-time bar chart (training_time.png:
 Figure 9).
 """
@@ -233,13 +235,13 @@ def write_figures(results: pd.DataFrame, grid: dict, out: Path) -> list[Path]:
     done = results[results["status"] == "done"]
     if done.empty:
         return written
+    combos = [("inits", "scenario", s, "init", list(grid["inits"])) for s in grid["scenarios"]]
+    combos += [("scenarios", "init", i, "scenario", grid["scenarios"]) for i in grid["inits"]]
+    defaults = {("inits", grid["table2_scenario"]), ("scenarios", grid["table3_init"])}
     for task in grid["tasks"]:
-        for kind, fixed_col, fixed, var_col, order in (
-            ("inits", "scenario", grid["table2_scenario"], "init", list(grid["inits"])),
-            ("scenarios", "init", grid["table3_init"], "scenario", grid["scenarios"]),
-        ):
+        for kind, fixed_col, fixed, var_col, order in combos:
             sub = done[(done["task"] == task) & (done[fixed_col] == fixed)]
-            if len(sub) < 1:
+            if len(sub) < 1 or len(order) < 2:
                 continue
             fig, ax = plt.subplots(figsize=(6.5, 4))
             for name in order:
@@ -253,7 +255,10 @@ def write_figures(results: pd.DataFrame, grid: dict, out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             fig.tight_layout()
-            path = out / f"curves_{task}_{kind}.png"
+            # curves_<task>_inits.png (Table 2's scenario) / curves_<task>_scenarios.png (Table 3's
+            # init), and one file per other scenario / init
+            suffix = "" if (kind, fixed) in defaults else f"_{fixed}"
+            path = out / f"curves_{task}_{kind}{suffix}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
             written.append(path)

@@ -86,9 +86,9 @@ def box_by_category(
         flierprops={"marker": "o", "markersize": 3, "markerfacecolor": "#888", "markeredgecolor": "none"},
         showfliers=max((len(d) for d in data), default=0) > 60,
     )
-    rng = np.random.default_rng(0)
-    for i, d in enumerate(data, start=1):  # show the images themselves when groups are small
-        if 0 < len(d) <= 60:
+    if max((len(d) for d in data), default=0) <= 60:  # small groups: show every image as a dot
+        rng = np.random.default_rng(0)
+        for i, d in enumerate(data, start=1):
             ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=9, color="#555555", alpha=0.6,
                        zorder=2, edgecolor="none", label="image" if i == 1 else None)
     means = [d.mean() if len(d) else np.nan for d in data]
