@@ -47,6 +47,8 @@ class Collection:
         if "path" not in self.table.columns:
             raise CollectionError(None, "a collection table needs a 'path' column")
         self.root = str(self.root)
+        if self.root.startswith("file://"):  # a local folder given as a URL
+            self.root = self.root[len("file://"):]
         self.table = self.table.reset_index(drop=True)
         self.table["path"] = self.table["path"].astype(str)
 

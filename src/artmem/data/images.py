@@ -102,6 +102,9 @@ def decode_image(data: bytes, path: str | Path = "<bytes>", draft_size: int | No
                 img = Image.open(io.BytesIO(data))
             except UnidentifiedImageError:
                 raise ImageReadError(path, "not an image (unrecognised format)") from None
+            except (OSError, SyntaxError, ValueError) as exc:
+                # e.g. a JPEG cut off inside its header: Pillow fails before identifying it
+                raise ImageReadError(path, f"truncated or corrupt image header ({exc})") from None
             _check_size(path, img)
             original = img.size
             if draft_size and img.format == "JPEG":

@@ -46,7 +46,8 @@ def validate_responses(df: pd.DataFrame, source: str | Path = "responses") -> pd
         )
     if len(df) == 0:
         raise ArtmemError(f"{source}: the response table is empty")
-    out = pd.DataFrame({"participant": df["participant"].to_numpy(), "image": df["image"].to_numpy()})
+    out = pd.DataFrame({"participant": df["participant"].reset_index(drop=True),
+                        "image": df["image"].reset_index(drop=True)})
     for col in ("participant", "image"):
         if df[col].isna().any():
             raise ArtmemError(f"{source}: {int(df[col].isna().sum())} row(s) with an empty {col!r}")
