@@ -61,19 +61,23 @@ def make_jpegs(out: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def readme_loop(paths: list[Path]) -> tuple[dict[str, float], float, float]:
-    """The resmem README loop; returns ({name: score}, seconds, model-load seconds)."""
-    import torch
-    from PIL import Image
-
+def readme_model():
+    """`model = ResMem(pretrained=True); model.eval()` as in the README; returns (model, seconds)."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from resmem import ResMem, transformer
+        from resmem import ResMem
 
         model = ResMem(pretrained=True)
     model.eval()
-    load_s = time.perf_counter() - t0
+    return model, time.perf_counter() - t0
+
+
+def readme_loop(paths: list[Path], model) -> tuple[dict[str, float], float, float]:
+    """The resmem README loop; returns ({name: score}, seconds, CPU seconds)."""
+    from PIL import Image
+    from resmem import transformer
+
     scores = {}
     c0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -83,22 +87,26 @@ def readme_loop(paths: list[Path]) -> tuple[dict[str, float], float, float]:
         image_x = transformer(img)
         prediction = model(image_x.view(-1, 3, 227, 227))
         scores[p.name] = float(prediction.detach()[0, 0])
-    del torch
-    return scores, time.perf_counter() - t0, load_s, cpu_seconds() - c0
+    return scores, time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def artmem_job(root: Path, out: Path, batch_size: int, workers: int | None, backend: str):
-    """`artmem score` through the library (the CLI calls the same function)."""
-    from artmem.data.collection import open_collection
-    from artmem.scale.job import JobSpec
-    from artmem.scale.local import run_local
+def artmem_processor(backend: str):
+    """The processor `artmem score --model resmem` uses, set up (model load / ONNX session)."""
     from artmem.scale.processors import ModelProcessor
 
-    coll = open_collection(str(root))
     proc = ModelProcessor("resmem", "scores", backend=backend)
     t0 = time.perf_counter()
     proc.setup("cpu")  # model load (+ ONNX export on first use, cached afterwards)
-    setup_s = time.perf_counter() - t0
+    return proc, time.perf_counter() - t0
+
+
+def artmem_job(proc, root: Path, out: Path, batch_size: int, workers: int | None):
+    """`artmem score` through the library (the CLI calls the same function); fresh output folder."""
+    from artmem.data.collection import open_collection
+    from artmem.scale.job import JobSpec
+    from artmem.scale.local import run_local
+
+    coll = open_collection(str(root))
     spec = JobSpec(coll, proc, out, device="cpu")
     c0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -106,7 +114,7 @@ def artmem_job(root: Path, out: Path, batch_size: int, workers: int | None, back
     secs = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
     scores = {Path(p).name: float(s) for p, s in zip(result.table["path"], result.table["score"], strict=True)}
-    return scores, secs, setup_s, proc.active_backend, cpu
+    return scores, secs, cpu
 
 
 def pure_forward(paths: list[Path], batch_size: int, n_batches: int = 2) -> dict[str, float]:
@@ -140,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=None, help="decode workers for artmem (default: auto)")
     ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternate (a) and (b) this many times (a,b then b,a ...) and sum, so that a "
+                    "change in machine load hits both alike (default 2)")
     ap.add_argument("--skip-forward", action="store_true", help="skip the pure-forward measurement")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -151,30 +162,45 @@ def main(argv: list[str] | None = None) -> int:
         paths = make_jpegs(tmp / "images", args.n)
         print(f"{len(paths)} JPEGs, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
               f"threads {torch.get_num_threads()}, load avg {os.getloadavg()[0]:.1f}", file=sys.stderr)
-        ours, ours_s, setup_s, backend, ours_cpu = artmem_job(
-            tmp / "images", tmp / "out", args.batch_size, args.workers, args.backend)
-        print(f"(b) artmem score [{backend}]: {len(paths) / ours_s:.2f} img/s", file=sys.stderr)
-        base, base_s, load_s, base_cpu = readme_loop(paths)
-        print(f"(a) README loop: {len(paths) / base_s:.2f} img/s", file=sys.stderr)
+        model, load_s = readme_model()
+        proc, setup_s = artmem_processor(args.backend)
+        backend = proc.active_backend
+        base_s = ours_s = base_cpu = ours_cpu = 0.0
+        n_done = 0
+        for r in range(args.rounds):
+            order = ("a", "b") if r % 2 == 0 else ("b", "a")
+            for which in order:
+                if which == "a":
+                    base, secs, cpu = readme_loop(paths, model)
+                    base_s, base_cpu = base_s + secs, base_cpu + cpu
+                else:
+                    ours, secs, cpu = artmem_job(proc, tmp / "images", tmp / f"out{r}", args.batch_size,
+                                                 args.workers)
+                    ours_s, ours_cpu = ours_s + secs, ours_cpu + cpu
+                print(f"round {r + 1} ({which}): {len(paths) / secs:.2f} img/s, "
+                      f"load avg {os.getloadavg()[0]:.1f}", file=sys.stderr)
+            n_done += len(paths)
+        del model
         fwd = {} if args.skip_forward else pure_forward(paths, args.batch_size)
     diff = max(abs(base[k] - ours[k]) for k in base)
     fig = {
         "images": len(paths),
-        "readme_img_s": len(paths) / base_s,
-        "artmem_img_s": len(paths) / ours_s,
+        "rounds": args.rounds,
+        "readme_img_s": n_done / base_s,
+        "artmem_img_s": n_done / ours_s,
         "ratio": base_s / ours_s,
         "max_abs_score_diff": diff,
         "artmem_backend": backend,
         "batch_size": args.batch_size,
         "pure_forward_img_s": fwd,
-        "readme_cpu_s_per_img": base_cpu / len(paths),
-        "artmem_cpu_s_per_img": ours_cpu / len(paths),
+        "readme_cpu_s_per_img": base_cpu / n_done,
+        "artmem_cpu_s_per_img": ours_cpu / n_done,
         "readme_model_load_s": load_s,
         "artmem_setup_s": setup_s,
         "load_avg_1min_end": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
-    print(f"images                      {len(paths)}")
+    print(f"images                      {len(paths)} x {args.rounds} round(s), alternating (a)/(b)")
     print(f"(a) resmem README loop      {fig['readme_img_s']:.2f} img/s   (model load {load_s:.1f} s, excluded)")
     print(f"(b) artmem score            {fig['artmem_img_s']:.2f} img/s   [{backend}, batch {args.batch_size}; "
           f"setup {setup_s:.1f} s excluded]")
