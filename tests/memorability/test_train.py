@@ -74,6 +74,21 @@ def test_ridge_positive_and_checkpoint_round_trip(synthetic_collection, tmp_path
     np.testing.assert_allclose(pred["score_pred"].to_numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_ridge_on_cached_features_from_extract(synthetic_collection, tmp_path):
+    from artmem.scale.api import extract
+
+    extract(synthetic_collection, model="tiny_test", layer="conv3", out=tmp_path / "feat", device="cpu",
+            progress=False)
+    own = train_predictor(synthetic_collection, tmp_path / "a", TrainConfig(method="ridge", **FAST))
+    cached = train_predictor(synthetic_collection, tmp_path / "b",
+                             TrainConfig(method="ridge", features=str(tmp_path / "feat"), **FAST))
+    assert cached["spearman_mean"] == pytest.approx(own["spearman_mean"], abs=1e-6)
+    with pytest.raises(Exception, match="features of tiny_test/conv3"):
+        train_predictor(synthetic_collection, tmp_path / "c",
+                        TrainConfig(method="ridge", features=str(tmp_path / "feat"),
+                                    **{**FAST, "layer": "fc"}))
+
+
 def test_svr_head_equals_sklearn(synthetic_collection, tmp_path):
     from sklearn.svm import SVR
 

@@ -397,12 +397,19 @@ def _predict_images(scorer, coll, rows, device, batch_size):
 
     ds = ImageTable([coll.abs_paths()[r] for r in rows], build_transform(scorer.pretrained_cfg))
     pred = np.full(len(rows), np.nan)
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=_collate)
+    errors = []
+
+    def collate(batch):
+        errors.extend({"path": coll.paths[rows[b[1]]], "reason": b[2]} for b in batch
+                      if isinstance(b[0], str))
+        return _collate(batch)
+
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
     scorer.eval().to(device)
     for x, idx in dl:
         if len(x):
             pred[idx.numpy()] = scorer(x.to(device)).float().cpu().numpy()
-    return pred
+    return pred, errors
 
 
 def train_predictor(collection, out: str | Path, config: TrainConfig | None = None,
@@ -525,7 +532,9 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
             with torch.inference_mode():
                 p = scorer.eval().forward_head(torch.as_tensor(X[te])).numpy()
         else:
-            p = _predict_images(scorer, coll, te, device, cfg.batch_size)
+            p, errs = _predict_images(scorer, coll, te, device, cfg.batch_size)
+            if errs:  # unreadable images are skipped in training and listed once
+                errors = pd.concat([errors, pd.DataFrame(errs)], ignore_index=True).drop_duplicates("path")
         ckpt_cfg = scorer_config(scorer, cfg.model, cfg.model2, fold=f["name"], score_column=cfg.score_column)
         save_checkpoint(fdir / "model.pt", scorer, ckpt_cfg)
         models[f["name"]] = fdir / "model.pt"
