@@ -14,14 +14,15 @@ from artmem.scale.store import write_errors, write_scores
 logger = logging.getLogger(__name__)
 
 
-def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
+def demo_step(collection, out: Path, device: str = "auto", model: str = "resmem",
+              layer: str | None = "fc7") -> list[Path]:
     """Score `collection` with resmem and extract its fc7 features; returns the written paths."""
     from artmem.scale.api import run_job
     from artmem.scale.processors import ModelProcessor
 
     out = Path(out)
     feat_dir, score_dir = out / "features", out / "scores"
-    processor = ModelProcessor("resmem", "features", layer="fc7", with_score=True)
+    processor = ModelProcessor(model, "features", layer=layer, with_score=True)
     result = run_job(collection, processor, feat_dir, device=device, batch_size=8, progress=False)
     written = [p for p in result.written if p.name != "scores.parquet"]
     # scores.parquet belongs in out/scores (analysis-folder layout), with its own errors table

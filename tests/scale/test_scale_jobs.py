@@ -196,3 +196,20 @@ def test_resmem_job_equals_package_forward_both_backends(real_images, tmp_path, 
     for backend in ("onnx", "torch"):
         df = score(str(root), "resmem", None, backend=backend, num_workers=0, batch_size=3, progress=False)
         np.testing.assert_allclose(df["score"].to_numpy(), [ref[p] for p in df["path"]], atol=1e-5)
+
+
+def test_demo_step_writes_analysis_folder_layout(synthetic_collection, tmp_path):
+    """Scores in out/scores and features in out/features from one pass (tiny model for speed)."""
+    from artmem.scale.demo_step import demo_step
+
+    written = demo_step(synthetic_collection, tmp_path, "cpu", model="tiny_test", layer="fc")
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    assert {"scores/scores.parquet", "scores/errors.parquet", "features/features.parquet",
+            "features/features.json"} <= names
+    scores, fs = read_scores(tmp_path / "scores"), read_features(tmp_path / "features")
+    assert scores["path"].tolist() == fs.paths and len(fs) == len(synthetic_collection)
+    assert not (tmp_path / "features" / "scores.parquet").exists()
+    ref = _reference(synthetic_collection)
+    np.testing.assert_allclose(scores["score"].to_numpy(), [float(ref[p]) for p in fs.paths], atol=1e-6)
+    np.testing.assert_allclose(fs.vectors, np.stack([v for v in _reference(synthetic_collection, "fc").values()]),
+                               atol=1e-6)
