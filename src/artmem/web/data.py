@@ -2,16 +2,13 @@
 
 Every artefact is optional (scores, features, measures, maps, predictions, uploads); a missing
 or unreadable one is logged and the matching part of the pages says it is not available.
+Loading lives in `artefacts.py`, kept uploads in `uploads_table.py`; this module holds the queries.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,79 +16,25 @@ import pandas as pd
 
 from artmem.data.collection import Collection, open_collection
 from artmem.errors import ArtmemError
+from artmem.web.artefacts import (
+    ArtefactLoading,
+    Features,
+    normalise_rows,
+    read_features_table,
+    read_scores_table,
+)
+from artmem.web.uploads_table import COLLECTION, UPLOADS, UploadsTable
+
+# what this module exported before it was split stays importable from here
+__all__ = ["COLLECTION", "MAX_FILTER_VALUES", "UPLOADS", "ExplorerData", "Features", "normalise_rows",
+           "read_features_table", "read_scores_table"]
 
 logger = logging.getLogger(__name__)
 
-COLLECTION, UPLOADS = 0, 1  # values of the internal `_root` column
 MAX_FILTER_VALUES = 500  # label columns with more distinct values get no drop-down
 
 
-def _rel_path(p: str, root: str) -> str:
-    """A results-table path as a collection-relative POSIX path (absolute paths are tolerated)."""
-    p = str(p).replace("\\", "/")
-    r = str(root).replace("\\", "/").rstrip("/") + "/"
-    return p[len(r):] if p.startswith(r) else p
-
-
-def read_scores_table(results: Path) -> pd.DataFrame | None:
-    """OUT/scores/scores.parquet via `artmem.scale.store.read_scores` when present, else pandas."""
-    folder = results / "scores"
-    if not folder.exists():
-        return None
-    try:
-        from artmem.scale.store import read_scores
-
-        return read_scores(folder)
-    except ImportError:
-        pass
-    for name in ("scores.parquet", "scores.csv"):
-        if (folder / name).exists():
-            from artmem.io import read_table
-
-            return read_table(folder / name)
-    return None
-
-
-@dataclass
-class Features:
-    """Unit-normalised embeddings aligned with table ids (rows of NaN-free vectors only)."""
-
-    ids: np.ndarray  # (N,) int64 table ids
-    vectors: np.ndarray  # (N, D) float32, L2-normalised
-    model: str | None
-    layer: str | None
-
-
-def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | None:
-    """OUT/features via `artmem.scale.store.read_features` when present, else pandas/json."""
-    folder = results / "features"
-    if not folder.exists():
-        return None
-    try:
-        from artmem.scale.store import read_features
-
-        fs = read_features(folder)
-        return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
-    except ImportError:
-        pass
-    file = folder / "features.parquet"
-    if not file.exists():
-        return None
-    df = pd.read_parquet(file)
-    meta = {}
-    if (folder / "features.json").exists():
-        meta = json.loads((folder / "features.json").read_text())
-    vectors = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
-    return df["path"].astype(str).tolist(), vectors, meta
-
-
-def normalise_rows(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.maximum(norms, 1e-12)
-
-
-class ExplorerData:
+class ExplorerData(ArtefactLoading, UploadsTable):
     """The collection (+ uploads kept with `add=true`) and the analysis artefacts, thread-safe.
 
     Rows get a stable integer `id` (their position: collection rows first, then uploads).
@@ -131,217 +74,6 @@ class ExplorerData:
         if self.results is not None:
             self._load_results()
             self._load_uploads()
-
-    # ---------------------------------------------------------------- loading
-    def _ids_for(self, paths) -> np.ndarray:
-        return np.array(
-            [self._path_to_id.get(_rel_path(p, self.root), -1) for p in paths], dtype=np.int64
-        )
-
-    def _load(self, name: str, fn) -> None:
-        try:
-            status = fn()
-        except Exception as exc:  # an unreadable artefact must not stop the explorer
-            logger.warning("results %s not used: %s", name, exc)
-            status = f"unreadable ({exc})"
-        self.artefacts[name] = status or "absent"
-
-    def _load_results(self) -> None:
-        self._load("scores", self._load_scores)
-        self._load("features", self._load_features)
-        self._load("maps", self._load_maps)
-        self._load("measures", self._load_measures)
-        self._load("predictions", self._load_predictions)
-        self._load("index", self._load_index)
-
-    def _load_scores(self) -> str | None:
-        df = read_scores_table(self.results)
-        if df is None:
-            return None
-        ids = self._ids_for(df["path"])
-        ok = ids >= 0
-        self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
-        self.score_source = "scores table"
-        job = self.results / "scores" / "job.json"
-        if job.exists():
-            try:
-                rec = json.loads(job.read_text())
-                proc = rec.get("processor") if isinstance(rec.get("processor"), dict) else {}
-                self.scores_model = rec.get("model") or proc.get("model")
-            except (OSError, ValueError) as exc:
-                logger.warning("%s not readable (%s): the scoring model is unknown", job, exc)
-        if (~ok).sum():
-            logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
-        return f"{int(ok.sum())} scores"
-
-    def _load_features(self) -> str | None:
-        got = read_features_table(self.results)
-        if got is None:
-            return None
-        paths, vectors, meta = got
-        ids = self._ids_for(paths)
-        ok = (ids >= 0) & np.isfinite(vectors).all(axis=1)
-        self.features = Features(ids[ok], normalise_rows(vectors[ok]), meta.get("model"), meta.get("layer"))
-        return f"{int(ok.sum())} embeddings ({meta.get('model')}, {meta.get('layer')})"
-
-    def _load_maps(self) -> str | None:
-        file = self.results / "maps" / "maps.parquet"
-        if not file.exists():
-            return None
-        df = pd.read_parquet(file)
-        col = "overlay_png" if "overlay_png" in df.columns else None
-        if col is None:
-            return "no overlay_png column"
-        ids = self._ids_for(df["path"])
-        for i, rel in zip(ids, df[col], strict=True):
-            if i >= 0 and isinstance(rel, str) and rel:
-                self.maps[int(i)] = rel  # resolved safely under results/maps when served
-        return f"{len(self.maps)} maps"
-
-    def _load_measures(self) -> str | None:
-        file = self.results / "measures" / "measures.parquet"
-        if not file.exists():
-            return None
-        df = pd.read_parquet(file)
-        df["_id"] = self._ids_for(df["path"])
-        self.measures = df[df["_id"] >= 0].drop_duplicates("_id").set_index("_id").drop(columns="path")
-        return f"{len(self.measures)} rows, {self.measures.shape[1]} measures"
-
-    def _load_index(self) -> str | None:
-        """OUT/index (artmem.retrieval): used for similar artworks when present (large collections)."""
-        folder = self.results / "index"
-        if not folder.is_dir():
-            return None
-        from artmem.retrieval.index import open_index
-
-        index = open_index(folder)
-        items = index.items
-        self._index_to_id = np.full(int(items["id"].max()) + 1 if len(items) else 0, -1, dtype=np.int64)
-        self._index_to_id[items["id"].to_numpy()] = self._ids_for(items["path"])
-        self.index = index
-        return f"{len(index)} vectors ({index.meta.get('backend')}, {index.meta.get('model')}/{index.meta.get('layer')})"
-
-    def _similar_index(self, q: np.ndarray, k: int, exclude: int | None) -> list[tuple[int, float]] | None:
-        index = self.index
-        if index is None or q.shape[0] != index.in_dim:
-            return None
-        self_id = None
-        if exclude is not None and exclude < self.n_collection:
-            self_id = index.id_of(str(self.table.at[exclude, "path"]))
-        try:
-            sims, ids = index.search(q[None], k, exclude=[self_id])
-        except Exception as exc:  # fall back to the exact search on the features
-            logger.warning("index search failed (%s); using exact search", exc)
-            return None
-        out = []
-        for j, sim in zip(ids[0], sims[0], strict=True):
-            if 0 <= j < len(self._index_to_id) and self._index_to_id[j] >= 0 and self._index_to_id[j] != exclude:
-                out.append((int(self._index_to_id[j]), float(sim)))
-        return out
-
-    def _load_predictions(self) -> str | None:
-        folder = self.results / "predictions"
-        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-        if not files:
-            return None
-        frames = []
-        for f in files:
-            df = pd.read_parquet(f)
-            if "path" not in df.columns:
-                continue
-            df["_id"] = self._ids_for(df["path"])
-            df["_table"] = f.stem
-            frames.append(df[df["_id"] >= 0])
-        if not frames:
-            return None
-        self.predictions = pd.concat(frames, ignore_index=True)
-        return f"{len(self.predictions)} rows from {len(frames)} table(s)"
-
-    def add_run_predictions(self, run: str | Path, name: str) -> None:
-        """A classifier run's test_predictions.parquet (path, label, pred, prob, correct), if any."""
-        run = Path(str(run))
-        file = (run if run.is_dir() else run.parent) / "test_predictions.parquet"
-        if not file.exists():
-            return
-        try:
-            df = pd.read_parquet(file)
-        except Exception as exc:
-            logger.warning("%s not used: %s", file, exc)
-            return
-        if "path" not in df.columns:
-            return
-        df["_id"] = self._ids_for(df["path"])
-        df["_table"] = name
-        df = df[df["_id"] >= 0]
-        with self.lock:
-            self.predictions = df if self.predictions is None else pd.concat([self.predictions, df], ignore_index=True)
-
-    # ---------------------------------------------------------------- uploads
-    @property
-    def uploads_dir(self) -> Path | None:
-        return None if self.results is None else self.results / "uploads"
-
-    def _load_uploads(self) -> None:
-        file = self.uploads_dir / "uploads.parquet"
-        if not file.exists():
-            return
-        try:
-            df = pd.read_parquet(file)
-        except Exception as exc:
-            logger.warning("uploads table %s not used: %s", file, exc)
-            return
-        for row in df.to_dict("records"):
-            self._append_upload_row(row)
-
-    def _append_upload_row(self, row: dict) -> int:
-        new = {c: np.nan for c in self.table.columns}
-        new.update({"path": row["path"], "_root": UPLOADS, "source": "upload"})
-        for c in self.label_columns:
-            if c in row:
-                new[c] = row[c]
-        with self.lock:
-            if "source" not in self.table.columns:
-                self.table["source"] = "collection"
-                if "source" not in self.label_columns:
-                    self.label_columns.append("source")
-            table = pd.concat([self.table, pd.DataFrame([new])], ignore_index=True)
-            self.table = table
-            self.scores = np.append(self.scores, float(row.get("score", np.nan)))
-            self.version += 1
-            return len(self.table) - 1
-
-    def add_upload(self, data: bytes, fmt: str, original_name: str, score: float | None,
-                   labels: dict[str, str]) -> tuple[int, bool]:
-        """Keep an uploaded image: copy its bytes under results/uploads/files and append a row to
-        results/uploads/uploads.parquet (the user's originals are never touched).
-
-        Returns:
-            (id, created): created is False when the same bytes were added before.
-        """
-        if self.uploads_dir is None:
-            raise ArtmemError("uploads can only be kept when the server runs with --results DIR")
-        digest = hashlib.sha256(data).hexdigest()
-        ext = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "GIF": "gif", "WEBP": "webp",
-               "BMP": "bmp"}.get(fmt, "img")
-        rel = f"files/{digest[:20]}.{ext}"
-        with self.lock:
-            for i in range(self.n_collection, len(self.table)):
-                if self.table.at[i, "path"] == rel:
-                    return i, False
-            files = self.uploads_dir / "files"
-            files.mkdir(parents=True, exist_ok=True)
-            (self.uploads_dir / rel).write_bytes(data)
-            row = {"path": rel, "original_name": original_name, "sha256": digest,
-                   "added_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "score": np.nan if score is None else float(score),
-                   **{f"pred_{k}": v for k, v in labels.items()}}
-            table_file = self.uploads_dir / "uploads.parquet"
-            old = pd.read_parquet(table_file) if table_file.exists() else None
-            new = pd.DataFrame([row]) if old is None else pd.concat([old, pd.DataFrame([row])], ignore_index=True)
-            tmp = table_file.with_suffix(".parquet.tmp")
-            new.to_parquet(tmp, index=False)
-            tmp.replace(table_file)
-            return self._append_upload_row(row), True
 
     # ---------------------------------------------------------------- queries
     def root_of(self, item_id: int) -> str | Path:
@@ -389,6 +121,19 @@ class ExplorerData:
             if c != "path" and pd.api.types.is_numeric_dtype(self.collection.table[c])
         ]
 
+    def sort_keys(self) -> list[str]:
+        """What the grid can be sorted by: the score, the path or a numeric column."""
+        return ["score", "path", *self.numeric_columns()]
+
+    def _check_label_column(self, column: str) -> None:
+        if column not in self.label_columns:
+            raise ArtmemError(f"unknown label column {column!r}; label columns: {', '.join(self.label_columns)}")
+
+    def _snapshot(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The table and a copy of the scores, taken together (uploads may change both meanwhile)."""
+        with self.lock:
+            return self.table, self.scores.copy()
+
     def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc") -> np.ndarray:
         """Ids of the rows matching all `filters` (label column -> value), sorted; NaN goes last.
 
@@ -396,9 +141,8 @@ class ExplorerData:
         large collections.
         """
         for col in filters:
-            if col not in self.label_columns:
-                raise ArtmemError(f"unknown label column {col!r}; label columns: {', '.join(self.label_columns)}")
-        if sort not in ("score", "path", *self.numeric_columns()):
+            self._check_label_column(col)
+        if sort not in self.sort_keys():
             raise ArtmemError(f"cannot sort by {sort!r}; use score, path or a numeric column")
         with self.lock:
             table, scores, version = self.table, self.scores.copy(), self.version
@@ -460,6 +204,24 @@ class ExplorerData:
             self.features = Features(np.asarray(ids, np.int64), normalise_rows(vectors), model, layer)
             self.version += 1
 
+    def _similar_index(self, q: np.ndarray, k: int, exclude: int | None) -> list[tuple[int, float]] | None:
+        index = self.index
+        if index is None or q.shape[0] != index.in_dim:
+            return None
+        self_id = None
+        if exclude is not None and exclude < self.n_collection:
+            self_id = index.id_of(str(self.table.at[exclude, "path"]))
+        try:
+            sims, ids = index.search(q[None], k, exclude=[self_id])
+        except Exception as exc:  # fall back to the exact search on the features
+            logger.warning("index search failed (%s); using exact search", exc)
+            return None
+        out = []
+        for j, sim in zip(ids[0], sims[0], strict=True):
+            if 0 <= j < len(self._index_to_id) and self._index_to_id[j] >= 0 and self._index_to_id[j] != exclude:
+                out.append((int(self._index_to_id[j]), float(sim)))
+        return out
+
     def similar(self, query: np.ndarray, k: int = 8, exclude: int | None = None) -> list[tuple[int, float]]:
         """Top-k ids by cosine similarity to `query`: through the results' retrieval index when
         there is one, else exact (brute force) over the embeddings (uploads included)."""
@@ -493,13 +255,9 @@ class ExplorerData:
 
     def category_summary(self, column: str) -> pd.DataFrame:
         """n, scored, mean, median, sd, quartiles, min and max of the score per category value."""
-        if column not in self.label_columns:
-            raise ArtmemError(f"unknown label column {column!r}; label columns: {', '.join(self.label_columns)}")
-        with self.lock:
-            table = self.table
-            scores = self.scores.copy()
-        df = pd.DataFrame({"value": table[column].astype(str).where(table[column].notna(), "(none)"),
-                           "score": scores})
+        self._check_label_column(column)
+        table, scores = self._snapshot()
+        df = pd.DataFrame({"value": _category_values(table, column), "score": scores})
         rows = []
         for value, g in df.groupby("value", sort=True):
             s = g["score"].dropna().to_numpy()
@@ -513,8 +271,11 @@ class ExplorerData:
         return pd.DataFrame(rows)
 
     def scores_for(self, column: str) -> dict[str, np.ndarray]:
-        with self.lock:
-            table = self.table
-            scores = self.scores.copy()
-        labels = table[column].astype(str).where(table[column].notna(), "(none)")
+        table, scores = self._snapshot()
+        labels = _category_values(table, column)
         return {v: scores[(labels == v).to_numpy() & np.isfinite(scores)] for v in sorted(labels.unique())}
+
+
+def _category_values(table: pd.DataFrame, column: str) -> pd.Series:
+    """The column as strings, missing values shown as "(none)" (a category of their own)."""
+    return table[column].astype(str).where(table[column].notna(), "(none)")

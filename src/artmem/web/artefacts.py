@@ -1,0 +1,231 @@
+"""Reading the analysis folder's artefacts (scores, features, maps, measures, predictions, index)
+and joining them to the explorer's table ids.
+
+Every artefact is optional; a missing or unreadable one is logged and recorded in `artefacts`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def _rel_path(p: str, root: str) -> str:
+    """A results-table path as a collection-relative POSIX path (absolute paths are tolerated)."""
+    p = str(p).replace("\\", "/")
+    r = str(root).replace("\\", "/").rstrip("/") + "/"
+    return p[len(r):] if p.startswith(r) else p
+
+
+def read_scores_table(results: Path) -> pd.DataFrame | None:
+    """OUT/scores/scores.parquet via `artmem.scale.store.read_scores` when present, else pandas."""
+    folder = results / "scores"
+    if not folder.exists():
+        return None
+    try:
+        from artmem.scale.store import read_scores
+
+        return read_scores(folder)
+    except ImportError:
+        pass
+    for name in ("scores.parquet", "scores.csv"):
+        if (folder / name).exists():
+            from artmem.io import read_table
+
+            return read_table(folder / name)
+    return None
+
+
+@dataclass
+class Features:
+    """Unit-normalised embeddings aligned with table ids (rows of NaN-free vectors only)."""
+
+    ids: np.ndarray  # (N,) int64 table ids
+    vectors: np.ndarray  # (N, D) float32, L2-normalised
+    model: str | None
+    layer: str | None
+
+
+def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | None:
+    """OUT/features via `artmem.scale.store.read_features` when present, else pandas/json."""
+    folder = results / "features"
+    if not folder.exists():
+        return None
+    try:
+        from artmem.scale.store import read_features
+
+        fs = read_features(folder)
+        return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
+    except ImportError:
+        pass
+    file = folder / "features.parquet"
+    if not file.exists():
+        return None
+    df = pd.read_parquet(file)
+    meta = {}
+    if (folder / "features.json").exists():
+        meta = json.loads((folder / "features.json").read_text())
+    vectors = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
+    return df["path"].astype(str).tolist(), vectors, meta
+
+
+def read_optional_parquet(file: Path, what: str = "") -> pd.DataFrame | None:
+    """A parquet table that may be absent; an unreadable one is logged and skipped (None)."""
+    if not file.exists():
+        return None
+    try:
+        return pd.read_parquet(file)
+    except Exception as exc:  # an unreadable table must not stop the explorer
+        logger.warning("%s not used: %s", f"{what} {file}".strip(), exc)
+        return None
+
+
+def normalise_rows(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+class ArtefactLoading:
+    """The loading half of `ExplorerData`, kept apart so that each module stays small.
+
+    A mixin rather than a separate object: loaders fill the explorer's own attributes (scores,
+    features, maps, ...), which the query methods and the background indexer then share.
+    """
+
+    # set by ExplorerData.__init__
+    root: str | Path
+    results: Path | None
+    scores: np.ndarray
+    lock: object
+    _path_to_id: dict[str, int]
+
+    def _ids_for(self, paths) -> np.ndarray:
+        return np.array(
+            [self._path_to_id.get(_rel_path(p, self.root), -1) for p in paths], dtype=np.int64
+        )
+
+    def _with_ids(self, df: pd.DataFrame, table: str) -> pd.DataFrame:
+        """The rows of `df` whose path is a table row, tagged with that id and their source table."""
+        df["_id"] = self._ids_for(df["path"])
+        df["_table"] = table
+        return df[df["_id"] >= 0]
+
+    def _read_parquet_artefact(self, name: str) -> pd.DataFrame | None:
+        """RESULTS/name/name.parquet, or None when the results have no such table."""
+        file = self.results / name / f"{name}.parquet"
+        return pd.read_parquet(file) if file.exists() else None
+
+    def _load(self, name: str, fn) -> None:
+        try:
+            status = fn()
+        except Exception as exc:  # an unreadable artefact must not stop the explorer
+            logger.warning("results %s not used: %s", name, exc)
+            status = f"unreadable ({exc})"
+        self.artefacts[name] = status or "absent"
+
+    def _load_results(self) -> None:
+        self._load("scores", self._load_scores)
+        self._load("features", self._load_features)
+        self._load("maps", self._load_maps)
+        self._load("measures", self._load_measures)
+        self._load("predictions", self._load_predictions)
+        self._load("index", self._load_index)
+
+    def _load_scores(self) -> str | None:
+        df = read_scores_table(self.results)
+        if df is None:
+            return None
+        ids = self._ids_for(df["path"])
+        ok = ids >= 0
+        self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
+        self.score_source = "scores table"
+        job = self.results / "scores" / "job.json"
+        if job.exists():
+            try:
+                rec = json.loads(job.read_text())
+                proc = rec.get("processor") if isinstance(rec.get("processor"), dict) else {}
+                self.scores_model = rec.get("model") or proc.get("model")
+            except (OSError, ValueError) as exc:
+                logger.warning("%s not readable (%s): the scoring model is unknown", job, exc)
+        if (~ok).sum():
+            logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
+        return f"{int(ok.sum())} scores"
+
+    def _load_features(self) -> str | None:
+        got = read_features_table(self.results)
+        if got is None:
+            return None
+        paths, vectors, meta = got
+        ids = self._ids_for(paths)
+        ok = (ids >= 0) & np.isfinite(vectors).all(axis=1)
+        self.features = Features(ids[ok], normalise_rows(vectors[ok]), meta.get("model"), meta.get("layer"))
+        return f"{int(ok.sum())} embeddings ({meta.get('model')}, {meta.get('layer')})"
+
+    def _load_maps(self) -> str | None:
+        df = self._read_parquet_artefact("maps")
+        if df is None:
+            return None
+        if "overlay_png" not in df.columns:
+            return "no overlay_png column"
+        ids = self._ids_for(df["path"])
+        for i, rel in zip(ids, df["overlay_png"], strict=True):
+            if i >= 0 and isinstance(rel, str) and rel:
+                self.maps[int(i)] = rel  # resolved safely under results/maps when served
+        return f"{len(self.maps)} maps"
+
+    def _load_measures(self) -> str | None:
+        df = self._read_parquet_artefact("measures")
+        if df is None:
+            return None
+        df["_id"] = self._ids_for(df["path"])
+        self.measures = df[df["_id"] >= 0].drop_duplicates("_id").set_index("_id").drop(columns="path")
+        return f"{len(self.measures)} rows, {self.measures.shape[1]} measures"
+
+    def _load_index(self) -> str | None:
+        """OUT/index (artmem.retrieval): used for similar artworks when present (large collections)."""
+        folder = self.results / "index"
+        if not folder.is_dir():
+            return None
+        from artmem.retrieval.index import open_index
+
+        index = open_index(folder)
+        items = index.items
+        self._index_to_id = np.full(int(items["id"].max()) + 1 if len(items) else 0, -1, dtype=np.int64)
+        self._index_to_id[items["id"].to_numpy()] = self._ids_for(items["path"])
+        self.index = index
+        return f"{len(index)} vectors ({index.meta.get('backend')}, {index.meta.get('model')}/{index.meta.get('layer')})"
+
+    def _load_predictions(self) -> str | None:
+        folder = self.results / "predictions"
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if not files:
+            return None
+        frames = []
+        for f in files:
+            df = pd.read_parquet(f)
+            if "path" not in df.columns:
+                continue
+            frames.append(self._with_ids(df, f.stem))
+        if not frames:
+            return None
+        self.predictions = pd.concat(frames, ignore_index=True)
+        return f"{len(self.predictions)} rows from {len(frames)} table(s)"
+
+    def add_run_predictions(self, run: str | Path, name: str) -> None:
+        """A classifier run's test_predictions.parquet (path, label, pred, prob, correct), if any."""
+        run = Path(str(run))
+        file = (run if run.is_dir() else run.parent) / "test_predictions.parquet"
+        df = read_optional_parquet(file)
+        if df is None or "path" not in df.columns:
+            return
+        df = self._with_ids(df, name)
+        with self.lock:
+            self.predictions = df if self.predictions is None else pd.concat([self.predictions, df], ignore_index=True)
