@@ -26,6 +26,7 @@ from artmem.analysis import color as color_mod
 from artmem.analysis import edges as edges_mod
 from artmem.analysis.symmetry import DEFAULT_MODEL, DEFAULT_VARIANTS, SymmetryScorer, alexnet_branch
 from artmem.errors import ArtmemError
+from artmem.scale.processors import BaseProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def empty_measures(config: MeasureConfig) -> pd.DataFrame:
                          **{c: pd.Series([], dtype="float64") for c in config.columns()}})
 
 
-class MeasuresProcessor:
+class MeasuresProcessor(BaseProcessor):
     """The measures job for the batch engines of `artmem.scale` (local DataLoader or Ray).
 
     Follows `artmem.scale.processors.Processor`: `load` (run in decoding workers / Ray map tasks)
@@ -170,16 +171,6 @@ class MeasuresProcessor:
                 row.update(sym)
         cols = self.config.columns()
         return pd.DataFrame([{c: r.get(c, np.nan) for c in cols} for r in rows], columns=cols)
-
-    def write_final(self, out: Path, table: pd.DataFrame, csv: bool = False) -> list[Path]:
-        from artmem.scale.store import atomic_write_parquet
-
-        out = Path(out)
-        paths = [atomic_write_parquet(table, out / f"{self.kind}.parquet")]
-        if csv:
-            table.to_csv(out / f"{self.kind}.csv", index=False)
-            paths.append(out / f"{self.kind}.csv")
-        return paths
 
 
 # ------------------------------------------------------------------------------- attributes
