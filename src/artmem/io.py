@@ -48,3 +48,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file and reason
         raise ArtmemError(f"{path}: cannot read table ({exc})") from exc
     raise ArtmemError(f"{path}: unknown table format {suffix!r} (use .parquet or .csv)")
+
+
+def find_table(file_or_dir: str | Path, name: str, missing: str) -> Path:
+    """A table file given directly, or DIR/name.parquet (else DIR/name.csv) in a folder.
+
+    Args:
+        file_or_dir: the file, or the folder a command wrote it into.
+        name: the table's base name (e.g. "measures").
+        missing: the message (after the path) when the folder holds neither file.
+    """
+    path = Path(file_or_dir)
+    if not path.is_dir():
+        return path
+    for candidate in (path / f"{name}.parquet", path / f"{name}.csv"):
+        if candidate.exists():
+            return candidate
+    raise ArtmemError(f"{file_or_dir}: {missing}")

@@ -109,16 +109,9 @@ def run_measures(
 
 def read_measures(file_or_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     """The measures table and its measures.json (column groups) from a folder or a table file."""
-    from artmem.io import read_table
+    from artmem.io import find_table, read_table
 
-    p = Path(file_or_dir)
-    if p.is_dir():
-        for name in (f"{KIND}.parquet", f"{KIND}.csv"):
-            if (p / name).exists():
-                p = p / name
-                break
-        else:
-            raise ArtmemError(f"{file_or_dir}: no measures.parquet (run `artmem measures` first)")
+    p = find_table(file_or_dir, KIND, "no measures.parquet (run `artmem measures` first)")
     df = read_table(p)
     if "path" not in df.columns:
         raise ArtmemError(f"{p}: a measures table needs a 'path' column")

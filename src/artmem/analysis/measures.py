@@ -178,16 +178,9 @@ class MeasuresProcessor(BaseProcessor):
 
 def read_predictions(source: str | Path) -> pd.DataFrame:
     """`path` + the numeric `p_<class>` probability columns of a predictions table or run folder."""
-    from artmem.io import read_table
+    from artmem.io import find_table, read_table
 
-    p = Path(source)
-    if p.is_dir():
-        for name in ("predictions.parquet", "predictions.csv"):
-            if (p / name).exists():
-                p = p / name
-                break
-        else:
-            raise ArtmemError(f"{source}: no predictions.parquet in this folder (run `artmem predict` first)")
+    p = find_table(source, "predictions", "no predictions.parquet in this folder (run `artmem predict` first)")
     df = read_table(p)
     if "path" not in df.columns:
         raise ArtmemError(f"{p}: a predictions table needs a 'path' column")

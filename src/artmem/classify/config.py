@@ -138,17 +138,23 @@ def parse_split(text: str | list) -> list[float]:
     return [round(v / total, 10) for v in vals]  # rounded: re-parsing a saved config is stable
 
 
-def load_config_file(path: str | Path) -> dict:
-    """Read a YAML (or JSON) config file into a dict of known keys (`-` and `_` both accepted)."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> dict:
+    """Parse a YAML file that must hold a mapping; user errors name the file and the reason."""
     if not path.exists():
-        raise ArtmemError(f"{path}: no such config file")
+        raise ArtmemError(f"{path}: no such {what}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ArtmemError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
-        raise ArtmemError(f"{path}: a config file must be a mapping of settings")
+        raise ArtmemError(f"{path}: {not_mapping}")
+    return data
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML (or JSON) config file into a dict of known keys (`-` and `_` both accepted)."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "config file", "a config file must be a mapping of settings")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = set(data) - FIELD_NAMES
     if unknown:

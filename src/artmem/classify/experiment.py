@@ -41,18 +41,11 @@ logger = logging.getLogger(__name__)
 
 def load_grid(path: str | Path) -> dict:
     """Read and check a grid file; returns a normalised dict."""
-    from artmem.classify.config import FIELD_NAMES
+    from artmem.classify.config import FIELD_NAMES, read_yaml_mapping
     from artmem.models.scenarios import SCENARIOS
 
     path = Path(path)
-    if not path.exists():
-        raise ArtmemError(f"{path}: no such grid file")
-    try:
-        grid = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ArtmemError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(grid, dict):
-        raise ArtmemError(f"{path}: a grid file is a mapping (tasks, inits, scenarios, settings)")
+    grid = read_yaml_mapping(path, "grid file", "a grid file is a mapping (tasks, inits, scenarios, settings)")
     known = {"collection", "tasks", "inits", "scenarios", "settings", "table2_scenario", "table3_init"}
     unknown = set(grid) - known
     if unknown:

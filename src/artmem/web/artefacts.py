@@ -25,22 +25,13 @@ def _rel_path(p: str, root: str) -> str:
 
 
 def read_scores_table(results: Path) -> pd.DataFrame | None:
-    """OUT/scores/scores.parquet via `artmem.scale.store.read_scores` when present, else pandas."""
+    """RESULTS/scores read with `artmem.scale.store.read_scores`; None when there is no such folder."""
     folder = results / "scores"
     if not folder.exists():
         return None
-    try:
-        from artmem.scale.store import read_scores
+    from artmem.scale.store import read_scores
 
-        return read_scores(folder)
-    except ImportError:
-        pass
-    for name in ("scores.parquet", "scores.csv"):
-        if (folder / name).exists():
-            from artmem.io import read_table
-
-            return read_table(folder / name)
-    return None
+    return read_scores(folder)
 
 
 @dataclass
