@@ -13,13 +13,3 @@ def styles_collection(tmp_path_factory):
     root = tmp_path_factory.mktemp("styles")
     make_synthetic_collection(root, n_styles=4, n_genres=2, per_class=8, size=40, seed=1)
     return root / "collection.parquet"
-
-
-def tiny_config(**kw):
-    """Fast settings for tiny_test on 32 px crops of a 36 px cache."""
-    from artmem.classify.config import resolve_config
-
-    base = dict(model="tiny_test", label="style", optimizer="adam", lr=0.01, weight_decay=0.0,
-                schedule="constant", epochs=3, batch_size=16, cache_size=36, device="cpu", num_workers=0)
-    base.update(kw)
-    return resolve_config(overrides=base)

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from classify_helpers import tiny_config
 
 from artmem.classify.engine import fit
 from artmem.classify.experiment import run_experiment
 from artmem.classify.train import train_classifier
 from artmem.cli import main
 from artmem.data.collection import Collection
-from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

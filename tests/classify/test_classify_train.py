@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from classify_helpers import tiny_config
 
 from artmem.classify.train import train_classifier
 from artmem.cli import main
 from artmem.models.registry import create_model
-from conftest import tiny_config
 
 
 def test_short_run_far_above_chance(styles_collection, tmp_path):
