@@ -1,7 +1,7 @@
 """Local engine vs Ray engine on the same job: images/s of each, their ratio, Ray's start-up cost.
 
-Baseline: the local engine (`artmem.scale.local.run_local`, DataLoader decode workers + one model
-process). Candidate: `artmem.scale.ray_engine.run_job` on a local Ray instance limited to
+Baseline: the local engine (`artmem.batch.engines.local.run_local`, DataLoader decode workers + one model
+process). Candidate: `artmem.batch.engines.ray.run_job` on a local Ray instance limited to
 `--num-cpus` CPUs (2 by default). Both score the same JPEGs (made from the photographs and paintings
 bundled with the installed packages, random crops resized to ~`--size` px) into fresh folders.
 
@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
+    from artmem.batch.engines import ray as ray_engine
+    from artmem.batch.engines.local import run_local
+    from artmem.batch.job import JobSpec
+    from artmem.batch.processors import ModelProcessor
     from artmem.data.collection import Collection
-    from artmem.scale import ray_engine
-    from artmem.scale.job import JobSpec
-    from artmem.scale.local import run_local
-    from artmem.scale.processors import ModelProcessor
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="artmem-bench-engines-"))
     try:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = ray.ray["workers"]
         busy = sum(w["seconds"] for w in workers.values())
         per_actor = sum(w["images"] for w in workers.values()) / busy if busy else float("nan")
-        from artmem.scale.store import read_errors
+        from artmem.batch.results import read_errors
 
         same = ray.table["path"].tolist() == local.table["path"].tolist()
         figures = {

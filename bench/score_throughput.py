@@ -92,7 +92,7 @@ def readme_loop(paths: list[Path], model) -> tuple[dict[str, float], float, floa
 
 def artmem_processor(backend: str):
     """The processor `artmem score --model resmem` uses, set up (model load / ONNX session)."""
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.processors import ModelProcessor
 
     proc = ModelProcessor("resmem", "scores", backend=backend)
     t0 = time.perf_counter()
@@ -102,9 +102,9 @@ def artmem_processor(backend: str):
 
 def artmem_job(proc, root: Path, out: Path, batch_size: int, workers: int | None):
     """`artmem score` through the library (the CLI calls the same function); fresh output folder."""
+    from artmem.batch.engines.local import run_local
+    from artmem.batch.job import JobSpec
     from artmem.data.collection import open_collection
-    from artmem.scale.job import JobSpec
-    from artmem.scale.local import run_local
 
     coll = open_collection(str(root))
     spec = JobSpec(coll, proc, out, device="cpu")
@@ -123,8 +123,8 @@ def pure_forward(paths: list[Path], batch_size: int, n_batches: int = 2) -> dict
     import torch
     from PIL import Image
 
+    from artmem.batch.processors import ModelProcessor
     from artmem.models.transforms import build_transform
-    from artmem.scale.processors import ModelProcessor
 
     out = {}
     for backend in ("torch", "onnx"):

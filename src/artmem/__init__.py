@@ -14,8 +14,8 @@ _LAZY = {
     "ArtmemError": "artmem.errors",
     "create_model": "artmem.models.registry",
     "list_models": "artmem.models.registry",
-    "score": "artmem.scale.api",
-    "extract": "artmem.scale.api",
+    "score": "artmem.batch.api",
+    "extract": "artmem.batch.api",
 }
 
 

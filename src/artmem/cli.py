@@ -18,7 +18,7 @@ from artmem.errors import ArtmemError
 COMMAND_MODULES = [
     "artmem.data.commands",
     "artmem.models.commands",
-    "artmem.scale.commands",
+    "artmem.batch.commands",
     "artmem.memorability.commands",
     "artmem.classify.commands",
     "artmem.retrieval.commands",

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_STEPS = [
     ("profile the collection", "artmem.data.demo_step"),
-    ("score memorability and extract features", "artmem.scale.demo_step"),
+    ("score memorability and extract features", "artmem.batch.demo_step"),
     ("draw memorability maps", "artmem.memorability.demo_step"),
     ("train a quick classifier on `kind`", "artmem.classify.demo_step"),
     ("build a similarity index and query it", "artmem.retrieval.demo_step"),

@@ -75,7 +75,7 @@ def test_ridge_positive_and_checkpoint_round_trip(synthetic_collection, tmp_path
 
 
 def test_ridge_on_cached_features_from_extract(synthetic_collection, tmp_path):
-    from artmem.scale.api import extract
+    from artmem.batch.api import extract
 
     extract(synthetic_collection, model="tiny_test", layer="conv3", out=tmp_path / "feat", device="cpu",
             progress=False)

@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import stats
 
 from artmem.analysis.color import HUE_COLUMNS
+from artmem.batch.results import write_features, write_scores
 from artmem.cli import main
-from artmem.scale.store import write_features, write_scores
 
 
 @pytest.fixture(scope="module")

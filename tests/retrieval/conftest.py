@@ -38,8 +38,8 @@ def make_store_fixture():
 @pytest.fixture(scope="module")
 def tiny_features(tmp_path_factory, synthetic_collection):
     """tiny_test fc features of the session's synthetic collection, in `artmem extract` layout."""
+    from artmem.batch.results import write_features
     from artmem.retrieval.query import embed_images
-    from artmem.scale.store import write_features
 
     out = tmp_path_factory.mktemp("tinyfeat")
     coll = synthetic_collection

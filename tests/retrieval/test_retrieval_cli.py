@@ -71,7 +71,7 @@ def test_similar_filter_and_include_self(built, synthetic_collection, tmp_path):
 
 
 def test_add_and_check_via_cli(tmp_path, synthetic_collection, tiny_features):
-    from artmem.scale.store import read_features, write_features
+    from artmem.batch.results import read_features, write_features
 
     fs = read_features(tiny_features)
     write_features(tmp_path / "part", fs.paths[:30], fs.vectors[:30], fs.meta)

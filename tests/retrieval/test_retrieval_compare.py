@@ -63,7 +63,7 @@ def test_cka_and_spread_helpers():
 
 
 def test_compare_cli_writes_csv_and_heatmaps(tmp_path):
-    from artmem.scale.store import write_features
+    from artmem.batch.results import write_features
 
     dirs = []
     for sp in _spaces()[:3]:

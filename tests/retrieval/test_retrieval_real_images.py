@@ -36,7 +36,7 @@ def mixed_collection(tmp_path_factory):
 
 @pytest.mark.skipif(MODEL is None, reason="neither efficientnet_lite0 nor resmem is registered yet")
 def test_raphael_copies_are_each_others_nearest_neighbours(mixed_collection, tmp_path):
-    from artmem.scale.api import extract
+    from artmem.batch.api import extract
 
     layer = "pool" if MODEL == "efficientnet_lite0" else "fc7"
     extract(mixed_collection, MODEL, layer, out=tmp_path / "feat", device="cpu", backend="torch",

@@ -25,7 +25,7 @@ def web_coll(tmp_path_factory):
 def web_results(web_coll, tmp_path_factory):
     """An analysis folder: scores (known values, one image unscored), features, measures, maps,
     predictions. Built from plain arrays so the expected answers are known."""
-    from artmem.scale.store import write_features, write_scores
+    from artmem.batch.results import write_features, write_scores
 
     out = tmp_path_factory.mktemp("web_results")
     paths = web_coll.paths

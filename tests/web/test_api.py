@@ -312,8 +312,8 @@ def test_similar_through_retrieval_index(web_coll, web_results, engine, tmp_path
 def test_model_auto_follows_the_scores_table(web_coll, engine, tmp_path):
     """`--model auto` uses the model recorded by `artmem score` (job.json), so uploads compare with the
     collection; another model is flagged `comparable: false`."""
+    from artmem.batch.api import score
     from artmem.data.collection import open_collection
-    from artmem.scale.api import score
     from artmem.web.app import create_app
 
     res = tmp_path / "analysis"

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 def test_resmem_upload_matches_batch_jobs(real_images, tmp_path):
     """An uploaded image gets the score `artmem score` gave it, and its own collection copy comes
     first among the similar artworks (same network, layer and preprocessing as `artmem extract`)."""
+    from artmem.batch.api import extract, score
     from artmem.data.collection import open_collection
-    from artmem.scale.api import extract, score
     from artmem.web.app import create_app
 
     picked = sorted(real_images.items())[:4]

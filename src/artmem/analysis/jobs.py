@@ -8,7 +8,7 @@ Output folder layout (the same as the score/extract jobs):
     OUT/job.json           the job spec; a rerun with the same spec resumes
     OUT/shards/measures-NNNNN.parquet (+ .errors.parquet)   finished shards
 
-The job runs through the batch engines of `artmem.scale` (`MeasuresProcessor` follows their
+The job runs through the batch engines of `artmem.batch` (`MeasuresProcessor` follows their
 Processor protocol), so `--engine ray` works as for scoring.
 """
 
@@ -51,7 +51,7 @@ def run_measures(
     progress: bool = True,
     **engine_opts,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
-    """Compute the measures of every image of a collection with a batch engine of `artmem.scale`.
+    """Compute the measures of every image of a collection with a batch engine of `artmem.batch`.
 
     Args:
         collection: a Collection, collection file or image folder.
@@ -69,9 +69,9 @@ def run_measures(
     Returns:
         (measures table in collection order, errors table, written paths).
     """
+    from artmem.batch.api import run_job
+    from artmem.batch.results import atomic_write_parquet, write_json
     from artmem.data.collection import open_collection
-    from artmem.scale.api import run_job
-    from artmem.scale.store import atomic_write_parquet, write_json
 
     coll = open_collection(collection)
     if len(coll) == 0:

@@ -1,7 +1,7 @@
 """Per-image measures of a collection: composition, symmetry, colour, and attributes.
 
 `ImageMeasurer(config)(img)` gives one dict of measures for a PIL image. `MeasuresProcessor` is
-the same computation for the batch engines of `artmem.scale` (pixel measures where images are
+the same computation for the batch engines of `artmem.batch` (pixel measures where images are
 decoded, the CNN symmetry batched where the model lives). `add_attributes` joins classifier probabilities (`p_<class>` columns of a
 predictions table) and numeric metadata columns of the collection.
 
@@ -25,8 +25,8 @@ import pandas as pd
 from artmem.analysis import color as color_mod
 from artmem.analysis import edges as edges_mod
 from artmem.analysis.symmetry import DEFAULT_MODEL, DEFAULT_VARIANTS, SymmetryScorer, alexnet_branch
+from artmem.batch.processors import BaseProcessor
 from artmem.errors import ArtmemError
-from artmem.scale.processors import BaseProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ def empty_measures(config: MeasureConfig) -> pd.DataFrame:
 
 
 class MeasuresProcessor(BaseProcessor):
-    """The measures job for the batch engines of `artmem.scale` (local DataLoader or Ray).
+    """The measures job for the batch engines of `artmem.batch` (local DataLoader or Ray).
 
-    Follows `artmem.scale.processors.Processor`: `load` (run in decoding workers / Ray map tasks)
+    Follows `artmem.batch.processors.Processor`: `load` (run in decoding workers / Ray map tasks)
     decodes the image and computes the pixel measures (edges, colour), and resizes it for the
     symmetry network; `process` (run where the model lives) computes the CNN symmetry of the
     whole batch in one forward pass of the images and their mirror images. Picklable: the

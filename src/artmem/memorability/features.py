@@ -117,7 +117,7 @@ def predict_images(scorer, coll, rows, device, batch_size):
 def features_from_store(path, coll, model: str, layer: str) -> np.ndarray:
     """Features of the collection rows from an `artmem extract` folder, checked to be of
     `model`/`layer`; NaN rows for images the folder lacks."""
-    from artmem.scale.store import read_features
+    from artmem.batch.results import read_features
 
     fs = read_features(path)
     want = (model, layer)

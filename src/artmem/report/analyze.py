@@ -46,9 +46,9 @@ def run_scores_and_features(
 ) -> list[Path]:
     """OUT/scores (and OUT/features): reused when complete, else computed (one pass when the
     score model also gives the features)."""
-    from artmem.scale.api import run_job
-    from artmem.scale.processors import ModelProcessor
-    from artmem.scale.store import write_errors, write_scores
+    from artmem.batch.api import run_job
+    from artmem.batch.processors import ModelProcessor
+    from artmem.batch.results import write_errors, write_scores
 
     score_dir, feat_dir = out / "scores", out / "features"
     paths = set(coll.paths)
@@ -142,10 +142,10 @@ def analyze(
     """
     from artmem.analysis.jobs import run_measures
     from artmem.analysis.measures import MeasureConfig
+    from artmem.batch.results import read_scores
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir
     from artmem.report.build import ReportOptions, build_report, load_report_data
-    from artmem.scale.store import read_scores
 
     coll = open_collection(collection)
     if len(coll) == 0:

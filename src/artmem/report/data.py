@@ -59,7 +59,7 @@ class ReportData:
 
     collection: object  # artmem.data.collection.Collection
     scores: pd.DataFrame
-    features: object | None = None  # artmem.scale.store.FeatureSet
+    features: object | None = None  # artmem.batch.results.FeatureSet
     measures: pd.DataFrame | None = None
     measure_groups: dict = field(default_factory=dict)
     maps: pd.DataFrame | None = None
@@ -141,8 +141,8 @@ def load_report_data(
     """
     from artmem.analysis.jobs import read_measures
     from artmem.analysis.measures import add_attributes, measure_groups
+    from artmem.batch.results import read_errors, read_features, read_scores
     from artmem.data.collection import open_collection
-    from artmem.scale.store import read_errors, read_features, read_scores
 
     coll = open_collection(collection)
     inputs: dict = {}

@@ -117,7 +117,7 @@ def cmd_build(args) -> int:
     if not features:
         if not args.model:
             raise ArtmemError("give --features (an `artmem extract` output) or --model to extract now")
-        from artmem.scale.api import extract
+        from artmem.batch.api import extract
 
         features = out / "features"
         logger.info("extracting %s features into %s", args.model, features)

@@ -19,7 +19,7 @@ def _features(collection, out: Path, device: str) -> Path:
     existing = out / "features"
     if (existing / "features.parquet").exists():
         return existing
-    from artmem.scale.api import extract
+    from artmem.batch.api import extract
 
     target = out / "index" / "features"
     logger.info("demo: no out/features yet; extracting %s/%s features", DEMO_MODEL, DEMO_LAYER)

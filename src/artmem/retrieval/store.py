@@ -85,14 +85,14 @@ def _read_features_fallback(src: Path):
 def read_feature_set(src: str | Path) -> tuple[list[str], np.ndarray, dict]:
     """Paths, raw vectors (N, D) and meta of an extract output folder or features file.
 
-    Uses `artmem.scale.store.read_features` (the batch engine's reader) when it is installed,
+    Uses `artmem.batch.results.read_features` (the batch engine's reader) when it is installed,
     else reads the documented layout directly.
     """
     src = Path(src)
     if not src.exists():
         raise ArtmemError(f"{src}: no such features file or folder")
     try:
-        from artmem.scale.store import read_features
+        from artmem.batch.results import read_features
     except ImportError:
         paths, vectors, meta = _read_features_fallback(src)
     else:

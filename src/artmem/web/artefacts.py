@@ -25,11 +25,11 @@ def _rel_path(p: str, root: str) -> str:
 
 
 def read_scores_table(results: Path) -> pd.DataFrame | None:
-    """RESULTS/scores read with `artmem.scale.store.read_scores`; None when there is no such folder."""
+    """RESULTS/scores read with `artmem.batch.results.read_scores`; None when there is no such folder."""
     folder = results / "scores"
     if not folder.exists():
         return None
-    from artmem.scale.store import read_scores
+    from artmem.batch.results import read_scores
 
     return read_scores(folder)
 
@@ -45,12 +45,12 @@ class Features:
 
 
 def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | None:
-    """OUT/features via `artmem.scale.store.read_features` when present, else pandas/json."""
+    """OUT/features via `artmem.batch.results.read_features` when present, else pandas/json."""
     folder = results / "features"
     if not folder.exists():
         return None
     try:
-        from artmem.scale.store import read_features
+        from artmem.batch.results import read_features
 
         fs = read_features(folder)
         return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})

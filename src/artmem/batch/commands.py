@@ -91,9 +91,9 @@ def _engine_opts(args) -> dict:
 
 
 def _run(args, kind: str) -> int:
-    from artmem.scale.api import run_job
-    from artmem.scale.local import summarize_errors
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.api import run_job
+    from artmem.batch.engines.local import summarize_errors
+    from artmem.batch.processors import ModelProcessor
 
     processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
                                threads=args.threads)

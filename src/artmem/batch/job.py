@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artmem.errors import ArtmemError, ImageReadError
-from artmem.scale.store import (
+from artmem.batch.results import (
     SHARDS_DIR,
     atomic_write_parquet,
     errors_frame,
     write_errors,
     write_json,
 )
+from artmem.errors import ArtmemError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class JobSpec:
     """What to run: `processor` over every image of `collection`, results under `out`."""
 
     collection: object  # artmem.data.collection.Collection
-    processor: object  # artmem.scale.processors.Processor
+    processor: object  # artmem.batch.processors.Processor
     out: Path
     shard_size: int = DEFAULT_SHARD_SIZE
     device: str = "auto"
@@ -319,7 +319,7 @@ def run_shard(spec: JobSpec, shard: Shard, batch_size: int = 32, num_workers: in
 def _read_shards(files: list[Path]) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    from artmem.scale.store import _arrow_vectors
+    from artmem.batch.results import arrow_vectors
 
     frames = []
     for f in files:
@@ -327,7 +327,7 @@ def _read_shards(files: list[Path]) -> pd.DataFrame:
         if t.num_rows == 0:
             continue
         if "embedding" in t.column_names:
-            vec = _arrow_vectors(t, f)
+            vec = arrow_vectors(t, f)
             df = t.drop_columns(["embedding"]).to_pandas()
             df["embedding"] = list(vec)
         else:
@@ -386,6 +386,6 @@ def run_serial(spec: JobSpec, resume: bool = True, batch_size: int = 32) -> JobR
 
 def stack_features(table: pd.DataFrame) -> np.ndarray:
     """(N, D) float32 from a table's `embedding` column."""
-    from artmem.scale.store import _stack
+    from artmem.batch.results import stack_vectors
 
-    return _stack(table["embedding"])
+    return stack_vectors(table["embedding"])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from artmem.scale.job import (
+from artmem.batch.job import (
     CollateItems,
     ImageItems,
     JobResult,

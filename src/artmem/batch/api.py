@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from artmem.batch.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
 from artmem.errors import ArtmemError
-from artmem.scale.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def run_job(
         collection: a Collection, collection file or image folder (see `open_collection`).
         processor: e.g. `ModelProcessor("resmem")` or a measures processor.
         out: job folder (results + shards); None = a temporary folder, removed afterwards.
-        engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.scale.ray_engine`).
+        engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.batch.engines.ray`).
         engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
     """
     from artmem.data.collection import open_collection
@@ -61,18 +61,18 @@ def run_job(
             resume = False
         spec = JobSpec(coll, processor, Path(out), shard_size=shard_size, device=device, csv=csv)
         if engine == "local":
-            from artmem.scale.local import run_local
+            from artmem.batch.engines.local import run_local
 
             return run_local(spec, resume=resume, batch_size=batch_size, num_workers=num_workers,
                              progress=progress, **engine_opts)
         if engine == "serial":
-            from artmem.scale.job import run_serial
+            from artmem.batch.job import run_serial
 
             return run_serial(spec, resume=resume, batch_size=batch_size)
         try:
-            ray_engine = importlib.import_module("artmem.scale.ray_engine")
+            ray_engine = importlib.import_module("artmem.batch.engines.ray")
         except ModuleNotFoundError as exc:
-            if exc.name in ("artmem.scale.ray_engine", "ray"):
+            if exc.name in ("artmem.batch.engines.ray", "ray"):
                 raise ArtmemError(f"engine 'ray' is not available ({exc.name} is missing); use --engine local") from None
             raise
         return ray_engine.run_job(spec, resume=resume, batch_size=batch_size, progress=progress, **engine_opts)
@@ -101,7 +101,7 @@ def score(
     `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
     `threads`: compute threads (default: all cores).
     """
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.processors import ModelProcessor
 
     result = run_job(collection, ModelProcessor(model, "scores", backend=backend, threads=threads), out, device=device,
                      batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
@@ -132,9 +132,9 @@ def extract(
     """Feature vectors of `layer` (default: the model's default layer): DataFrame[path, embedding].
 
     With `out`, also writes OUT/features.parquet + OUT/features.json (read them back with
-    `artmem.scale.store.read_features`).
+    `artmem.batch.results.read_features`).
     """
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.processors import ModelProcessor
 
     result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend, threads=threads), out,
                      device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,

@@ -12,7 +12,7 @@ Pipeline (one Ray Data dataset per run):
 Workers only need to read the images (local paths on a shared filesystem, or fsspec URLs such as
 s3://...); the driver writes every output file, so OUT only has to exist where the driver runs.
 Resume works across engines because both use `prepare_job`/`write_shard`/`finalize` of
-`artmem.scale.job`: shards finished by the local engine are skipped here and vice versa.
+`artmem.batch.job`: shards finished by the local engine are skipped here and vice versa.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from artmem.errors import ArtmemError
-from artmem.scale.job import (
+from artmem.batch.job import (
     JobResult,
     JobSpec,
     Shard,
@@ -38,6 +37,7 @@ from artmem.scale.job import (
     safe_load,
     write_shard,
 )
+from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
 

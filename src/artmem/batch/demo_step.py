@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from artmem.scale.store import write_errors, write_scores
+from artmem.batch.results import write_errors, write_scores
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 def demo_step(collection, out: Path, device: str = "auto", model: str = "resmem",
               layer: str | None = "fc7") -> list[Path]:
     """Score `collection` with resmem and extract its fc7 features; returns the written paths."""
-    from artmem.scale.api import run_job
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.api import run_job
+    from artmem.batch.processors import ModelProcessor
 
     out = Path(out)
     feat_dir, score_dir = out / "features", out / "scores"

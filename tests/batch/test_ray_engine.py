@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artmem.batch.engines.ray import plan_actors
 from artmem.errors import ArtmemError
-from artmem.scale.ray_engine import plan_actors
 
 # ----------------------------------------------------------------------------- no Ray needed
 
@@ -51,7 +51,7 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray instance (2 CPUs, small object store) for the whole module."""
-    from artmem.scale.ray_engine import init_ray
+    from artmem.batch.engines.ray import init_ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -90,20 +90,20 @@ def _as_url(coll):
 
 
 def _spec(coll, out, model, kind, shard_size=6):
-    from artmem.scale.job import JobSpec
-    from artmem.scale.processors import ModelProcessor
+    from artmem.batch.job import JobSpec
+    from artmem.batch.processors import ModelProcessor
 
     return JobSpec(coll, ModelProcessor(model, kind=kind, backend="torch"), out, shard_size=shard_size, device="cpu")
 
 
 def _local(coll, out, model, kind, shard_size=6, **kw):
-    from artmem.scale.local import run_local
+    from artmem.batch.engines.local import run_local
 
     return run_local(_spec(coll, out, model, kind, shard_size), num_workers=0, progress=False, **kw)
 
 
 def _ray(coll, out, model, kind, shard_size=6, **kw):
-    from artmem.scale.ray_engine import run_job
+    from artmem.batch.engines.ray import run_job
 
     return run_job(_spec(coll, out, model, kind, shard_size), progress=False, **kw)
 
@@ -127,7 +127,7 @@ def _assert_same_job(out_local: Path, out_ray: Path, kind: str, atol: float) -> 
     """Merged tables, error tables, shard layout and Parquet schemas all agree."""
     import pyarrow.parquet as pq
 
-    from artmem.scale.store import read_errors, read_features, read_scores
+    from artmem.batch.results import read_errors, read_features, read_scores
 
     if kind == "scores":
         _assert_same_tables(read_scores(out_local), read_scores(out_ray), kind, atol)
@@ -225,7 +225,7 @@ def test_resume_across_engines(ray_session, tiny_coll, tmp_path):
     final = _local(tiny_coll, out, "tiny_test", "scores", shard_size=4)
     # sorted paths put the 3 unreadable files in shard 0; failed images are retried on resume
     assert final.n_resumed >= 5 + 1 and final.n_resumed + final.n_processed == 23
-    from artmem.scale.store import read_errors, read_scores
+    from artmem.batch.results import read_errors, read_scores
 
     _assert_same_tables(read_scores(tmp_path / "ref"), read_scores(out), "scores", atol=1e-6)
     pd.testing.assert_frame_equal(read_errors(tmp_path / "ref"), read_errors(out))
@@ -242,7 +242,7 @@ def test_ray_finishes_a_local_job(ray_session, tiny_coll, tmp_path):
         _local(tiny_coll, out, "tiny_test", "features", shard_size=8, on_shard_done=_stop_after(1))
     res = _ray(tiny_coll, out, "tiny_test", "features", shard_size=8)
     assert res.n_resumed == 5 and res.n_processed == 18  # shard 0: 5 results + 3 errors (retried)
-    from artmem.scale.store import read_errors, read_features
+    from artmem.batch.results import read_errors, read_features
 
     fa, fb = read_features(ref), read_features(out)
     assert fa.paths == fb.paths
@@ -257,8 +257,8 @@ def test_ray_finishes_a_local_job(ray_session, tiny_coll, tmp_path):
 @pytest.mark.ray
 def test_cli_engine_ray(ray_session, tiny_coll, tmp_path, capsys):
     """`artmem score FOLDER --engine ray` == `--engine local`: same files listed, rows and errors."""
+    from artmem.batch.results import read_errors, read_scores
     from artmem.cli import main
-    from artmem.scale.store import read_errors, read_scores
 
     base = ["score", str(tiny_coll.root), "--model", "tiny_test", "--device", "cpu", "--no-progress",
             "--shard-size", "8"]

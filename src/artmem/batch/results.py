@@ -101,7 +101,7 @@ def _features_table_write(df: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    vectors = _stack(df["embedding"])
+    vectors = stack_vectors(df["embedding"])
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     emb = pa.FixedSizeListArray.from_arrays(flat, dim) if dim else pa.array([], pa.list_(pa.float32(), 0))
@@ -110,7 +110,7 @@ def _features_table_write(df: pd.DataFrame, path: Path) -> None:
     pq.write_table(pa.table(cols), path)
 
 
-def _stack(values) -> np.ndarray:
+def stack_vectors(values) -> np.ndarray:
     values = list(values)
     if not values:
         return np.zeros((0, 0), dtype=np.float32)
@@ -223,7 +223,7 @@ def _read_arrow(path: Path):
         raise ArtmemError(f"{path}: cannot read Parquet ({exc})") from exc
 
 
-def _arrow_vectors(table, path) -> np.ndarray:
+def arrow_vectors(table, path) -> np.ndarray:
     import pyarrow as pa
 
     col = table.column("embedding").combine_chunks()
@@ -264,7 +264,7 @@ def read_features(file_or_dir: str | Path) -> FeatureSet:
             table = _read_arrow(f)
             if not {"path", "embedding"} <= set(table.column_names):
                 raise ArtmemError(f"{f}: needs columns path, embedding (got {table.column_names})")
-            vec = _arrow_vectors(table, f)
+            vec = arrow_vectors(table, f)
             paths += [str(x) for x in table.column("path").to_pylist()]
         if len(vec):
             blocks.append(vec)

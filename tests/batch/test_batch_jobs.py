@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 import torch
 
+from artmem.batch.api import extract, score
+from artmem.batch.engines.local import run_local
+from artmem.batch.job import JobSpec, finished_shards
+from artmem.batch.processors import ModelProcessor
+from artmem.batch.results import read_errors, read_features, read_scores
 from artmem.cli import main
 from artmem.data.collection import Collection
 from artmem.data.images import load_image
 from artmem.errors import ArtmemError
 from artmem.models import create_model
 from artmem.models.transforms import build_transform
-from artmem.scale.api import extract, score
-from artmem.scale.job import JobSpec, finished_shards
-from artmem.scale.local import run_local
-from artmem.scale.processors import ModelProcessor
-from artmem.scale.store import read_errors, read_features, read_scores
 
 
 def _reference(collection, layer=None):
@@ -148,7 +148,7 @@ def test_cli_user_errors_exit_2(synthetic_collection, tmp_path, capsys):
     assert main(["score", src, "--model", "magenta_style", "-o", str(tmp_path / "o")]) == 2
     assert "not a memorability score" in capsys.readouterr().err
     assert main(["extract", src, "--model", "tiny_test", "--layer", "fc9", "-o", str(tmp_path / "o")]) == 2
-    if importlib.util.find_spec("artmem.scale.ray_engine") is None:
+    if importlib.util.find_spec("artmem.batch.engines.ray") is None:
         assert main(["score", src, "--model", "tiny_test", "--engine", "ray", "-o", str(tmp_path / "o")]) == 2
 
 
@@ -200,7 +200,7 @@ def test_resmem_job_equals_package_forward_both_backends(real_images, tmp_path, 
 
 def test_demo_step_writes_analysis_folder_layout(synthetic_collection, tmp_path):
     """Scores in out/scores and features in out/features from one pass (tiny model for speed)."""
-    from artmem.scale.demo_step import demo_step
+    from artmem.batch.demo_step import demo_step
 
     written = demo_step(synthetic_collection, tmp_path, "cpu", model="tiny_test", layer="fc")
     names = {p.relative_to(tmp_path).as_posix() for p in written}

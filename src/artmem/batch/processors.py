@@ -74,7 +74,7 @@ class BaseProcessor:
         return {"processor": f"{type(self).__module__}.{type(self).__qualname__}", "kind": self.kind}
 
     def write_final(self, out: Path, table: pd.DataFrame, csv: bool = False) -> list[Path]:
-        from artmem.scale.store import atomic_write_parquet
+        from artmem.batch.results import atomic_write_parquet
 
         out = Path(out)
         paths = [atomic_write_parquet(table, out / f"{self.kind}.parquet")]
@@ -340,11 +340,11 @@ class ModelProcessor(BaseProcessor):
         return [feats[n] if n is not None else score for n in layers]
 
     def write_final(self, out: Path, table: pd.DataFrame, csv: bool = False) -> list[Path]:
-        from artmem.scale.store import _stack, write_features, write_scores
+        from artmem.batch.results import stack_vectors, write_features, write_scores
 
         if self.kind == "scores":
             return write_scores(out, table[["path", "score"]], csv=csv)
-        vectors = _stack(table["embedding"]) if len(table) else np.zeros((0, 0), np.float32)
+        vectors = stack_vectors(table["embedding"]) if len(table) else np.zeros((0, 0), np.float32)
         meta = {"model": self.model_name, "layer": self.resolved_layer(), "backend": self.active_backend}
         written = write_features(out, table["path"].tolist(), vectors, meta, csv=csv)
         if self.with_score and "score" in table.columns:

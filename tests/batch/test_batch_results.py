@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from artmem.errors import ArtmemError
-from artmem.scale.store import (
+from artmem.batch.results import (
     FeatureSet,
     atomic_write_parquet,
     read_errors,
@@ -17,6 +16,7 @@ from artmem.scale.store import (
     write_features,
     write_scores,
 )
+from artmem.errors import ArtmemError
 
 
 def test_features_round_trip_parquet_and_csv(tmp_path):
