@@ -112,7 +112,7 @@ class HtmlReport:
     def text(sec: Section, text_html: str) -> None:
         sec.parts.append(text_html)
 
-    def render(self, summary_html: str, provenance: dict) -> str:
+    def render(self, summary_html: str, provenance: dict, model_line: str = "") -> str:
         toc = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in self.sections)
         body = "".join(
             f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{"".join(s.parts)}</section>' for s in self.sections
@@ -123,6 +123,7 @@ class HtmlReport:
         tpl = Template(resources.files("artmem.report").joinpath("templates/report.html").read_text("utf-8"))
         return tpl.substitute(
             title=esc(self.title),
+            model_line=f"<p>{model_line}</p>" if model_line else "",
             summary=summary_html,
             toc=toc,
             body=body,
