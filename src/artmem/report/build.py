@@ -31,14 +31,45 @@ from artmem.report.data import (
 )
 
 __all__ = [
-    "FIG5_DEFAULT", "QUARTILE_FALLBACK", "VALUE", "ReportData", "ReportOptions", "assemble_table",
+    "FIG5_DEFAULT", "QUARTILE_FALLBACK", "VALUE", "Report", "ReportData", "ReportOptions", "assemble_table",
     "build_report", "default_categories", "load_report_data",
 ]
 
 
+class Report(list):
+    """The written files of a report (report.html first), shown inline by Jupyter.
+
+    A list of paths, so code that iterates over what `build_report` wrote keeps working; in a
+    notebook the report itself renders in the output cell (an isolated iframe).
+    """
+
+    @property
+    def html_path(self) -> Path:
+        return Path(self[0])
+
+    @property
+    def folder(self) -> Path:
+        return self.html_path.parent
+
+    @property
+    def figures(self) -> list[Path]:
+        return [Path(p) for p in self if Path(p).parent.name == "figures"]
+
+    def _repr_html_(self) -> str:
+        import html
+
+        doc = self.html_path.read_text(encoding="utf-8")
+        return (f'<iframe srcdoc="{html.escape(doc, quote=True)}" title="{html.escape(str(self.html_path))}" '
+                'style="width:100%;height:760px;border:1px solid #ccc"></iframe>')
+
+    def __repr__(self) -> str:
+        return f"Report({str(self.html_path)!r}, {len(self)} files)"
+
+
 def build_report(data: ReportData, out: str | Path, options: ReportOptions | None = None,
-                 command: str | None = None) -> list[Path]:
-    """Write the report of `data` into `out`; returns the written paths (report.html first)."""
+                 command: str | None = None) -> Report:
+    """Write the report of `data` into `out`; returns the written paths (report.html first) as
+    a `Report`, which renders inline in Jupyter."""
     from artmem.report import sections
     from artmem.report.html import command_line, package_versions
     from artmem.report.writer import ReportWriter, Thumbnails
@@ -88,7 +119,7 @@ def build_report(data: ReportData, out: str | Path, options: ReportOptions | Non
     }
     json_path = out / "report.json"
     json_path.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return [html_path, json_path, *w.written]
+    return Report([html_path, json_path, *w.written])
 
 
 def model_licence_line(model: str | None, score_column: str | None = None) -> str:

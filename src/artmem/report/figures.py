@@ -14,12 +14,14 @@ diverging values. Legends sit outside the data area.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display needed; must precede pyplot
+if "ipykernel" not in sys.modules:  # no display needed (must precede pyplot); notebooks keep theirs
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
