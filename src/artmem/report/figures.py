@@ -30,20 +30,15 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from artmem.analysis.color import HUE_CENTERS_DEG, HUE_NAMES  # noqa: E402
+from artmem.report.conventions import BOX_CAPTION, OKABE_ITO  # noqa: E402, F401 (BOX_CAPTION re-exported)
 
 DPI = 200  # PNG resolution (vector formats ignore it)
 FIGURE_FORMATS = ("png", "svg", "pdf")
-# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency
-OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
-             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
 MEAN_COLOR = OKABE_ITO["vermillion"]
 FIT_COLOR = OKABE_ITO["vermillion"]
 POINT_COLOR = OKABE_ITO["blue"]
 BOX_FACE = "#cfe3f1"
 SEQUENTIAL_CMAP = "viridis"  # memorability as a colour (t-SNE frames)
-# what every box plot of the package draws (report and explorer), said once for the captions
-BOX_CAPTION = ("Box: middle 50 % of the images (quartiles); line in the box: median; whiskers: the "
-               "furthest image within 1.5 box lengths; red-orange dot: mean; grey dots: single images.")
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
