@@ -96,9 +96,14 @@ class HtmlReport:
         return sec
 
     @staticmethod
-    def figure(sec: Section, png: str | Path, caption: str, alt: str | None = None) -> None:
+    def figure(sec: Section, png: str | Path, caption: str, alt: str | None = None, dpi: int = 96) -> None:
+        """Embed `png` at its physical size (pixels * 96 / dpi CSS pixels), whatever its resolution."""
+        from PIL import Image
+
+        with Image.open(png) as im:
+            width = round(im.width * 96 / dpi)
         sec.parts.append(
-            f'<figure><img src="{png_data_uri(png)}" alt="{esc(alt or caption)}">'
+            f'<figure><img src="{png_data_uri(png)}" style="width: {width}px" alt="{esc(alt or caption)}">'
             f"<figcaption>{caption} <span class=\"file\">({esc(Path(png).name)})</span></figcaption></figure>"
         )
 

@@ -303,7 +303,7 @@ def summary_html(df, n_total, categories, measure_cols, spearman, data) -> str:
         if len(sig):
             top = sig.head(3)
             lines.append("Significant correlations with memorability: " + "; ".join(
-                f"{esc(r.measure)} (rho {r.rho:+.2f}, p {r.p:.3g}, n {r.n})" for r in top.itertuples()) + ".")
+                f"{esc(r.measure)} (rho {r.rho:+.2f}, {F.format_p(r.p)}, n {r.n})" for r in top.itertuples()) + ".")
         else:
             lines.append("No measure correlates significantly with memorability at this sample size.")
     if len(df) < 30:

@@ -44,7 +44,7 @@ class ReportWriter:
         self.written.extend(paths)
         path = paths[self.formats.index("png")]
         if sec is not None:
-            self.html.figure(sec, path, caption)
+            self.html.figure(sec, path, caption, dpi=self.dpi)
         return path
 
     def table(self, sec, df: pd.DataFrame, name: str, caption: str | None = None,
