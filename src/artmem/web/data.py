@@ -74,6 +74,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self._query_cache: dict = {}
         self._sorted_cache: tuple[int, np.ndarray] | None = None
         self._key_index: tuple[int, dict[str, int]] | None = None
+        self._sort_labels: tuple[tuple, dict[str, str]] | None = None
         if self.results is not None:
             self._load_results()
             self._load_uploads()
@@ -127,11 +128,16 @@ class ExplorerData(ArtefactLoading, UploadsTable):
     def sort_keys(self) -> list[str]:
         """What the grid can be sorted by (see `sorting`): the score, the path, a numeric
         column, a measure or a numeric predictions column."""
-        return [k for k, _ in sort_options(self)]
+        return list(self.sort_labels())
 
     def sort_labels(self) -> dict[str, str]:
-        """Sort key -> its human name."""
-        return dict(sort_options(self))
+        """Sort key -> its human name (computed once per state of the data: every grid request
+        validates its sort key against these)."""
+        with self.lock:
+            state = (self.version, len(self.table), id(self.predictions), id(self.measures))
+            if self._sort_labels is None or self._sort_labels[0] != state:
+                self._sort_labels = (state, dict(sort_options(self)))
+            return self._sort_labels[1]
 
     def key_of(self, item_id: int) -> str:
         """The stable URL key of a row (a hash of its source and path; see `labels.path_key`)."""

@@ -72,7 +72,7 @@ class EmbeddingLayout:
         if feats is None or len(feats.ids) == 0:
             return None
         ids = np.asarray(feats.ids, dtype=np.int64)
-        paths = [str(self.data.table.at[int(i), "path"]) for i in ids]
+        paths = self.data.table["path"].astype(str).to_numpy()[ids].tolist()
         sig = self._signature(ids, feats.vectors, paths)
         with self.lock:  # one computation at a time; the others wait for it
             if self._cached is not None and self._cached[0] == sig:
@@ -80,6 +80,9 @@ class EmbeddingLayout:
             got = self._read(sig, paths)
             if got is None:
                 logger.info("embedding map: laying out %d images (%s)...", len(ids), layout_method())
+                if len(ids) > 20_000 and layout_method() != "umap":
+                    logger.warning("t-SNE of %d images takes long (once; then cached): `pip install "
+                                   "umap-learn` lays out large collections much faster", len(ids))
                 xy, used = compute_layout(feats.vectors)
                 used.update(model=feats.model, layer=feats.layer, n=len(ids))
                 self._write(sig, paths, xy, used)
