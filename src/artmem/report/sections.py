@@ -94,6 +94,8 @@ def top_bottom_section(w: ReportWriter, df: pd.DataFrame, data: ReportData, cate
                        opt: ReportOptions, thumbs: Thumbnails) -> None:
     """Thumbnail rows of the most and least memorable images (with their maps when given)."""
     k = min(opt.top_k, len(df))
+    if k < opt.top_k:
+        w.used["top/bottom images"] = f"{k} (asked {opt.top_k}; the collection has {len(df)} scored images)"
     ranked = df.sort_values(VALUE, ascending=False, kind="stable").reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     top, bottom = ranked.head(k), ranked.tail(k).iloc[::-1]
@@ -173,7 +175,7 @@ def tsne_section(w: ReportWriter, data: ReportData, df: pd.DataFrame, opt: Repor
         "Nearby images have similar features; the frame colour shows memorability.",
     )
     w.figure(sec, F.tsne_thumbnails(coords, small, sub[VALUE].to_numpy(dtype=float),
-                                    title=f"t-SNE of {model} {layer} features (n = {n})"),
+                                    title=f"t-SNE of {model} {layer} features (n = {n}, perplexity {perp:.3g})"),
              "tsne", "t-SNE of the image features with thumbnails.")
     w.table(None, pd.DataFrame({"path": sub["path"].to_numpy(), "tsne_x": coords[:, 0], "tsne_y": coords[:, 1],
                                 VALUE: sub[VALUE].to_numpy()}), "tsne")
