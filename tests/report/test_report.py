@@ -103,6 +103,9 @@ def test_report_user_errors(synthetic_collection, tmp_path, capsys):
     assert main(["report", coll_file, "-o", str(tmp_path / "x")]) == 2
     assert "--scores" in capsys.readouterr().err
     assert main(["report", coll_file, "--scores", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["report", coll_file, "--scores", str(tmp_path / "missing"), "--figure-format", "png,tiff",
+                 "-o", str(tmp_path / "y")]) == 2
+    assert "--figure-format" in capsys.readouterr().err and not (tmp_path / "y").exists()  # before any work
 
 
 @pytest.mark.slow

@@ -150,11 +150,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args) -> int:
     from artmem.report.build import build_report, load_report_data
 
+    options = _options(args)  # a bad option fails before anything is read
     data = load_report_data(
         args.collection, scores=args.scores, features=args.features, measures=args.measures,
         maps=args.maps, predictions=args.predictions, score_column=args.score_column,
     )
-    print_written(build_report(data, args.out, _options(args), command=command_from_args(args)))
+    print_written(build_report(data, args.out, options, command=command_from_args(args)))
     return 0
 
 
