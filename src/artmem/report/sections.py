@@ -376,7 +376,12 @@ def compute_missing_maps(w: ReportWriter, data: ReportData, paths: list[str], op
     config = MapConfig(**{k: (tuple(meta[k]) if k == "grids" else meta[k])
                           for k in ("grids", "map_size", "stride") if meta.get(k) is not None})
     dev = resolve_device(opt.maps_device)
-    mm = MapModel(create_model(str(model)).to(dev).eval(), dev, meta.get("method") or "auto", config.stride)
+    try:
+        net = create_model(str(model))
+    except (ArtmemError, OSError) as exc:  # e.g. a checkpoint that has moved: the grid shows no maps
+        logger.warning("missing memorability maps not computed: model %s unavailable (%s)", model, exc)
+        return {}
+    mm = MapModel(net.to(dev).eval(), dev, meta.get("method") or "auto", config.stride)
     out = {}
     for p in paths:
         img, _ = try_load_image(data.collection.abs_path(p))
