@@ -103,6 +103,9 @@ def test_report_user_errors(synthetic_collection, tmp_path, capsys):
     assert main(["report", coll_file, "-o", str(tmp_path / "x")]) == 2
     assert "--scores" in capsys.readouterr().err
     assert main(["report", coll_file, "--scores", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["report", coll_file, "--scores", str(tmp_path / "missing"), "--figure-format", "png,tiff",
+                 "-o", str(tmp_path / "y")]) == 2
+    assert "--figure-format" in capsys.readouterr().err and not (tmp_path / "y").exists()  # before any work
 
 
 @pytest.mark.slow
@@ -120,3 +123,66 @@ def test_analyze_end_to_end_with_tiny_model_and_resume(synthetic_collection, tmp
     assert main(args) == 0  # everything reused
     assert (out / "measures" / "measures.parquet").stat().st_mtime == before
     assert "reusing" in capsys.readouterr().err
+
+
+def test_report_vector_figures_map_colour_bar_licence_and_used_perplexity(
+        synthetic_collection, artefacts, tmp_path, monkeypatch):
+    from artmem.memorability.maps import MapConfig, map_images
+    from artmem.report.writer import ReportWriter
+
+    root, _, score = artefacts
+    coll = synthetic_collection
+    # a maps folder holding the map of one image only: the grid's other maps must be computed
+    best = coll.table["path"].iloc[int(np.argmax(score))]
+    map_images([(best, coll.abs_path(best))], tmp_path / "maps", model="tiny_test", device="cpu",
+               config=MapConfig(grids=(1, 2), map_size=32), renderings=False)
+    axes_of = {}
+    real_figure = ReportWriter.figure
+
+    def spy(self, sec, fig, name, caption):  # the figure's axes, looked at before it is saved
+        axes_of[name] = list(fig.axes)
+        return real_figure(self, sec, fig, name, caption)
+
+    monkeypatch.setattr(ReportWriter, "figure", spy)
+    out = tmp_path / "rep"
+    rc = main(["report", f"{coll.root}/collection.parquet", "--scores", str(root / "scores"),
+               "--features", str(root / "features"), "--maps", str(tmp_path / "maps"), "--top", "2",
+               "--categories", "style", "--tsne-subset", "genre=portrait", "--perplexity", "30",
+               "--figure-format", "svg,pdf", "--dpi", "60", "--device", "cpu", "-o", str(out)])
+    assert rc == 0
+    for name in ("score_histogram", "box_style", "top_bottom", "tsne"):
+        assert (out / "figures" / f"{name}.png").exists()
+        assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+        assert (out / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    with Image.open(out / "figures" / "box_style.png") as im:
+        assert im.info["dpi"][0] == pytest.approx(60, abs=1)
+
+    # the top/bottom grid: 2 image rows + 2 map rows under every image, and one inferno colour bar
+    grid_axes = axes_of["top_bottom"]
+    bars = [ax for ax in grid_axes if getattr(ax, "_colorbar", None) is not None]
+    assert len(bars) == 1 and bars[0]._colorbar.cmap.name == "inferno"
+    image_axes = [ax for ax in grid_axes if ax.images and ax not in bars]
+    assert len(image_axes) == 8  # 4 images + 4 maps
+    # the histogram counts images: integer ticks only
+    hist = axes_of["score_histogram"][0]
+    assert all(float(t).is_integer() for t in hist.get_yticks())
+
+    # provenance: the perplexity used (lowered to (n - 1) / 3 for the n portraits), the computed maps
+    n = int((coll.table["genre"] == "portrait").sum())
+    info = json.loads((out / "report.json").read_text())
+    assert info["used"]["t-SNE"].startswith(f"perplexity {(n - 1) / 3:g} (asked 30")
+    assert "3 missing map(s) computed" in info["used"]["memorability maps"]
+    html = (out / "report.html").read_text()
+    assert f"perplexity {(n - 1) / 3:g}" in html
+    assert "Box: middle 50 %" in html  # the box-plot caption says what the line and the dot are
+
+
+def test_report_header_names_the_model_and_a_non_commercial_licence():
+    from artmem.models.registry import get_pretrained_cfg
+    from artmem.report.build import model_licence_line
+
+    line = model_licence_line("resmem")
+    assert "resmem" in line and "non-commercial use only" in line
+    assert "Non-commercial" in get_pretrained_cfg("resmem").licence  # what the line was made from
+    assert "non-commercial" not in model_licence_line("tiny_test")  # MIT
+    assert "column" in model_licence_line(None, score_column="true_memorability")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser_fixtures import browser, server, shots  # noqa: F401 (fixtures of the browser tests)
 from PIL import Image
 from web_helpers import CLASS_NAMES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -259,9 +260,11 @@ def test_browse_only_without_model(web_coll, web_results):
 def test_html_pages(client, web_results):
     grid = client.get("/", params={"style": "style_0", "order": "asc"})
     assert grid.status_code == 200 and "text/html" in grid.headers["content-type"]
-    assert 'href="/artwork/' in grid.text and "style_0" in grid.text
-    art = client.get("/artwork/0")
-    assert art.status_code == 200 and f'{web_results["scores"][web_results["paths"][0]]:.3f}' in art.text
+    assert 'href="/a/' in grid.text and "style_0" in grid.text
+    art = client.get("/artwork/0")  # an old row URL: redirected to the stable one
+    assert art.status_code == 200 and art.history and art.history[0].status_code == 307
+    assert str(art.url).endswith("/a/" + hashlib.sha1(f"0:{web_results['paths'][0]}".encode()).hexdigest()[:12])
+    assert f'{web_results["scores"][web_results["paths"][0]]:.3f}' in art.text
     assert "Most similar artworks" in art.text and "edge_density" in art.text
     assert client.get("/upload").status_code == 200
     cats = client.get("/categories", params={"column": "genre"})
@@ -269,7 +272,8 @@ def test_html_pages(client, web_results):
     missing = client.get("/artwork/999")
     assert missing.status_code == 404 and "no artwork with id 999" in missing.text
     assert "<html" in missing.text  # an HTML error page, not JSON, for browsers
-    assert "/api/upload" in client.get("/api").text
+    api_page = client.get("/api").text
+    assert "/api/upload" in api_page and "http://testserver/api/collection" in api_page  # its real address
 
 
 def test_openapi_and_no_cdn_docs(client):

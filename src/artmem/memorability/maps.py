@@ -17,7 +17,8 @@ Two ways to evaluate the regions, giving the same output grid:
 Per scale, an image is resized so its shorter side holds `g` windows (window + stride * (g - 1))
 and the grid of window scores is placed at the window centres and linearly interpolated over the
 image; the scales are averaged. The map keeps the model's score units (`.npy`); overlays are
-normalised to 0-1 per image (jet colour map), as in the paper's figure 7.
+normalised to 0-1 per image, as in the paper's figure 7, but coloured with `MAP_CMAP` (inferno,
+perceptually uniform and readable with colour-vision deficiencies) instead of the paper's jet.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRIDS = (3, 5, 8)
+MAP_CMAP = "inferno"  # overlays: 0 = the image's least, 1 = its most memorable region
 
 
 # ----------------------------------------------------------------------------- fully convolutional
@@ -263,11 +265,11 @@ def upsample(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize(size, Image.BILINEAR))
 
 
-def overlay(img: Image.Image, m: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """The image blended with the jet-coloured map normalised to 0-1."""
+def overlay(img: Image.Image, m: np.ndarray, alpha: float = 0.5, cmap: str = MAP_CMAP) -> Image.Image:
+    """The image blended with the map normalised to 0-1 and coloured with `cmap`."""
     from matplotlib import colormaps
 
-    heat = colormaps["jet"](upsample(normalise(m), img.size))[..., :3]
+    heat = colormaps[cmap](upsample(normalise(m), img.size))[..., :3]
     base = np.asarray(img, dtype=np.float32) / 255.0
     return Image.fromarray(np.uint8(np.clip((1 - alpha) * base + alpha * heat, 0, 1) * 255))
 

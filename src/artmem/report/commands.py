@@ -34,7 +34,11 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scatter", metavar="COL[,COL]",
                    help="measures of the scatter panel (default: edge ratios, conv5 symmetry, first p_ column)")
     g.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of the t-SNE and of its sample (default 0)")
+    g.add_argument("--figure-format", default="png", metavar="FMT[,FMT]",
+                   help="figure file formats, any of png,svg,pdf (default png; PNG is always written "
+                        "because the HTML embeds it)")
+    g.add_argument("--dpi", type=int, default=200, help="resolution of the PNG figures (default 200)")
 
 
 def command_from_args(args) -> str:
@@ -65,8 +69,12 @@ def command_from_args(args) -> str:
 
 
 def _options(args):
+    from artmem.errors import ArtmemError
     from artmem.report.build import ReportOptions
+    from artmem.report.figures import parse_formats
 
+    if args.dpi < 20 or args.dpi > 1200:
+        raise ArtmemError(f"--dpi must be between 20 and 1200, got {args.dpi}")
     return ReportOptions(
         categories=_csv_list(args.categories),
         title=args.title,
@@ -78,6 +86,9 @@ def _options(args):
         scatter_measures=_csv_list(args.scatter),
         alpha=args.alpha,
         seed=args.seed,
+        figure_formats=parse_formats(args.figure_format),
+        dpi=args.dpi,
+        maps_device=getattr(args, "device", "auto"),
     )
 
 
@@ -97,10 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-column", help="use this numeric collection column as memorability instead")
     p.add_argument("--features", help="feature job folder (from `artmem extract`) for the t-SNE")
     p.add_argument("--measures", help="measures folder or table (from `artmem measures`)")
-    p.add_argument("--maps", help="maps folder with maps.parquet (overlays under the top/bottom images)")
+    p.add_argument("--maps", help="maps folder with maps.parquet (overlays under the top/bottom images; "
+                                  "the few missing ones are computed with the maps' model)")
     p.add_argument("--predictions", action="append", default=[], metavar="TABLE_OR_RUN",
                    help="predictions table whose p_<class> columns are attributes; repeatable")
     add_out_arg(p)
+    add_device_arg(p)
     _add_report_options(p)
     p.set_defaults(func=cmd_report)
 
@@ -137,11 +150,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args) -> int:
     from artmem.report.build import build_report, load_report_data
 
+    options = _options(args)  # a bad option fails before anything is read
     data = load_report_data(
         args.collection, scores=args.scores, features=args.features, measures=args.measures,
         maps=args.maps, predictions=args.predictions, score_column=args.score_column,
     )
-    print_written(build_report(data, args.out, _options(args), command=command_from_args(args)))
+    print_written(build_report(data, args.out, options, command=command_from_args(args)))
     return 0
 
 

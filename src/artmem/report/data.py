@@ -37,6 +37,10 @@ class ReportOptions:
         alpha: significance level.
         seed: for the t-SNE and the sample.
         min_category_n: categories with fewer images are left out of the t-tests.
+        figure_formats: file formats of every figure ("png", "svg", "pdf"); PNG is always written
+            (the HTML embeds it).
+        dpi: resolution of the PNG figures.
+        maps_device: torch device for the few memorability maps the top/bottom grid lacks.
     """
 
     categories: list[str] | None = None
@@ -51,6 +55,9 @@ class ReportOptions:
     alpha: float = 0.05
     seed: int = 0
     min_category_n: int = 2
+    figure_formats: tuple[str, ...] = ("png",)
+    dpi: int = 200
+    maps_device: str = "auto"
 
 
 @dataclass

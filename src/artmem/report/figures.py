@@ -1,41 +1,71 @@
-"""Matplotlib figures of the memorability study (each returns a Figure; `save_figure` writes PNG).
+"""Matplotlib figures of the memorability study (each returns a Figure; `save_figure` writes it).
 
 Figures follow Cetinic et al. (2019) and Khosla et al. (2015):
 box plots by category ordered by mean with the mean marked (C. Fig. 1, 3), top/bottom image grids
 (C. Fig. 2), the t-test significance matrix (K. Fig. 3b), t-SNE with thumbnails (C. Fig. 4),
 scatter plots with the least-squares line (C. Fig. 5), the hue wheel coloured by rho (C. Fig. 6)
 and attribute curves by memorability quartile (K. Fig. 4).
+
+Colours are colour-blind safe: the Okabe-Ito palette for categorical marks, viridis / inferno for
+continuous values (inferno for memorability maps; every continuous colour comes with a colour bar), ColorBrewer's RdBu for
+diverging values. Legends sit outside the data area.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display needed; must precede pyplot
+if "ipykernel" not in sys.modules:  # no display needed (must precede pyplot); notebooks keep theirs
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from artmem.analysis.color import HUE_CENTERS_DEG, HUE_NAMES  # noqa: E402
+from artmem.report.conventions import BOX_CAPTION, OKABE_ITO  # noqa: E402, F401 (BOX_CAPTION re-exported)
 
-DPI = 110
-MEAN_COLOR = "#d62728"
-FIT_COLOR = "#d62728"
-POINT_COLOR = "#1f77b4"
+DPI = 200  # PNG resolution (vector formats ignore it)
+FIGURE_FORMATS = ("png", "svg", "pdf")
+MEAN_COLOR = OKABE_ITO["vermillion"]
+FIT_COLOR = OKABE_ITO["vermillion"]
+POINT_COLOR = OKABE_ITO["blue"]
+BOX_FACE = "#cfe3f1"
+SEQUENTIAL_CMAP = "viridis"  # memorability as a colour (t-SNE frames)
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Write `fig` as PNG at `path` and close it."""
+def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """Write `fig` once per format (`path` with each suffix) and close it; returns the paths,
+    in the order of `formats`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    out = []
+    for fmt in formats:
+        target = path.with_suffix("." + fmt)
+        fig.savefig(target, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white")
+        out.append(target)
     plt.close(fig)
-    return path
+    return out
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """`"png,svg"` -> ("png", "svg"), checked against FIGURE_FORMATS; PNG is always included
+    (the HTML report embeds it)."""
+    from artmem.errors import ArtmemError
+
+    items = [x.strip().lower().lstrip(".") for x in (text.split(",") if isinstance(text, str) else text)]
+    items = [x for x in items if x]
+    bad = [x for x in items if x not in FIGURE_FORMATS]
+    if bad:
+        raise ArtmemError(f"--figure-format: unknown format(s) {bad}; choose from {', '.join(FIGURE_FORMATS)}")
+    return tuple(dict.fromkeys(["png", *items]))
 
 
 def _pretty(name: str) -> str:
@@ -57,12 +87,41 @@ def score_histogram(scores: np.ndarray, value_label: str = "memorability score")
     ax.hist(s, bins=bins, color=POINT_COLOR, alpha=0.8, edgecolor="white")
     if len(s):
         ax.axvline(s.mean(), color=MEAN_COLOR, lw=2, label=f"mean {s.mean():.3f}")
-        ax.axvline(np.median(s), color="k", lw=1.5, ls="--", label=f"median {np.median(s):.3f}")
-        ax.legend(frameon=False)
+        ax.axvline(np.median(s), color=OKABE_ITO["black"], lw=1.5, ls="--", label=f"median {np.median(s):.3f}")
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8)
     ax.set_xlabel(value_label)
     ax.set_ylabel("number of images")
-    ax.set_title(f"Distribution of memorability (n = {len(s)})")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"Distribution of memorability (n = {len(s)})", pad=22)
     return fig
+
+
+def draw_boxes(ax, data: list[np.ndarray], labels: list[str], max_points: int = 200) -> None:
+    """Horizontal box plots of `data` (bottom to top) with the conventions of BOX_CAPTION: quartile
+    box, median line, 1.5-IQR whiskers, the mean as a vermillion dot and every image as a grey
+    dot (a seeded random sample of `max_points` per box beyond that). Used by the report and the
+    explorer alike."""
+    n = len(data)
+    ax.boxplot(
+        data, orientation="horizontal", widths=0.6, patch_artist=True, showfliers=False,
+        boxprops={"facecolor": BOX_FACE, "edgecolor": "#3a3a3a"},
+        medianprops={"color": "#1a1a1a", "lw": 1.8},
+        whiskerprops={"color": "#3a3a3a"}, capprops={"color": "#3a3a3a"},
+    )
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, start=1):
+        if len(d) > max_points:  # a sample keeps figures (and the explorer's SVG) small
+            d = rng.choice(d, max_points, replace=False)
+        ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=8, color="#6b6b6b", alpha=0.55,
+                   zorder=2, edgecolor="none", label="image" if i == 1 else None)
+    means = [d.mean() if len(d) else np.nan for d in data]
+    ax.scatter(means, np.arange(1, n + 1), color=MEAN_COLOR, edgecolor="white", lw=0.8, zorder=3, s=36,
+               label="mean")
+    ax.set_yticks(np.arange(1, n + 1), labels)
+    ax.grid(axis="x", alpha=0.3)
+    # the legend goes above the axes, never over the boxes
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False, fontsize=8,
+              borderaxespad=0.2)
 
 
 def box_by_category(
@@ -72,48 +131,35 @@ def box_by_category(
     value: str = "score",
     value_label: str = "memorability score",
 ):
-    """Horizontal box plots of `value` per category, ordered by mean (highest at the top), with the
-    mean as a red dot and n in each label. `stats` is `category_stats(df, column, value)`."""
+    """Horizontal box plots of `value` per category, ordered by mean (highest at the top), drawn
+    by `draw_boxes` (see BOX_CAPTION), with n in each label. `stats` is
+    `category_stats(df, column, value)`."""
     order = list(stats["category"])[::-1]  # bottom-to-top: lowest mean first
     groups = {str(k): v[value].dropna().to_numpy(dtype=float) for k, v in df.groupby(df[column].astype(str))}
     data = [groups.get(c, np.array([])) for c in order]
     n = len(order)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * max(n, 2)))
-    ax.boxplot(
-        data, orientation="horizontal", widths=0.6, patch_artist=True,
-        boxprops={"facecolor": "#c6dbef", "edgecolor": "#3a3a3a"},
-        medianprops={"color": "#3a3a3a", "lw": 1.5},
-        flierprops={"marker": "o", "markersize": 3, "markerfacecolor": "#888", "markeredgecolor": "none"},
-        showfliers=max((len(d) for d in data), default=0) > 60,
-    )
-    if max((len(d) for d in data), default=0) <= 60:  # small groups: show every image as a dot
-        rng = np.random.default_rng(0)
-        for i, d in enumerate(data, start=1):
-            ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=9, color="#555555", alpha=0.6,
-                       zorder=2, edgecolor="none", label="image" if i == 1 else None)
-    means = [d.mean() if len(d) else np.nan for d in data]
-    ax.scatter(means, np.arange(1, n + 1), color=MEAN_COLOR, zorder=3, s=30, label="mean")
+    fig, ax = plt.subplots(figsize=(7.5, 1.5 + 0.42 * max(n, 2)))
     ns = dict(zip(stats["category"], stats["n"], strict=True))
-    ax.set_yticks(np.arange(1, n + 1), [f"{_pretty(c)} (n={ns[c]})" for c in order])
+    draw_boxes(ax, data, [f"{_pretty(c)} (n={ns[c]})" for c in order])
     ax.set_xlabel(value_label)
     ax.set_ylabel(_pretty(column))
-    ax.set_title(f"Memorability by {_pretty(column)}, ordered by mean")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", frameon=True, fontsize=8)
+    ax.set_title(f"Memorability by {_pretty(column)}, ordered by mean", loc="left", fontsize=11)
     return fig
 
 
-def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: float = 1.9):
+def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: float = 1.9,
+               colorbar_cmap: str | None = None, colorbar_label: str = ""):
     """A grid of images: `rows` = [(row title, [(PIL image or None, caption), ...]), ...].
 
     Missing images (None) are drawn as a grey square with the caption, so a row keeps its place
-    (an empty cell when the caption is empty too).
+    (an empty cell when the caption is empty too). With `colorbar_cmap` (rows holding map
+    overlays) a 0-1 colour bar of that colour map is drawn at the right.
     """
     ncols = max((len(items) for _, items in rows), default=1) or 1
     nrows = max(len(rows), 1)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(thumb_inches * ncols, (thumb_inches + 0.55) * nrows), squeeze=False
-    )
+    width = thumb_inches * ncols + (0.9 if colorbar_cmap else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (thumb_inches + 0.55) * nrows), squeeze=False,
+                             layout="constrained")
     for r, (title, items) in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]
@@ -125,7 +171,7 @@ def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: f
                 ax.axis("off")
                 continue
             img, caption = items[c]
-            if img is None and not caption:  # nothing to show in this cell (e.g. no map)
+            if img is None and not caption:  # nothing to show in this cell
                 ax.axis("off")
                 continue
             if img is None:
@@ -135,7 +181,11 @@ def image_grid(rows: list[tuple[str, list[tuple[object, str]]]], thumb_inches: f
             ax.set_xlabel(caption, fontsize=8)
             if c == 0:
                 ax.set_ylabel(title, fontsize=10, fontweight="bold")
-    fig.tight_layout()
+    if colorbar_cmap:
+        sm = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=plt.get_cmap(colorbar_cmap))
+        cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.6, aspect=30, pad=0.02)
+        cb.set_label(colorbar_label, fontsize=8)
+        cb.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -202,7 +252,7 @@ def tsne_thumbnails(
     memorability (with a colour bar) when `scores` are given."""
     coords = np.asarray(coords, dtype=float)
     fig, ax = plt.subplots(figsize=(10, 8.5))
-    cmap = plt.get_cmap("viridis")
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
     if scores is not None and len(scores):
         s = np.asarray(scores, dtype=float)
         lo, hi = np.nanmin(s), np.nanmax(s)
@@ -306,7 +356,8 @@ def hue_wheel(rho: list[float], p: list[float], alpha: float = 0.05, title: str 
     return fig
 
 
-QUARTILE_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4")
+# Okabe-Ito, most to least memorable quartile
+QUARTILE_COLORS = (OKABE_ITO["vermillion"], OKABE_ITO["orange"], OKABE_ITO["green"], OKABE_ITO["blue"])
 
 
 def quartile_plot(curves: dict[int, np.ndarray], table: pd.DataFrame, attribute: str):

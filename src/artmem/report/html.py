@@ -96,9 +96,14 @@ class HtmlReport:
         return sec
 
     @staticmethod
-    def figure(sec: Section, png: str | Path, caption: str, alt: str | None = None) -> None:
+    def figure(sec: Section, png: str | Path, caption: str, alt: str | None = None, dpi: int = 96) -> None:
+        """Embed `png` at its physical size (pixels * 96 / dpi CSS pixels), whatever its resolution."""
+        from PIL import Image
+
+        with Image.open(png) as im:
+            width = round(im.width * 96 / dpi)
         sec.parts.append(
-            f'<figure><img src="{png_data_uri(png)}" alt="{esc(alt or caption)}">'
+            f'<figure><img src="{png_data_uri(png)}" style="width: {width}px" alt="{esc(alt or caption)}">'
             f"<figcaption>{caption} <span class=\"file\">({esc(Path(png).name)})</span></figcaption></figure>"
         )
 
@@ -112,7 +117,7 @@ class HtmlReport:
     def text(sec: Section, text_html: str) -> None:
         sec.parts.append(text_html)
 
-    def render(self, summary_html: str, provenance: dict) -> str:
+    def render(self, summary_html: str, provenance: dict, model_line: str = "") -> str:
         toc = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in self.sections)
         body = "".join(
             f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{"".join(s.parts)}</section>' for s in self.sections
@@ -123,6 +128,7 @@ class HtmlReport:
         tpl = Template(resources.files("artmem.report").joinpath("templates/report.html").read_text("utf-8"))
         return tpl.substitute(
             title=esc(self.title),
+            model_line=f"<p>{model_line}</p>" if model_line else "",
             summary=summary_html,
             toc=toc,
             body=body,

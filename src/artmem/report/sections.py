@@ -14,6 +14,7 @@ import pandas as pd
 
 from artmem.analysis import stats as st
 from artmem.analysis.color import HUE_COLUMNS
+from artmem.data.images import try_load_image
 from artmem.errors import ArtmemError
 from artmem.report import figures as F
 from artmem.report.data import FIG5_DEFAULT, QUARTILE_FALLBACK, VALUE, ReportData, ReportOptions
@@ -50,7 +51,7 @@ def distribution_section(w: ReportWriter, df: pd.DataFrame, data: ReportData, n_
     }])
     w.table(sec, overall, "overall", "All scored images.")
     w.figure(sec, F.score_histogram(scores, opt.value_label), "score_histogram",
-             "Distribution of memorability scores (red: mean, dashed: median).")
+             "Distribution of memorability scores (vermillion line: mean; dashed black line: median).")
 
 
 def category_sections(w: ReportWriter, df: pd.DataFrame, categories: list[str], opt: ReportOptions) -> None:
@@ -66,7 +67,8 @@ def category_sections(w: ReportWriter, df: pd.DataFrame, categories: list[str], 
         )
         w.table(sec, cs.drop(columns=["column"]), f"category_stats_{slug(col)}", f"Memorability per {esc(col)}.")
         w.figure(sec, F.box_by_category(df, col, cs, VALUE, opt.value_label), f"box_{slug(col)}",
-                 f"Memorability by {esc(col)}: boxes ordered by mean (red dot), n per category in the labels.")
+                 f"Memorability by {esc(col)}, categories ordered by mean, n per category in the labels. "
+                 + F.BOX_CAPTION)
         tested = cs[cs["n"] >= opt.min_category_n]["category"].tolist()
         if len(tested) >= 2:
             tests = st.ttest_matrix(df[df[col].astype(str).isin(tested)], col, VALUE, order=tested, alpha=opt.alpha)
@@ -92,6 +94,8 @@ def top_bottom_section(w: ReportWriter, df: pd.DataFrame, data: ReportData, cate
                        opt: ReportOptions, thumbs: Thumbnails) -> None:
     """Thumbnail rows of the most and least memorable images (with their maps when given)."""
     k = min(opt.top_k, len(df))
+    if k < opt.top_k:
+        w.used["top/bottom images"] = f"{k} (asked {opt.top_k}; the collection has {len(df)} scored images)"
     ranked = df.sort_values(VALUE, ascending=False, kind="stable").reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     top, bottom = ranked.head(k), ranked.tail(k).iloc[::-1]
@@ -113,10 +117,16 @@ def top_bottom_section(w: ReportWriter, df: pd.DataFrame, data: ReportData, cate
         "(Cetinic et al. 2019, Figure 2).",
     )
     grid_rows = [("most memorable", items(top)), ("least memorable", items(bottom))]
-    map_rows = map_overlay_rows(data, top, bottom)
+    map_rows = map_overlay_rows(w, data, top, bottom, thumbs, opt)
     grid_rows = grid_rows[:1] + map_rows[:1] + grid_rows[1:] + map_rows[1:]
-    w.figure(sec, F.image_grid(grid_rows), "top_bottom", "Most (top) and least (bottom) memorable images"
-             + (", each with its memorability map" if map_rows else "") + "; captions: rank, score, name.")
+    cmap = None
+    if map_rows:
+        from artmem.memorability.maps import MAP_CMAP as cmap
+    fig = F.image_grid(grid_rows, colorbar_cmap=cmap,
+                       colorbar_label="memorability map, per image\n(0 = its least, 1 = its most memorable region)")
+    w.figure(sec, fig, "top_bottom", "Most (top) and least (bottom) memorable images"
+             + (", each with its memorability map (Khosla et al. 2015, Figure 7; normalised per image)"
+                if map_rows else "") + "; captions: rank, score, name.")
     cols = ["rank", "path", VALUE, *[c for c in categories if c in ranked.columns]]
     if label_col and label_col not in cols:
         cols.insert(2, label_col)
@@ -156,6 +166,8 @@ def tsne_section(w: ReportWriter, data: ReportData, df: pd.DataFrame, opt: Repor
             t.thumbnail((size, size))
         small.append(t)
     perp = tsne_perplexity(n, opt.tsne_perplexity)
+    w.used["t-SNE"] = (f"perplexity {perp:g} (asked {opt.tsne_perplexity:g}; at most (n - 1) / 3 for n = {n}), "
+                       f"cosine distance, PCA to 50 dimensions first, seed {opt.seed}")
     sec = w.html.section(
         f"t-SNE of {model} {layer} features",
         f"2-D t-SNE (perplexity {perp:.1f}, cosine distance) of {esc(model)} <code>{esc(layer)}</code> "
@@ -163,7 +175,7 @@ def tsne_section(w: ReportWriter, data: ReportData, df: pd.DataFrame, opt: Repor
         "Nearby images have similar features; the frame colour shows memorability.",
     )
     w.figure(sec, F.tsne_thumbnails(coords, small, sub[VALUE].to_numpy(dtype=float),
-                                    title=f"t-SNE of {model} {layer} features (n = {n})"),
+                                    title=f"t-SNE of {model} {layer} features (n = {n}, perplexity {perp:.3g})"),
              "tsne", "t-SNE of the image features with thumbnails.")
     w.table(None, pd.DataFrame({"path": sub["path"].to_numpy(), "tsne_x": coords[:, 0], "tsne_y": coords[:, 1],
                                 VALUE: sub[VALUE].to_numpy()}), "tsne")
@@ -200,7 +212,7 @@ def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[st
         sub = spearman.set_index("measure").loc[panel].reset_index()
         w.figure(sec, F.scatter_panel(df, sub, fits, VALUE), "scatter_panel",
                  "Memorability against composition, symmetry and attribute measures, one dot per image, "
-                 "red line: least-squares fit (Cetinic et al. 2019, Figure 5).")
+                 "vermillion line: least-squares fit (Cetinic et al. 2019, Figure 5).")
     if all(h in measure_cols for h in HUE_COLUMNS):
         hue = spearman.set_index("measure").loc[list(HUE_COLUMNS)]
         w.figure(sec, F.hue_wheel(hue["rho"].tolist(), hue["p"].tolist(), opt.alpha), "hue_wheel",
@@ -217,7 +229,7 @@ def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[st
         fig.tight_layout()
         w.figure(None, fig, f"scatter_{slug(m)}", "")
     w.html.text(sec, f'<p class="note">A scatter plot of every measure is in figures/scatter_*.png '
-                f"({len(singles)} files).</p>")
+                f"({len(singles)} files; {', '.join(w.formats)}).</p>")
     return spearman
 
 
@@ -293,7 +305,7 @@ def summary_html(df, n_total, categories, measure_cols, spearman, data) -> str:
         if len(sig):
             top = sig.head(3)
             lines.append("Significant correlations with memorability: " + "; ".join(
-                f"{esc(r.measure)} (rho {r.rho:+.2f}, p {r.p:.3g}, n {r.n})" for r in top.itertuples()) + ".")
+                f"{esc(r.measure)} (rho {r.rho:+.2f}, {F.format_p(r.p)}, n {r.n})" for r in top.itertuples()) + ".")
         else:
             lines.append("No measure correlates significantly with memorability at this sample size.")
     if len(df) < 30:
@@ -317,24 +329,65 @@ def parse_subset(spec: str, df: pd.DataFrame) -> pd.Series:
     return mask
 
 
-def map_overlay_rows(data: ReportData, top: pd.DataFrame, bottom: pd.DataFrame) -> list:
-    """Rows of memorability-map overlays for the top/bottom images, when maps are available."""
-    if data.maps is None or data.maps_dir is None or "overlay_png" not in data.maps.columns:
+def map_overlay_rows(w: ReportWriter, data: ReportData, top: pd.DataFrame, bottom: pd.DataFrame,
+                     thumbs: Thumbnails, opt: ReportOptions) -> list:
+    """Rows of memorability-map overlays under the top/bottom images: a map under every image
+    shown or none. Maps come from the maps folder (the raw `.npy`, coloured here); the few that
+    are missing are computed with the maps' own model and settings (maps.json)."""
+    if data.maps is None or data.maps_dir is None or "map_npy" not in data.maps.columns:
         return []
-    from PIL import Image
+    from artmem.memorability.maps import overlay
 
-    lookup = dict(zip(data.maps["path"].astype(str), data.maps["overlay_png"], strict=False))
-    rows = []
-    for title, frame in (("maps", top), ("maps", bottom)):
-        items = []
-        for p in frame["path"]:
-            f = lookup.get(p)
-            img = None
-            if isinstance(f, str) and (data.maps_dir / f).exists():
-                img = Image.open(data.maps_dir / f).convert("RGB")
-                img.thumbnail((256, 256))
-            items.append((img, "memorability map" if img is not None else ""))
-        rows.append((title, items))
-    if all(img is None for _, its in rows for img, _ in its):
+    shown = list(dict.fromkeys([*top["path"], *bottom["path"]]))
+    lookup = dict(zip(data.maps["path"].astype(str), data.maps["map_npy"], strict=False))
+    arrays: dict[str, np.ndarray] = {}
+    for p in shown:
+        f = lookup.get(p)
+        if isinstance(f, str) and (data.maps_dir / f).is_file():
+            arrays[p] = np.load(data.maps_dir / f, allow_pickle=False)
+    missing = [p for p in shown if p not in arrays and thumbs(p) is not None]
+    if missing:
+        arrays.update(compute_missing_maps(w, data, missing, opt))
+    lacking = [p for p in shown if p not in arrays]
+    if lacking:
+        w.used["memorability maps"] = f"not shown: no map for {len(lacking)} of the {len(shown)} images shown"
+        logger.warning("top/bottom grid without maps: %d image(s) have none (%s)", len(lacking), lacking[:3])
         return []
+    rows = []
+    for frame in (top, bottom):
+        rows.append(("maps", [(overlay(thumbs(p), arrays[p]), "") for p in frame["path"]]))
     return rows
+
+
+def compute_missing_maps(w: ReportWriter, data: ReportData, paths: list[str], opt: ReportOptions) -> dict:
+    """Maps of `paths` made with the model and settings recorded in the maps folder's maps.json
+    (else the scores' model); {} when no model is known or it cannot be loaded."""
+    import json
+
+    from artmem.memorability.maps import MapConfig, MapModel, memorability_map
+    from artmem.models.registry import create_model
+    from artmem.runtime import resolve_device
+
+    meta_file = data.maps_dir / "maps.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    model = meta.get("model") or data.inputs.get("model")
+    if not model:
+        return {}
+    config = MapConfig(**{k: (tuple(meta[k]) if k == "grids" else meta[k])
+                          for k in ("grids", "map_size", "stride") if meta.get(k) is not None})
+    dev = resolve_device(opt.maps_device)
+    try:
+        net = create_model(str(model))
+    except (ArtmemError, OSError) as exc:  # e.g. a checkpoint that has moved: the grid shows no maps
+        logger.warning("missing memorability maps not computed: model %s unavailable (%s)", model, exc)
+        return {}
+    mm = MapModel(net.to(dev).eval(), dev, meta.get("method") or "auto", config.stride)
+    out = {}
+    for p in paths:
+        img, _ = try_load_image(data.collection.abs_path(p))
+        if img is not None:
+            out[p] = memorability_map(mm, img, config)
+    w.used["memorability maps"] = (f"{len(out)} missing map(s) computed for the grid with {model} "
+                                   f"(grids {list(config.grids)}, {mm.method})")
+    logger.info("computed %d missing memorability map(s) with %s", len(out), model)
+    return out

@@ -22,10 +22,14 @@ def short(text: str, n: int = 24) -> str:
 class ReportWriter:
     """Collects figure and table files and the HTML sections."""
 
-    def __init__(self, out: Path, title: str):
+    def __init__(self, out: Path, title: str, formats: tuple[str, ...] = ("png",), dpi: int = 200):
         from artmem.report.html import HtmlReport
 
         self.out = out
+        self.formats = formats if "png" in formats else ("png", *formats)  # the HTML embeds the PNG
+        self.dpi = dpi
+        # parameters as actually used (e.g. the t-SNE perplexity after lowering), for the provenance
+        self.used: dict[str, object] = {}
         self.fig_dir = out / "figures"
         self.tab_dir = out / "tables"
         self.fig_dir.mkdir(parents=True, exist_ok=True)
@@ -36,10 +40,11 @@ class ReportWriter:
     def figure(self, sec, fig, name: str, caption: str) -> Path:
         from artmem.report.figures import save_figure
 
-        path = save_figure(fig, self.fig_dir / f"{name}.png")
-        self.written.append(path)
+        paths = save_figure(fig, self.fig_dir / f"{name}.png", self.formats, self.dpi)
+        self.written.extend(paths)
+        path = paths[self.formats.index("png")]
         if sec is not None:
-            self.html.figure(sec, path, caption)
+            self.html.figure(sec, path, caption, dpi=self.dpi)
         return path
 
     def table(self, sec, df: pd.DataFrame, name: str, caption: str | None = None,

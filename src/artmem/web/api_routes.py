@@ -6,9 +6,10 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
+from artmem.errors import ImageReadError
 from artmem.web.explorer import Explorer
 from artmem.web.paths import safe_join
-from artmem.web.thumbs import ALLOWED_SIZES
+from artmem.web.thumbs import ALLOWED_SIZES, unreadable_svg
 
 CACHE_IMMUTABLE = "public, max-age=86400"
 
@@ -61,7 +62,11 @@ def add_api_routes(app: FastAPI, ex: Explorer, per_page: int) -> None:
         ex.item_id(item_id)
         if size not in ALLOWED_SIZES:
             raise HTTPException(422, f"size must be one of {', '.join(map(str, ALLOWED_SIZES))}")
-        body, tag = ex.thumbs.get(ex.file_of(item_id), size)
+        try:
+            body, tag = ex.thumbs.get(ex.file_of(item_id), size)
+        except ImageReadError as exc:  # a picture that says so, where an <img> shows it (status 422)
+            return Response(unreadable_svg(size), status_code=422, media_type="image/svg+xml",
+                            headers={"Cache-Control": "no-cache", "X-Artmem-Error": exc.reason[:200]})
         headers = {"ETag": tag, "Cache-Control": CACHE_IMMUTABLE}
         if request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers=headers)

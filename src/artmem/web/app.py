@@ -1,6 +1,8 @@
 """The explorer's FastAPI app: HTML pages (Jinja2) and the JSON API behind them.
 
-Pages: `/` grid, `/artwork/{id}`, `/upload`, `/categories`, `/api` (API index). JSON: `/api/...`
+Pages: `/` grid (search, filters, sort), `/a/{key}` one artwork (a stable key hashed from its path;
+`/artwork/{id}` redirects there), `/map` embedding map, `/upload`, `/categories`, `/api` (API
+index). JSON: `/api/...`
 (OpenAPI description at `/openapi.json`). Images: `/files/{path}` (originals, collection members
 only), `/api/artwork/{id}/thumb`, `/api/artwork/{id}/image`, `/api/artwork/{id}/map.png`.
 
@@ -23,6 +25,7 @@ from artmem.web.api_routes import CACHE_IMMUTABLE, add_api_routes
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Engine, Indexer
 from artmem.web.error_handlers import add_error_handlers
+from artmem.web.explore_routes import add_explore_routes
 from artmem.web.explorer import Explorer
 from artmem.web.middleware import (
     LOOPBACK,
@@ -123,5 +126,6 @@ def create_app(
     # registration order is the order of /openapi.json and of the /api index page
     add_api_routes(app, explorer, per_page)
     add_upload_routes(app, explorer, comparable)
+    add_explore_routes(app, explorer, templates)
     add_page_routes(app, explorer, templates, per_page)
     return app

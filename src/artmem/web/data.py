@@ -23,6 +23,8 @@ from artmem.web.artefacts import (
     read_features_table,
     read_scores_table,
 )
+from artmem.web.labels import path_key
+from artmem.web.sorting import sort_options, sort_values, text_mask
 from artmem.web.uploads_table import COLLECTION, UPLOADS, UploadsTable
 
 # what this module exported before it was split stays importable from here
@@ -71,6 +73,8 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self._path_to_id = {p: i for i, p in enumerate(self.table["path"])}
         self._query_cache: dict = {}
         self._sorted_cache: tuple[int, np.ndarray] | None = None
+        self._key_index: tuple[int, dict[str, int]] | None = None
+        self._sort_labels: tuple[tuple, dict[str, str]] | None = None
         if self.results is not None:
             self._load_results()
             self._load_uploads()
@@ -122,8 +126,31 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         ]
 
     def sort_keys(self) -> list[str]:
-        """What the grid can be sorted by: the score, the path or a numeric column."""
-        return ["score", "path", *self.numeric_columns()]
+        """What the grid can be sorted by (see `sorting`): the score, the path, a numeric
+        column, a measure or a numeric predictions column."""
+        return list(self.sort_labels())
+
+    def sort_labels(self) -> dict[str, str]:
+        """Sort key -> its human name (computed once per state of the data: every grid request
+        validates its sort key against these)."""
+        with self.lock:
+            state = (self.version, len(self.table), id(self.predictions), id(self.measures))
+            if self._sort_labels is None or self._sort_labels[0] != state:
+                self._sort_labels = (state, dict(sort_options(self)))
+            return self._sort_labels[1]
+
+    def key_of(self, item_id: int) -> str:
+        """The stable URL key of a row (a hash of its source and path; see `labels.path_key`)."""
+        return path_key(int(self.table.at[item_id, "_root"]), str(self.table.at[item_id, "path"]))
+
+    def id_of_key(self, key: str) -> int | None:
+        with self.lock:
+            n = len(self.table)
+            if self._key_index is None or self._key_index[0] != n:  # rebuilt when uploads are added
+                keys = [path_key(int(r), str(p)) for r, p in zip(self.table["_root"], self.table["path"],
+                                                                   strict=True)]
+                self._key_index = (n, {k: i for i, k in enumerate(keys)})
+            return self._key_index[1].get(key)
 
     def _check_label_column(self, column: str) -> None:
         if column not in self.label_columns:
@@ -134,8 +161,10 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         with self.lock:
             return self.table, self.scores.copy()
 
-    def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc") -> np.ndarray:
-        """Ids of the rows matching all `filters` (label column -> value), sorted; NaN goes last.
+    def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc",
+              text: str = "") -> np.ndarray:
+        """Ids of the rows matching all `filters` (label column -> value) and the search `text`
+        (a substring of the path or of a label value), sorted; NaN goes last.
 
         Results are cached per (data version, filters, sort, order), so paging is cheap even on
         large collections.
@@ -143,18 +172,21 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         for col in filters:
             self._check_label_column(col)
         if sort not in self.sort_keys():
-            raise ArtmemError(f"cannot sort by {sort!r}; use score, path or a numeric column")
+            raise ArtmemError(f"cannot sort by {sort!r}; use score, path, a numeric column, measure:NAME "
+                              "or pred:TABLE:COLUMN (GET /api/filters lists them)")
         with self.lock:
             table, scores, version = self.table, self.scores.copy(), self.version
-        key = (version, len(table), tuple(sorted(filters.items())), sort, order)
+        key = (version, len(table), tuple(sorted(filters.items())), sort, order, text.strip().lower())
         hit = self._query_cache.get(key)
         if hit is not None:
             return hit
         mask = np.ones(len(table), dtype=bool)
         for col, val in filters.items():
             mask &= (table[col].astype(str) == str(val)).to_numpy()
+        if text.strip():
+            mask &= text_mask(table, self.label_columns, text)
         ids = np.nonzero(mask)[0]
-        keys = scores[ids] if sort == "score" else table[sort].to_numpy()[ids]
+        keys = sort_values(self, sort, table, scores)[ids]
         frame = pd.DataFrame({"k": keys, "id": ids})
         ids = frame.sort_values("k", ascending=(order == "asc"), na_position="last", kind="mergesort")["id"].to_numpy()
         with self.lock:

@@ -65,7 +65,8 @@ def find_map_function(model, device) -> Callable | None:
 
 
 def overlay_png(img: Image.Image, heat, alpha: float = 0.5) -> bytes:
-    """A heat map (H, W array, any range) blended over the image with the 'jet' colour map, as PNG."""
+    """A heat map (H, W array, any range) normalised to 0-1 and blended over the image with the
+    colour map of `artmem.memorability.maps.MAP_CMAP` (inferno), as PNG."""
     import matplotlib
 
     if isinstance(heat, Image.Image):
@@ -77,7 +78,7 @@ def overlay_png(img: Image.Image, heat, alpha: float = 0.5) -> bytes:
             raise ValueError(f"a map must be 2-D, got shape {h.shape}")
         lo, hi = float(np.nanmin(h)), float(np.nanmax(h))
         h = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
-        rgba = matplotlib.colormaps["jet"](np.nan_to_num(h))
+        rgba = matplotlib.colormaps["inferno"](np.nan_to_num(h))  # = maps.MAP_CMAP
         colour = Image.fromarray((rgba[..., :3] * 255).astype(np.uint8)).resize(img.size, Image.BILINEAR)
         out = Image.blend(img.convert("RGB"), colour, alpha)
     buf = io.BytesIO()

@@ -12,15 +12,16 @@ from urllib.parse import urlencode
 import numpy as np
 from fastapi import HTTPException
 
-from artmem.errors import ArtmemError
+from artmem.errors import ArtmemError, ImageReadError
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Analysis, Engine, Indexer
+from artmem.web.labels import classifier_title, measure_label, path_key, percentile_text
 from artmem.web.paths import is_safe_relative, safe_join
 from artmem.web.plots import boxplot_svg
 from artmem.web.thumbs import ThumbCache
 from artmem.web.thumbs import load_image_checked as load_image
 
-GRID_PARAMS = {"sort", "order", "page", "per_page"}  # query parameters that are not filters
+GRID_PARAMS = {"sort", "order", "page", "per_page", "q"}  # query parameters that are not filters
 
 
 class LRU:
@@ -60,6 +61,8 @@ class Explorer:
         self.analyses = LRU(256)
         self.live_maps = LRU(64)  # artwork id or ("upload", sha256) -> PNG bytes
         self.svg_cache = LRU(64)
+        # classifier run name -> what its panel is titled ("style · efficientnet_lite0")
+        self.classifier_titles = {c.name: classifier_title(c.name, c.model) for c in engine.classifiers}
 
     def item_id(self, item_id: int) -> int:
         if not self.data.valid_id(item_id):
@@ -91,13 +94,19 @@ class Explorer:
         if len(ref):
             pct[finite] = 100.0 * np.searchsorted(ref, scores[finite], side="right") / len(ref)
         cols = [c for c in labels if c in chunk.columns]
-        records = chunk[["id", "path", *cols]].to_dict("records")
-        return [{
-            "id": int(r["id"]), "path": str(r["path"]),
-            "score": float(s) if f else None, "percentile": float(p) if f and np.isfinite(p) else None,
-            "labels": {c: r[c] for c in cols if isinstance(r[c], str)},
-            "url": f"/artwork/{int(r['id'])}", "thumb": f"/api/artwork/{int(r['id'])}/thumb?size=256",
-        } for r, s, f, p in zip(records, scores, finite, pct, strict=True)]
+        records = chunk[["id", "path", "_root", *cols]].to_dict("records")
+        out = []
+        for r, s, f, p in zip(records, scores, finite, pct, strict=True):
+            key = path_key(int(r["_root"]), str(r["path"]))
+            rank = int(len(ref) - np.searchsorted(ref, s, side="right")) + 1 if f and len(ref) else None
+            out.append({
+                "id": int(r["id"]), "key": key, "path": str(r["path"]),
+                "score": float(s) if f else None, "percentile": float(p) if f and np.isfinite(p) else None,
+                "percentile_text": percentile_text(float(p), rank) if f and np.isfinite(p) else "",
+                "labels": {c: r[c] for c in cols if isinstance(r[c], str)},
+                "url": f"/a/{key}", "thumb": f"/api/artwork/{int(r['id'])}/thumb?size=256",
+            })
+        return out
 
     def similar(self, query, exclude=None) -> list[dict]:
         if query is None:
@@ -125,10 +134,15 @@ class Explorer:
         cached = self.analyses.get(item_id)
         if cached is not None:
             return cached
-        img = load_image(self.file_of(item_id))
-        a = Analysis(labels=engine.classify(img), embedding=engine.embed(img) if need_emb else None)
+        img = load_image(self.file_of(item_id))  # an unreadable image raises ImageReadError
+        a = Analysis(labels=self.titled(engine.classify(img)), embedding=engine.embed(img) if need_emb else None)
         self.analyses.put(item_id, a)
         return a
+
+    def titled(self, labels: list[dict]) -> list[dict]:
+        """Classifier results with the title of their panel added (what they predict, and from
+        which model)."""
+        return [{**p, "title": self.classifier_titles.get(p["run"], p["run"])} for p in labels]
 
     def live_map(self, item_id: int) -> bytes | None:
         png = self.live_maps.get(item_id)
@@ -142,14 +156,15 @@ class Explorer:
         """One page of the grid; every query parameter other than GRID_PARAMS filters a label column."""
         data = self.data
         filters = {k: v for k, v in query_params.items() if k not in GRID_PARAMS and v != ""}
-        ids = data.query(filters, sort=sort, order=order)
+        text = query_params.get("q", "")
+        ids = data.query(filters, sort=sort, order=order, text=text)
         total = len(ids)
         pages = max(1, math.ceil(total / per_page))
         page = min(max(1, page), pages)
         chunk = data.rows(ids[(page - 1) * per_page: page * per_page])
         items = self.summaries(chunk, data.collection_scores(), data.label_columns)
         return {"total": total, "page": page, "pages": pages, "per_page": per_page, "sort": sort,
-                "order": order, "filters": filters, "items": items,
+                "order": order, "filters": filters, "q": text, "items": items,
                 "scored": int(np.isfinite(data.scores).sum()), "indexing": self.indexer.status()}
 
     def artwork(self, item_id: int) -> dict:
@@ -159,23 +174,33 @@ class Explorer:
         score = float(data.scores[item_id])
         ref = data.collection_scores()
         finite = np.isfinite(score)
-        analysis = self.analysis_for(item_id)
+        error = data.errors.get(item_id)
+        try:
+            analysis = self.analysis_for(item_id)
+        except ImageReadError as exc:  # the page still opens, and says what is wrong with the file
+            analysis, error = None, f"this image cannot be read: {exc.reason}"
         emb = data.embedding_of(item_id)
         if emb is None and analysis is not None:
             emb = analysis.embedding
-        has_map = item_id in data.maps or engine.map_fn is not None
+        has_map = (item_id in data.maps or engine.map_fn is not None) and error is None
+        rank = rank_of(score, ref) if finite else None
+        pct = data.percentile(score, ref) if finite else None
         return {
             "id": item_id,
+            "key": data.key_of(item_id),
+            "url": f"/a/{data.key_of(item_id)}",
             "path": str(row["path"]),
             "source": "upload" if item_id >= data.n_collection else "collection",
             "labels": data.labels_of(item_id),
             "score": score if finite else None,
-            "percentile": data.percentile(score, ref) if finite else None,
-            "rank": rank_of(score, ref) if finite else None,
+            "percentile": pct,
+            "percentile_text": percentile_text(pct, rank),
+            "rank": rank,
             "n_scored": int(len(ref)),
             "score_source": data.score_source,
             "model": engine.model_name,
             "measures": data.measures_of(item_id),
+            "measure_names": {k: measure_label(k) for k in data.measures_of(item_id)},
             "map_url": f"/api/artwork/{item_id}/map.png" if has_map else None,
             "map_live": item_id not in data.maps and has_map,
             "predictions": analysis.labels if analysis is not None else [],
@@ -183,10 +208,18 @@ class Explorer:
             "similar": self.similar(emb, exclude=item_id),
             "image_url": f"/api/artwork/{item_id}/image?size=1024",
             "original_url": (f"/files/{row['path']}" if item_id < data.n_collection else None),
-            "error": data.errors.get(item_id),
+            "error": error,
             "prev_id": item_id - 1 if item_id > 0 else None,
             "next_id": item_id + 1 if item_id + 1 < len(data.table) else None,
+            "prev_url": f"/a/{data.key_of(item_id - 1)}" if item_id > 0 else None,
+            "next_url": f"/a/{data.key_of(item_id + 1)}" if item_id + 1 < len(data.table) else None,
         }
+
+    def id_of_key(self, key: str) -> int:
+        item_id = self.data.id_of_key(key)
+        if item_id is None:
+            raise HTTPException(404, f"no artwork with key {key}")
+        return item_id
 
     def categories(self, column: str | None) -> dict:
         cols = self.data.label_columns

@@ -7,10 +7,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from artmem.report.conventions import BOX_CAPTION
 from artmem.web.explorer import Explorer
+from artmem.web.labels import measure_label, percentile_text
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -24,6 +26,8 @@ def _fmt(x, digits: int = 3) -> str:
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.filters["fmt"] = _fmt
+    templates.env.filters["measure_label"] = measure_label
+    templates.env.filters["percentile_text"] = percentile_text
     return templates
 
 
@@ -40,12 +44,19 @@ def add_page_routes(app: FastAPI, ex: Explorer, templates: Jinja2Templates, per_
             return "/?" + urlencode({**base, "page": n})
 
         ctx = {**ex.nav("grid"), **result, "options": data.filter_options(),
-               "sort_keys": data.sort_keys(), "page_url": page_url, "n_total": len(data.table)}
+               "sort_keys": data.sort_keys(), "sort_labels": data.sort_labels(), "page_url": page_url,
+               "n_total": len(data.table)}
         return templates.TemplateResponse(request, "grid.html", ctx)
 
-    @app.get("/artwork/{item_id}", response_class=HTMLResponse, include_in_schema=False)
-    def page_artwork(request: Request, item_id: int):
-        return templates.TemplateResponse(request, "artwork.html", {**ex.nav("artwork"), "a": ex.artwork(item_id)})
+    @app.get("/a/{key}", response_class=HTMLResponse, include_in_schema=False)
+    def page_artwork(request: Request, key: str):
+        return templates.TemplateResponse(request, "artwork.html",
+                                          {**ex.nav("artwork"), "a": ex.artwork(ex.id_of_key(key))})
+
+    @app.get("/artwork/{item_id}", include_in_schema=False)
+    def page_artwork_by_row(item_id: int):
+        """Row-number URLs of earlier versions: redirected to the stable one (by path hash)."""
+        return RedirectResponse(f"/a/{data.key_of(ex.item_id(item_id))}", status_code=307)
 
     @app.get("/upload", response_class=HTMLResponse, include_in_schema=False)
     def page_upload(request: Request):
@@ -57,11 +68,13 @@ def add_page_routes(app: FastAPI, ex: Explorer, templates: Jinja2Templates, per_
     def page_categories(request: Request, column: str | None = None):
         cats = ex.categories(column)
         svg = ex.boxplot(cats["column"]) if cats["column"] else ""
-        return templates.TemplateResponse(request, "categories.html", {**ex.nav("categories"), **cats, "svg": svg})
+        return templates.TemplateResponse(request, "categories.html", {**ex.nav("categories"), **cats, "svg": svg,
+                                                                       "box_caption": BOX_CAPTION})
 
     @app.get("/api", response_class=HTMLResponse, include_in_schema=False)
     def page_api(request: Request):
         schema = app.openapi()
         routes = [(method.upper(), path, op.get("summary", ""))
                   for path, ops in schema["paths"].items() for method, op in ops.items()]
-        return templates.TemplateResponse(request, "api.html", {**ex.nav("api"), "routes": routes})
+        base = str(request.base_url).rstrip("/")  # the address this server was reached at
+        return templates.TemplateResponse(request, "api.html", {**ex.nav("api"), "routes": routes, "base": base})

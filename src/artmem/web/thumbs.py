@@ -36,6 +36,14 @@ def load_image_checked(path) -> Image.Image:
         raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from None
 
 
+def unreadable_svg(size: int) -> bytes:
+    """A grey square saying "unreadable image", served in place of a thumbnail that cannot be made."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 256 256">'
+            '<rect width="256" height="256" fill="#e9e5dc"/>'
+            '<text x="128" y="134" font-family="sans-serif" font-size="20" fill="#6b7785" '
+            'text-anchor="middle">unreadable image</text></svg>').encode()
+
+
 def render_jpeg(path: Path | str, size: int) -> bytes:
     """The image (EXIF-rotated, RGB) scaled to fit size x size, as JPEG bytes."""
     img = load_image_checked(path)

@@ -74,7 +74,7 @@ def add_upload_routes(app: FastAPI, ex: Explorer, comparable: bool) -> None:
             "sha256": digest, "model": engine.model_name,
             "score": a.score, "percentile": data.percentile(a.score, ref),
             "rank": rank_of(a.score, ref) if a.score is not None else None,
-            "n_scored": int(len(ref)), "labels": a.labels,
+            "n_scored": int(len(ref)), "labels": ex.titled(a.labels),
             "comparable": comparable,  # False: the collection was scored with another model
             "map_url": f"/api/upload/{digest}/map.png" if engine.map_fn is not None else None,
             "similar": ex.similar(a.embedding), "added": None,

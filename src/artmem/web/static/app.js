@@ -5,7 +5,14 @@ function $(id) { return document.getElementById(id); }
 
 function fmt(x, d) { return (x === null || x === undefined) ? "—" : Number(x).toFixed(d === undefined ? 3 : d); }
 
-function ordinal(p) { return fmt(p, 1) + "th percentile"; }
+// "82nd percentile"; the top image reads "highest in the collection" (never "100.0th"),
+// as labels.percentile_text words it on the server
+function percentileText(p, rank) {
+  if (rank === 1) return "highest in the collection";
+  const n = Math.min(99, Math.max(0, Math.floor(p)));
+  const suffix = (n % 100 >= 10 && n % 100 <= 20) ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+  return n + suffix + " percentile";
+}
 
 function el(tag, attrs, children) {
   const e = document.createElement(tag);
@@ -45,7 +52,18 @@ function wireOverlay() {
 function wireBrokenThumbs() {
   document.querySelectorAll(".thumb img").forEach((img) => {
     img.addEventListener("error", () => img.parentElement.classList.add("broken"));
+    if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) img.parentElement.classList.add("broken");
   });
+  const art = $("art");  // the artwork page's image: say so when the file cannot be read
+  if (art) {
+    const broken = () => {
+      const stack = $("stack");
+      stack.classList.add("unreadable");
+      stack.replaceChildren(el("div", { class: "unreadable-msg", text: "unreadable image" }));
+    };
+    art.addEventListener("error", broken);
+    if (art.complete && art.naturalWidth === 0) broken();
+  }
 }
 
 function wireAutosubmit() {
@@ -76,7 +94,7 @@ function showUpload(res) {
   $("result-model").textContent = res.model ? "(" + res.model + ")" : "";
   $("result-bar").style.width = (res.percentile || 0) + "%";
   $("result-pct").textContent = res.percentile === null ? "no collection scores to compare with"
-    : ordinal(res.percentile) + " of the collection · rank " + res.rank + " of " + res.n_scored
+    : percentileText(res.percentile, res.rank) + " of the collection · rank " + res.rank + " of " + res.n_scored
       + (res.comparable ? "" : " (caution: the collection was scored with another model)");
   const overlay = $("overlay"), toggle = $("toggle-map"), note = $("map-note");
   overlay.hidden = true;
@@ -95,7 +113,7 @@ function showUpload(res) {
   labels.replaceChildren();
   $("result-labels-card").hidden = !res.labels.length;
   for (const p of res.labels) {
-    labels.appendChild(el("h3", { text: p.run }));
+    labels.appendChild(el("h3", { text: p.title || p.run, title: "classifier run " + p.run }));
     const t = el("table", { class: "probs" });
     for (const x of p.top) {
       t.appendChild(el("tr", {}, [

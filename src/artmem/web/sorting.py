@@ -1,0 +1,77 @@
+"""What the grid can be sorted and searched by.
+
+Sort keys: `score`, `path`, a numeric collection column, `measure:<column>` (the results'
+measures), and `pred:<table>:<column>` (a numeric column of a predictions table: a probability,
+`prob`, or `correct` = predicted label equals the true one, derived from `pred` and `label` when
+the table lacks it). Text search matches a
+case-insensitive substring of the path or of any label value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from artmem.web.labels import measure_label
+
+PRED_SKIP = {"_id", "_table", "path"}
+
+
+def sort_options(data) -> list[tuple[str, str]]:
+    """(key, human label) of every sort key, in the order the grid's menu lists them."""
+    out = [("score", "memorability"), ("path", "file path")]
+    out += [(c, c.replace("_", " ")) for c in data.numeric_columns()]
+    measures = data.measures
+    if measures is not None:
+        out += [(f"measure:{c}", measure_label(c)) for c in measures.columns
+                if pd.api.types.is_numeric_dtype(measures[c])]
+    preds = data.predictions
+    if preds is not None:
+        for table, rows in preds.groupby("_table", sort=True):
+            cols = list(rows.columns)
+            if "correct" not in cols and {"pred", "label"} <= set(cols):
+                cols.append("correct")  # predicted vs true, derived
+            for c in cols:
+                if c in PRED_SKIP or (c in rows.columns and rows[c].isna().all()):
+                    continue
+                if c == "correct" or pd.api.types.is_numeric_dtype(rows[c]):
+                    what = "predicted = true label" if c == "correct" else measure_label(c)
+                    out.append((f"pred:{table}:{c}", f"{table}: {what}"))
+    return out
+
+
+def sort_values(data, key: str, table: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+    """The values to sort the rows of `table` by for `key` (NaN / None where a row has none)."""
+    n = len(table)
+    if key == "score":
+        return scores
+    if key.startswith("measure:"):
+        col = key.split(":", 1)[1]
+        return _by_id(data.measures[col], n)
+    if key.startswith("pred:"):
+        _, name, col = key.split(":", 2)
+        rows = data.predictions[data.predictions["_table"] == name].drop_duplicates("_id", keep="last")
+        if col == "correct" and "correct" not in rows.columns:
+            values = (rows["pred"].astype(str) == rows["label"].astype(str)).astype(float)
+        else:
+            values = rows[col].astype(float)
+        return _by_id(pd.Series(values.to_numpy(), index=rows["_id"].to_numpy()), n)
+    return table[key].to_numpy()
+
+
+def _by_id(series: pd.Series, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    ids = series.index.to_numpy(dtype=np.int64)
+    ok = ids < n
+    out[ids[ok]] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)[ok]
+    return out
+
+
+def text_mask(table: pd.DataFrame, columns: list[str], text: str) -> np.ndarray:
+    """Rows whose path or any of `columns` contains `text` (case-insensitive; plain text, not a
+    regular expression)."""
+    needle = text.strip().lower()
+    mask = np.zeros(len(table), dtype=bool)
+    for c in ["path", *columns]:
+        mask |= table[c].astype(str).str.lower().str.contains(needle, regex=False).fillna(False).to_numpy(dtype=bool)
+    return mask
