@@ -193,13 +193,6 @@ def test_filter_matches_numpy_on_subset(tmp_path, store):
         index.search(q, 5, filter="nosuchcolumn == 1")
 
 
-def test_filter_translation():
-    from artmem.retrieval.filters import to_pandas_query, to_sql_where
-
-    assert to_pandas_query("genre = 'a=b' AND year <> 3") == "genre == 'a=b' and year != 3"
-    assert to_sql_where("genre == 'x' and style in ['a', 'b']") == "genre = 'x' AND style IN ('a', 'b')"
-
-
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_add_to_approximate_index_after_reload(tmp_path, kind):
     v, _ = clustered_vectors(3000, 32, n_clusters=10, latent_dim=6, seed=7)
