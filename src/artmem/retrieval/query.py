@@ -26,7 +26,7 @@ def embed_images(images: list, model: str, layer: str | None = None, device: str
     import torch
 
     from artmem.data.images import load_image
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.models.transforms import build_transform
     from artmem.runtime import autocast, resolve_device
 
