@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.filters import to_sql_where
-from artmem.retrieval.index import (
+from artmem.retrieval.backend_base import (
     Index,
     exact_knn,
     tune_breadth,
     tuning_sample,
 )
+from artmem.retrieval.filters import to_sql_where
 from artmem.retrieval.pca import PCA
 from artmem.retrieval.store import FeatureStore, store_checksum
 
