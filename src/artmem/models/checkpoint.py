@@ -95,7 +95,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         refuse_legacy(path)
         raise ArtmemError(f"{path}: run folder has no best{WEIGHTS_SUFFIX} / last{WEIGHTS_SUFFIX} / "
                           f"model{WEIGHTS_SUFFIX}")
-    if path.suffix in LEGACY_SUFFIXES:
+    if path.suffix in LEGACY_SUFFIXES and not path.name.endswith(TRAINING_SUFFIX):
         if not path.exists():
             raise ArtmemError(f"{path}: no such checkpoint")
         raise LegacyCheckpointError(path, path.parent if path.stem in RUN_CHECKPOINTS else path)
@@ -161,9 +161,10 @@ def write_checkpoint(path: str | Path, state_dict: dict, config: dict, class_nam
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"state dict entry {key!r} is not a tensor")
         value = value.detach().cpu().contiguous()
-        if value.numel() and value.data_ptr() in seen:  # tied weights: safetensors stores each once
+        storage = value.untyped_storage().data_ptr()
+        if value.numel() and storage in seen:  # tied weights / views: safetensors wants each apart
             value = value.clone()
-        seen.add(value.data_ptr())
+        seen.add(value.untyped_storage().data_ptr())
         tensors[key] = value
     if optimizer_state is not None or scheduler_state is not None:
         state = {"optimizer": optimizer_state, "scheduler": scheduler_state}
