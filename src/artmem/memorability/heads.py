@@ -10,9 +10,9 @@ layer(s), concatenated -> head -> score:
   (a linear layer; an RBF-kernel expansion over the support vectors).
 
 Checkpoints are saved with `save_checkpoint(..., config={'base_model': ..., 'wrapper':
-'memorability_scorer', ...})` (`artmem.models.checkpoint.TRAINED_BUILDERS` maps it to `build_scorer`). A frozen backbone's pretrained weights are not
-stored (they ship with the package): the wrapper rebuilds it with `pretrained=True`, so a
-checkpoint holds only the head.
+'memorability_scorer', ...})` (`artmem.models.checkpoint.TRAINED_BUILDERS` maps that name to
+`build_scorer`). A frozen backbone's pretrained weights are not stored (they ship with the
+package): the wrapper rebuilds it with `pretrained=True`, so a checkpoint holds only the head.
 """
 
 from __future__ import annotations
