@@ -12,7 +12,7 @@ _LAZY = {
     "load_image": "artmem.data.images",
     "ImageReadError": "artmem.errors",
     "ArtmemError": "artmem.errors",
-    "create_model": "artmem.models.registry",
+    "create_model": "artmem.models.factory",
     "list_models": "artmem.models.registry",
     "score": "artmem.batch.api",
     "extract": "artmem.batch.api",

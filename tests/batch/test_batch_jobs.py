@@ -156,7 +156,7 @@ def test_trained_checkpoint_path_as_model(synthetic_collection, tmp_path):
     from artmem.models.checkpoint import save_checkpoint
 
     model = create_model("tiny_test", seed=3)
-    ckpt = save_checkpoint(tmp_path / "run" / "best.pt", model, {"base_model": "tiny_test", "num_classes": 1})
+    ckpt = save_checkpoint(tmp_path / "run" / "best.safetensors", model, {"base_model": "tiny_test", "num_classes": 1})
     df = score(synthetic_collection, str(ckpt), tmp_path / "o", num_workers=0, progress=False)
     tf = build_transform(model.pretrained_cfg)
     x = torch.stack([tf(load_image(synthetic_collection.abs_path(p))) for p in df["path"][:4]])

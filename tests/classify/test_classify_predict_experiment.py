@@ -74,7 +74,7 @@ def test_fit_is_generic_regression(tmp_path):
     h = res.history
     assert h["val_mae"].iloc[-1] < 0.5 * h["val_mae"].iloc[0]
     assert res.best_epoch == int(h["val_mae"].idxmin()) + 1
-    assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.csv").exists()
+    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "summary.csv").exists()
 
 
 def test_experiment_grid_tables(styles_collection, tmp_path):
@@ -113,9 +113,9 @@ def test_experiment_grid_tables(styles_collection, tmp_path):
     # tiny_test conv3 (16x16x3x3 + 16), fc (16x16 + 16), head for 4 classes (16x4 + 4)
     assert m["trainable_params"] == (16 * 16 * 9 + 16) + (16 * 16 + 16) + (16 * 4 + 4)
     # a rerun skips finished cells
-    stamp = (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns
+    stamp = (out / "runs/style/seeded/all/best.safetensors").stat().st_mtime_ns
     results2, _ = run_experiment(gfile, out)
-    assert (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns == stamp
+    assert (out / "runs/style/seeded/all/best.safetensors").stat().st_mtime_ns == stamp
     pd.testing.assert_series_equal(results2["test_accuracy"], results["test_accuracy"], check_names=False)
 
 

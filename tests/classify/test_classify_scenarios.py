@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from artmem.models.base import ZooModel
-from artmem.models.registry import create_model
+from artmem.models.factory import create_model
 from artmem.models.scenarios import (
     SCENARIOS,
     apply_scenario,

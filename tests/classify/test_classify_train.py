@@ -13,7 +13,8 @@ from classify_helpers import tiny_config
 
 from artmem.classify.train import train_classifier
 from artmem.cli import main
-from artmem.models.registry import create_model
+from artmem.models.checkpoint import load_checkpoint, load_weights
+from artmem.models.factory import create_model
 
 
 def test_short_run_far_above_chance(styles_collection, tmp_path):
@@ -22,7 +23,8 @@ def test_short_run_far_above_chance(styles_collection, tmp_path):
     m = res.metrics
     assert m["num_classes"] == 4 and m["majority_baseline"] == pytest.approx(0.25)
     assert m["test_accuracy"] >= 0.7, m  # chance is 0.25
-    for name in ("config.yaml", "summary.csv", "best.pt", "last.pt", "metrics.json", "per_class.csv",
+    for name in ("config.yaml", "summary.csv", "best.safetensors", "best.json", "last.safetensors",
+                 "last.json", "last.training.pt", "metrics.json", "per_class.csv",
                  "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "split.parquet",
                  "test_predictions.parquet", "errors.parquet"):
         assert (run / name).exists(), name
@@ -36,7 +38,7 @@ def test_short_run_far_above_chance(styles_collection, tmp_path):
     split = pd.read_parquet(run / "split.parquet")
     assert split["split"].value_counts().to_dict() == {"train": 44, "test": 12, "val": 8}
     # checkpoint contents, and the trained model works anywhere a model name does
-    state = torch.load(run / "last.pt", weights_only=False)
+    state = load_checkpoint(run / "last.safetensors")
     assert state["epoch"] == 15 and state["optimizer"] and state["scheduler"]
     assert state["config"]["base_model"] == "tiny_test" and state["config"]["num_classes"] == 4
     assert state["class_names"] == ["style_0", "style_1", "style_2", "style_3"]
@@ -61,7 +63,7 @@ def test_kill_and_resume_reaches_the_same_result(styles_collection, tmp_path):
 
     with pytest.raises(Killed):
         train_classifier(styles_collection, tmp_path / "killed", tiny_config(**flags), on_epoch_end=kill)
-    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["epoch"] == 2
+    assert load_checkpoint(tmp_path / "killed" / "last.safetensors")["epoch"] == 2
     assert not (tmp_path / "killed" / "metrics.json").exists()
     # a plain rerun refuses to overwrite; --resume (CLI) continues from the saved config
     args = ["train", str(styles_collection), "-o", str(tmp_path / "killed")]
@@ -75,8 +77,8 @@ def test_kill_and_resume_reaches_the_same_result(styles_collection, tmp_path):
     mb = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert mb["test_accuracy"] == full.metrics["test_accuracy"]
     assert mb["test_macro_f1"] == full.metrics["test_macro_f1"]
-    sa = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["model"]
+    sa = load_weights(tmp_path / "full" / "last.safetensors")
+    sb = load_weights(tmp_path / "killed" / "last.safetensors")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -120,7 +122,7 @@ def test_frozen_features_search_and_finetune_last(styles_collection, tmp_path):
     assert list(summary["stage"]) == ["head"] * 4 + ["finetune"] * 2
     assert res.metrics["frozen_features"] and "finetune" in res.metrics
     # the backbone stayed frozen except the last group (fc) during finetuning
-    trained = create_model(str(run / "last.pt"))
+    trained = create_model(str(run / "last.safetensors"))
     original = create_model("tiny_test")
     for g in ("conv1", "conv2", "conv3"):
         a = dict(trained.backbone.layer_groups())[g].state_dict()

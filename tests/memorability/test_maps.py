@@ -19,7 +19,8 @@ from artmem.memorability.maps import (
     memorability_map,
     naive_grid,
 )
-from artmem.models.registry import create_model, list_models
+from artmem.models.factory import create_model
+from artmem.models.registry import list_models
 
 
 def test_batched_crops_equal_naive_loop():

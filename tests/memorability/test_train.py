@@ -20,7 +20,8 @@ from artmem.memorability.train import (
     read_lamem_splits,
     train_predictor,
 )
-from artmem.models.registry import create_model
+from artmem.models.checkpoint import load_weights
+from artmem.models.factory import create_model
 from artmem.models.transforms import build_transform
 
 FAST = dict(score_column="true_memorability", model="tiny_test", layer="conv3", folds=3,
@@ -55,17 +56,18 @@ def test_ridge_positive_and_checkpoint_round_trip(synthetic_collection, tmp_path
     run = tmp_path / "ridge"
     m = train_predictor(synthetic_collection, run, TrainConfig(method="ridge", **FAST))
     assert m["spearman_mean"] > 0.5 and m["folds"] == 3
-    for name in ("config.yaml", "summary.csv", "folds.csv", "metrics.json", "model.pt", "predictions.parquet"):
+    for name in ("config.yaml", "summary.csv", "folds.csv", "metrics.json", "model.safetensors", "model.json",
+                 "predictions.parquet"):
         assert (run / name).exists()
     model = create_model(run)  # the run folder works wherever a model name does
-    again = create_model(run / "model.pt")
+    again = create_model(run / "model.safetensors")
     x = _image_batch(synthetic_collection, model)
     with torch.inference_mode():
         a, b = model(x), again(x)
     assert a.shape == (len(x),)
     torch.testing.assert_close(a, b)
     # the frozen backbone is not stored: the checkpoint holds the head only
-    state = torch.load(run / "model.pt", weights_only=False)["model"]
+    state = load_weights(run / "model.safetensors")
     assert not any(k.startswith("backbone.") for k in state)
     ev = evaluate_predictor(run, synthetic_collection, tmp_path / "ev", score_column="true_memorability",
                             device="cpu")
@@ -154,12 +156,12 @@ def test_lamem_split_files_and_finetune_cli(synthetic_collection, tmp_path, caps
                "--finetune", "--epochs", "1", "--splits-dir", str(splits), "--device", "cpu",
                "--no-refit"])
     assert rc == 0
-    assert "model.pt" in capsys.readouterr().out
+    assert "model.safetensors" in capsys.readouterr().out
     folds = pd.read_csv(run / "folds.csv")
     assert list(folds["fold"]) == ["split_1", "split_2"] and (folds["n_val"] > 0).all()
     summary = pd.read_csv(run / "summary.csv")
     assert {"fold", "epoch", "train_loss", "val_spearman"} <= set(summary.columns)
-    state = torch.load(run / "model.pt", weights_only=False)["model"]
+    state = load_weights(run / "model.safetensors")
     assert any(k.startswith("backbone.") for k in state)  # fine-tuned: backbone weights saved
     assert create_model(run)(torch.zeros(2, 3, 32, 32)).shape == (2,)
     assert main(["memorability", "train", str(coll_dir), "-o", str(tmp_path / "x"),

@@ -70,6 +70,21 @@ def test_similar_filter_and_include_self(built, synthetic_collection, tmp_path):
     assert main(["-q", "similar", "no/such/file.jpg", "--index", str(built), "-o", str(tmp_path / "y")]) == 2
 
 
+@pytest.mark.parametrize("expr", [
+    "__import__('os').system('touch {marker}')",
+    "@pd.io.common.os.system('touch {marker}')",
+    "genre.__class__.__init__.__globals__",
+])
+def test_a_crafted_filter_runs_no_code(built, synthetic_collection, tmp_path, capsys, expr):
+    marker = tmp_path / "MARKER"
+    query = synthetic_collection.paths[0]
+    assert main(["similar", query, "--index", str(built), "--filter", expr.format(marker=marker),
+                 "-o", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad filter" in err and len(err.splitlines()) == 1, err
+    assert not marker.exists()
+
+
 def test_add_and_check_via_cli(tmp_path, synthetic_collection, tiny_features):
     from artmem.batch.results import read_features, write_features
 

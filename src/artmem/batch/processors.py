@@ -198,9 +198,10 @@ class ModelProcessor(BaseProcessor):
     @property
     def cfg(self):
         if self._cfg is None:
-            from artmem.models.registry import get_pretrained_cfg, is_checkpoint_path, list_models
+            from artmem.models.checkpoint import is_run_path
+            from artmem.models.registry import get_pretrained_cfg, is_registered
 
-            if self.model_name in list_models() or not is_checkpoint_path(self.model_name):
+            if is_registered(self.model_name) or not is_run_path(self.model_name):
                 self._cfg = get_pretrained_cfg(self.model_name)
             else:
                 self._cfg = self._load_model().pretrained_cfg
@@ -208,7 +209,7 @@ class ModelProcessor(BaseProcessor):
 
     def _load_model(self):
         if self._model is None:
-            from artmem.models.registry import create_model
+            from artmem.models.factory import create_model
 
             self._model = create_model(self.model_name).eval()
             self._cfg = self._model.pretrained_cfg

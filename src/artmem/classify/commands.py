@@ -43,7 +43,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="default 32")
     g.add_argument("--dropout", type=float, help="dropout probability of the model's dropout layers / MLP head")
     g.add_argument("--seed", type=int, help="default 0")
-    g.add_argument("--monitor", choices=["val_acc", "val_loss"], help="metric choosing best.pt (default val_acc)")
+    g.add_argument("--monitor", choices=["val_acc", "val_loss"], help="metric choosing the best checkpoint (default val_acc)")
     g = p.add_argument_group("data")
     g.add_argument("--split", help="train/val/test fractions, e.g. 70/10/20 (an existing split column is reused)")
     g.add_argument("--min-count", type=int, help="leave out classes with fewer images")
@@ -114,7 +114,7 @@ def register(subparsers) -> None:
         "train", help="train a classifier (style, genre, artist...) with the papers' scenarios",
         description="Fine-tune a zoo model (or train one from scratch) on a label column, with the "
         "frozen-layer scenarios of Cetinic et al. 2018 or frozen-feature transfer with a head search "
-        "(Yu, Jin & Hsu). Writes config.yaml, summary.csv, best.pt/last.pt, metrics.json, "
+        "(Yu, Jin & Hsu). Writes config.yaml, summary.csv, best/last checkpoints (.safetensors + .json), metrics.json, "
         "confusion matrix and curves into the run folder.",
     )
     add_collection_arg(p)
@@ -130,7 +130,7 @@ def register(subparsers) -> None:
         "(p_<class> per image, usable as image attributes).",
     )
     add_collection_arg(p)
-    p.add_argument("--run", required=True, help="training run folder (or a best.pt/last.pt checkpoint)")
+    p.add_argument("--run", required=True, help="training run folder (or one of its checkpoints, e.g. RUN/last.safetensors)")
     add_out_arg(p)
     p.add_argument("--topk", type=int, default=3, help="labels per image (default 3)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -46,7 +46,7 @@ class TrainConfig:
         search: number of random trials over head width, dropout and lr on cached features (0: off).
         finetune_last: after the head, unfreeze the last backbone group and continue training.
         finetune_lr, finetune_epochs, finetune_optimizer: settings of that second stage.
-        monitor: validation metric that picks best.pt ("val_acc" or "val_loss").
+        monitor: validation metric that picks the best checkpoint ("val_acc" or "val_loss").
     """
 
     label: str = "style"

@@ -74,13 +74,13 @@ def predict(collection, run: str | Path, out: str | Path | None = None, topk: in
     from artmem.classify.data import default_cache_size
     from artmem.data.collection import open_collection
     from artmem.io import write_table
-    from artmem.models.checkpoint import load_trained_model
+    from artmem.models.checkpoint import load_run
     from artmem.runtime import autocast, default_num_workers, resolve_device
 
     coll = open_collection(collection)
     if len(coll) == 0:
         raise ArtmemError("the collection is empty")
-    model = load_trained_model(run)
+    model = load_run(run)
     cfg = model.pretrained_cfg
     names = list(cfg.class_names or [])
     if not names or cfg.output != "logits":

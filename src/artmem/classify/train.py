@@ -5,7 +5,8 @@ Run folder (`-o RUN`):
     config.yaml              resolved settings (defaults < --config file < flags)
     split.parquet            path, label, target, split of every image used
     summary.csv              one row per epoch: loss, train/val accuracy, lr, epoch and wall time
-    best.pt, last.pt         checkpoints (model, optimizer, scheduler, epoch, config, class names)
+    best.*, last.*           checkpoints: .safetensors weights, .json config and class names,
+                             last.training.pt optimizer/scheduler state (`artmem.models.checkpoint`)
     metrics.json             test accuracy, macro F1, per-class accuracy, training time, ...
     per_class.csv, confusion_matrix.csv, confusion_matrix.png, curves.png
     test_predictions.parquet path, label, pred, prob, correct
@@ -16,7 +17,6 @@ Run folder (`-o RUN`):
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,13 @@ from artmem.classify.data import (
 from artmem.classify.engine import accuracy_metrics, fit
 from artmem.errors import ArtmemError
 from artmem.io import ensure_out_dir
+from artmem.models.checkpoint import (
+    copy_checkpoint,
+    load_checkpoint,
+    load_run,
+    refuse_legacy,
+    save_checkpoint,
+)
 from artmem.runtime import autocast, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -64,7 +71,8 @@ def _check_run_folder(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     from artmem.classify.config import read_run_config
 
     cfg_file = run_dir / "config.yaml"
-    started = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists() or \
+    refuse_legacy(run_dir)
+    started = (run_dir / "last.safetensors").exists() or (run_dir / "metrics.json").exists() or \
         (run_dir / "head").exists() or (run_dir / "search").exists()
     if not resume:
         if started:
@@ -106,7 +114,6 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
     from artmem.classify.evaluate import plot_curves, write_evaluation
     from artmem.classify.model import build_classifier
     from artmem.data.collection import open_collection
-    from artmem.models.checkpoint import load_trained_model
     from artmem.models.scenarios import apply_scenario, trainable_parameter_count
 
     cfg = config.validate()
@@ -166,9 +173,10 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
                   on_epoch_end=on_epoch_end)
         history, train_time = res.history, res.train_time_s
         extra.update(best_epoch=res.best_epoch)
-    written += [run_dir / "summary.csv", run_dir / "best.pt", run_dir / "last.pt"]
+    written += [run_dir / "summary.csv", run_dir / "best.safetensors", run_dir / "best.json",
+                run_dir / "last.safetensors", run_dir / "last.json"]
 
-    best = load_trained_model(run_dir / "best.pt")
+    best = load_run(run_dir / "best.safetensors")
     test_part = table[table["split"] == "test"].reset_index(drop=True)
     probs = _predict_probs(best, loader("test"), device) if "test" in ds else np.zeros((0, len(names)))
     val_acc = history["val_acc"].max() if "val_acc" in history else float("nan")
@@ -194,7 +202,6 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
     from artmem.classify.data import make_dataset as _mk
     from artmem.classify.frozen import HeadOnly, cached_features, feature_key, sample_trials
     from artmem.classify.model import build_classifier
-    from artmem.models.checkpoint import save_checkpoint
     from artmem.models.scenarios import apply_scenario, train_groups
 
     crop = min(input_crop(model), cache.size)
@@ -243,9 +250,8 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
         ckpt.update(label=cfg.label, run_config=cfg.to_dict())
     res = chosen["_res"]
     head = HeadOnly(model)
-    state = torch.load(res.best_path, map_location="cpu", weights_only=False)
-    head.load_state_dict(state["model"])
-    save_checkpoint(run_dir / "best.pt", model, ckpt, epoch=res.best_epoch, class_names=names)
+    head.load_state_dict(load_checkpoint(res.best_path)["model"])
+    save_checkpoint(run_dir / "best.safetensors", model, ckpt, epoch=res.best_epoch, class_names=names)
     history = res.history.assign(stage="head")
     train_time = float(res.train_time_s) + feat_time
     if cfg.finetune_last:
@@ -265,12 +271,11 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
         extra["finetune"] = {"best_val_acc": ft_best, "head_best_val_acc": head_best, "used": use_ft,
                              "groups": groups[-2:]}
         if use_ft:
-            shutil.copyfile(ft.best_path, run_dir / "best.pt")
-        shutil.copyfile(ft.last_path, run_dir / "last.pt")
+            copy_checkpoint(ft.best_path, run_dir / "best.safetensors")
+        copy_checkpoint(ft.last_path, run_dir / "last.safetensors")
     else:
-        last = torch.load(res.last_path, map_location="cpu", weights_only=False)
-        head.load_state_dict(last["model"])
-        save_checkpoint(run_dir / "last.pt", model, ckpt, epoch=len(res.history), class_names=names)
+        head.load_state_dict(load_checkpoint(res.last_path)["model"])
+        save_checkpoint(run_dir / "last.safetensors", model, ckpt, epoch=len(res.history), class_names=names)
     history["epoch_index"] = np.arange(1, len(history) + 1)
     history.to_csv(run_dir / "summary.csv", index=False)
     return history, train_time, extra

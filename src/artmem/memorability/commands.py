@@ -196,7 +196,7 @@ def _cmd_train(args) -> int:
     print(f"# Spearman {metrics['spearman_mean']:.3f} +- {metrics['spearman_sd']:.3f} over "
           f"{metrics['folds']} folds ({metrics['folds_from']})", file=sys.stderr)
     print_written([out / n for n in ("config.yaml", "summary.csv", "folds.csv", "metrics.json",
-                                     "predictions.parquet", "errors.parquet", "model.pt")])
+                                     "predictions.parquet", "errors.parquet", "model.safetensors", "model.json")])
     return 0
 
 
@@ -215,7 +215,7 @@ def _register_training(msub) -> None:
     t = msub.add_parser("train", help="train a memorability predictor (regression, K-class, fusion, SVR, ridge)",
                         description="Train on a collection with a score column; evaluates by Spearman "
                         "on the collection's splits (split_1..split_5 or split) or k-fold; writes "
-                        "config.yaml, summary.csv, folds.csv, metrics.json and model.pt "
+                        "config.yaml, summary.csv, folds.csv, metrics.json and model.safetensors + model.json "
                         "(usable as --model PATH).")
     add_collection_arg(t)
     add_out_arg(t)
@@ -242,7 +242,7 @@ def _register_training(msub) -> None:
     t.add_argument("--C", type=float, default=1.0, help="SVR C")
     t.add_argument("--epsilon", type=float, default=0.05, help="SVR epsilon")
     t.add_argument("--no-refit", action="store_true",
-                   help="model.pt = the first fold's model instead of a refit on all images")
+                   help="model.safetensors = the first fold's model instead of a refit on all images")
     t.add_argument("--num-workers", type=int, default=0)
     t.add_argument("--seed", type=int, default=0)
     add_device_arg(t)

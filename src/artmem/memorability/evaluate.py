@@ -33,7 +33,7 @@ def evaluate_predictor(model: str | Path, collection, out: str | Path, score_col
     """
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir, write_table
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.runtime import resolve_device
 
     coll = open_collection(collection)

@@ -10,9 +10,9 @@ layer(s), concatenated -> head -> score:
   (a linear layer; an RBF-kernel expansion over the support vectors).
 
 Checkpoints are saved with `save_checkpoint(..., config={'base_model': ..., 'wrapper':
-'artmem.memorability.heads:build_scorer', ...})`. A frozen backbone's pretrained weights are not
-stored (they ship with the package): the wrapper rebuilds it with `pretrained=True`, so a
-checkpoint holds only the head.
+'memorability_scorer', ...})` (`artmem.models.checkpoint.TRAINED_BUILDERS` maps that name to
+`build_scorer`). A frozen backbone's pretrained weights are not stored (they ship with the
+package): the wrapper rebuilds it with `pretrained=True`, so a checkpoint holds only the head.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WRAPPER = "artmem.memorability.heads:build_scorer"
+WRAPPER = "memorability_scorer"
 
 
 class Standardize(nn.Module):
@@ -207,13 +207,13 @@ def scorer_config(scorer: MemorabilityScorer, base_model: str, second_model: str
 
 def build_scorer(model: nn.Module, config: dict) -> MemorabilityScorer:
     """Checkpoint wrapper: (freshly built base model, saved config) -> MemorabilityScorer."""
-    from artmem.models.registry import create_model
+    from artmem.models.registry import build_model
 
     frozen = bool(config.get("frozen_backbone", True))
-    backbone = create_model(config["base_model"], pretrained=True) if frozen else model
+    backbone = build_model(config["base_model"], pretrained=True) if frozen else model
     second = None
     if config.get("second_model"):
-        second = create_model(config["second_model"], pretrained=True)
+        second = build_model(config["second_model"], pretrained=True)
     head = build_head(config["head_type"], config["head_dim"], config["head_out"],
                       tuple(config.get("hidden") or ()), config.get("dropout", 0.0),
                       config.get("n_support", 0))

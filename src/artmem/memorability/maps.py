@@ -356,7 +356,7 @@ def map_images(
     from artmem.data.images import load_image
     from artmem.errors import ImageReadError
     from artmem.io import ensure_out_dir, write_table
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.runtime import resolve_device
 
     config = config or MapConfig()

@@ -106,7 +106,7 @@ def make_scorer(cfg: TrainConfig, kind: str, dim: int | None, out_dim: int, thre
                 backbone=None, second=None):
     """A `MemorabilityScorer` of the configured backbone(s) and `head` (a fresh one when None)."""
     from artmem.memorability.heads import MemorabilityScorer, build_head
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     backbone = backbone if backbone is not None else create_model(cfg.model, pretrained=True)
     layer = cfg.layer or backbone.pretrained_cfg.default_layer
@@ -173,8 +173,9 @@ def train_head(cfg, kind, X_tr, y_tr, X_va, y_va, edges, thresholds, run_dir):
     res = fit(model, tr, va, loss_fn, _fit_settings(cfg, va is not None, device="cpu", amp=False), run_dir,
               metrics_fn=metrics,
               checkpoint_config={"base_model": cfg.model, "note": "feature head only (not an image model)"})
-    state = torch.load(res.best_path, map_location="cpu", weights_only=False)["model"]
-    model.load_state_dict(state)
+    from artmem.models.checkpoint import load_weights
+
+    model.load_state_dict(load_weights(res.best_path))
     return head, res.history
 
 
@@ -200,8 +201,10 @@ def finetune(cfg, kind, coll, rows_tr, y_tr, rows_va, y_va, edges, thresholds, r
     view = _LogitsForTraining(scorer)
     res = fit(view, tr, va, loss_fn, _fit_settings(cfg, va is not None, device=cfg.device),
               Path(run_dir) / "train", metrics_fn=metrics,
-              checkpoint_config={"base_model": cfg.model, "note": "training state; use ../model.pt"})
-    view.load_state_dict(torch.load(res.best_path, map_location="cpu", weights_only=False)["model"])
+              checkpoint_config={"base_model": cfg.model, "note": "training state; use ../model.safetensors"})
+    from artmem.models.checkpoint import load_weights
+
+    view.load_state_dict(load_weights(res.best_path))
     return scorer, res.history
 
 

@@ -64,8 +64,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
 
     Writes config.yaml, summary.csv (per fold and epoch, or one row per fold for svr/ridge),
     folds.csv (per-fold Spearman/Pearson/RMSE on the test part), metrics.json (mean, sd),
-    predictions.parquet (out-of-fold predictions), errors.parquet, `<fold>/model.pt` per fold and
-    model.pt (trained on every labelled image with `refit`, else the first fold's model).
+    predictions.parquet (out-of-fold predictions), errors.parquet, `<fold>/model.*` per fold and
+    model.safetensors + model.json (trained on every labelled image with `refit`, else the first fold's model).
 
     Returns:
         metrics dict: spearman_mean, spearman_sd, folds, ...
@@ -75,7 +75,7 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir, write_table
     from artmem.memorability.heads import scorer_config
-    from artmem.models.checkpoint import save_checkpoint
+    from artmem.models.checkpoint import copy_checkpoint, save_checkpoint
     from artmem.runtime import resolve_device, seed_everything
 
     cfg = config or TrainConfig()
@@ -155,8 +155,7 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
             if errs:  # unreadable images are skipped in training and listed once
                 errors = pd.concat([errors, pd.DataFrame(errs)], ignore_index=True).drop_duplicates("path")
         ckpt_cfg = scorer_config(scorer, cfg.model, cfg.model2, fold=f["name"], score_column=cfg.score_column)
-        save_checkpoint(fdir / "model.pt", scorer, ckpt_cfg)
-        models[f["name"]] = fdir / "model.pt"
+        models[f["name"]] = save_checkpoint(fdir / "model.safetensors", scorer, ckpt_cfg)
         rho = spearman(p, y_all[te])
         ok = np.isfinite(p)
         fold_rows.append({
@@ -180,19 +179,17 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
     # the final model
     if cfg.refit:
         final, _ = fit_method(cfg, kind, coll, X, y_all, proto, np.flatnonzero(usable), None, out / "refit")
-        save_checkpoint(out / "model.pt", final,
+        save_checkpoint(out / "model.safetensors", final,
                         scorer_config(final, cfg.model, cfg.model2, fold="all", score_column=cfg.score_column))
     else:
-        import shutil
-
-        shutil.copyfile(next(iter(models.values())), out / "model.pt")
+        copy_checkpoint(next(iter(models.values())), out / "model.safetensors")
     metrics = {
         "method": cfg.method, "kind": kind, "model": cfg.model, "model2": cfg.model2,
         "spearman_mean": float(np.nanmean(folds["spearman"])),
         "spearman_sd": float(np.nanstd(folds["spearman"], ddof=1)) if len(folds) > 1 else 0.0,
         "pearson_mean": float(np.nanmean(folds["pearson"])), "folds": len(folds),
         "folds_from": cfg.extra["folds_from"], "n_images": int(usable.sum()),
-        "unreadable": int(len(errors)), "model_path": str(out / "model.pt"),
+        "unreadable": int(len(errors)), "model_path": str(out / "model.safetensors"),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     logger.info("Spearman %.3f +- %.3f over %d folds", metrics["spearman_mean"], metrics["spearman_sd"],

@@ -1,4 +1,5 @@
-"""`artmem models`: list the offline model zoo (or the named freezing scenarios)."""
+"""`artmem models`: list the offline model zoo (or the named freezing scenarios);
+`artmem models convert RUN --trust` rewrites an old pickle run folder as safe model files."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ def register(subparsers) -> None:
     p.add_argument("--verbose", "-v", action="store_true",
                    help="also print preprocessing, default layer and full licence text per model")
     p.set_defaults(func=run_models)
+    sub = p.add_subparsers(dest="action", metavar="{convert}")
+    c = sub.add_parser(
+        "convert", help="rewrite an old run folder's pickle checkpoints (*.pt) as .safetensors + .json",
+        description="Convert the checkpoints artmem wrote before its safetensors format. Reading them "
+                    "unpickles them, which can run code: pass --trust only for runs you made yourself "
+                    "or got from a source you trust. The .pt files are left in place.")
+    c.add_argument("run", help="run folder (every sub-folder too) or one .pt checkpoint")
+    c.add_argument("--trust", action="store_true",
+                   help="allow unpickling the old files (required; they can run code)")
+    c.set_defaults(func=run_convert)
 
 
 def models_table(pattern: str | None = None):
@@ -50,6 +61,15 @@ def models_table(pattern: str | None = None):
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from artmem.cliutils import print_written
+    from artmem.models.convert import convert_run
+
+    written = convert_run(args.run, trust=args.trust)
+    print_written([f for w in written for f in (w, w.with_suffix(".json"))])
+    return 0
 
 
 def run_models(args: argparse.Namespace) -> int:

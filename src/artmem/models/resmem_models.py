@@ -326,7 +326,7 @@ class ResMemAlexNet(ZooModel):
 
 
 @register_model(RESMEM_CFG)
-def resmem(pretrained: bool = True, **kwargs) -> ResMemModel:
+def resmem(pretrained: bool = True) -> ResMemModel:
     """Built with the package's `ResMem(pretrained=True)` (weights from the installed package)."""
     model = ResMemModel(_package_resmem(pretrained))
     model.pretrained_cfg = RESMEM_CFG
@@ -334,7 +334,7 @@ def resmem(pretrained: bool = True, **kwargs) -> ResMemModel:
 
 
 @register_model(RESNET_CFG)
-def resnet152_resmem(pretrained: bool = True, **kwargs) -> ResNetTrunk:
+def resnet152_resmem(pretrained: bool = True) -> ResNetTrunk:
     import torchvision
 
     resnet = torchvision.models.resnet152(weights=None)
@@ -347,7 +347,7 @@ def resnet152_resmem(pretrained: bool = True, **kwargs) -> ResNetTrunk:
 
 
 @register_model(ALEXNET_CFG)
-def resmem_alexnet(pretrained: bool = True, **kwargs) -> ResMemAlexNet:
+def resmem_alexnet(pretrained: bool = True) -> ResMemAlexNet:
     model = ResMemAlexNet(num_classes=0)
     if pretrained:
         sd = _package_state_dict()

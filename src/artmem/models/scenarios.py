@@ -161,7 +161,8 @@ def describe_scenarios(models: list[str] | None = None) -> pd.DataFrame:
     Models are built without weights (`pretrained=False`) just to read their layer groups.
     Columns: model, scenario, trainable_groups, frozen_groups, trainable_params, total_params, mapping.
     """
-    from artmem.models.registry import create_model, list_models
+    from artmem.models.factory import create_model
+    from artmem.models.registry import list_models
 
     frames = []
     for name in models if models is not None else list_models():

@@ -9,7 +9,8 @@ Main entry points:
     compare_spaces([...]) / label_precision(index)
 """
 
-from artmem.retrieval.index import Index, add_to_index, build_index, open_index
+from artmem.retrieval.backend_base import Index
+from artmem.retrieval.index import add_to_index, build_index, open_index
 from artmem.retrieval.query import search
 from artmem.retrieval.store import FeatureStore, l2_normalize, load_store
 

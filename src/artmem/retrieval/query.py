@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.index import Index, open_index
+from artmem.retrieval.backend_base import Index
+from artmem.retrieval.index import open_index
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def embed_images(images: list, model: str, layer: str | None = None, device: str
     import torch
 
     from artmem.data.images import load_image
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.models.transforms import build_transform
     from artmem.runtime import autocast, resolve_device
 

@@ -89,7 +89,7 @@ def overlay_png(img: Image.Image, heat, alpha: float = 0.5) -> bytes:
 def run_name(run: str | Path) -> str:
     """A short name for a classifier run: its folder name (a checkpoint file: folder/file)."""
     p = Path(str(run))
-    return f"{p.parent.name}/{p.name}" if p.suffix in (".pt", ".pth", ".ckpt") else p.name or str(run)
+    return f"{p.parent.name}/{p.name}" if p.suffix in (".safetensors", ".json") else p.name or str(run)
 
 
 class Engine:
@@ -108,7 +108,7 @@ class Engine:
                  feature_model: str | None = None, feature_layer: str | None = None, maps: bool = True):
         import torch
 
-        from artmem.models.registry import create_model
+        from artmem.models.factory import create_model
         from artmem.models.transforms import build_transform
         from artmem.runtime import resolve_device
 
