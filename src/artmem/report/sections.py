@@ -365,7 +365,7 @@ def compute_missing_maps(w: ReportWriter, data: ReportData, paths: list[str], op
     import json
 
     from artmem.memorability.maps import MapConfig, MapModel, memorability_map
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.runtime import resolve_device
 
     meta_file = data.maps_dir / "maps.json"
