@@ -221,3 +221,18 @@ def test_remote_root_collection_served_through_fsspec(web_coll, engine):
         assert c.get("/api/collection").json()["scored"] == 3  # the `..` row could not be read
         assert c.get("/api/artwork/3/thumb").status_code == 404
         assert c.get("/files/" + rows["path"].iloc[0]).status_code == 404
+
+
+def test_mathtext_category_value_is_drawn_literally(coll_copy, engine):
+    """`$\\frac{a$` as a category value: /categories, its box plot and the API answer 200."""
+    import matplotlib
+
+    from artmem.web.app import create_app
+
+    matplotlib.rcParams["text.parse_math"] = True  # matplotlib's default, as in a fresh server
+    coll_copy.table.loc[coll_copy.table["style"] == "style_0", "style"] = r"$\frac{a$"
+    with TestClient(create_app(coll_copy, engine=engine, background=False), raise_server_exceptions=False) as c:
+        assert c.get("/categories", params={"column": "style"}).status_code == 200
+        svg = c.get("/api/categories/boxplot.svg", params={"column": "style"})
+        assert svg.status_code == 200 and "frac" in svg.text
+        assert c.get("/api/categories", params={"column": "style"}).status_code == 200

@@ -22,6 +22,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from artmem.analysis.color import HUE_CENTERS_DEG, HUE_NAMES  # noqa: E402
+from artmem.plotting import use_literal_text  # noqa: E402
+
+use_literal_text()  # category and artist names are text, never mathtext
 
 DPI = 110
 MEAN_COLOR = "#d62728"

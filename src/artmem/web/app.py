@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from artmem.plotting import use_literal_text
 from artmem.web.api_routes import CACHE_IMMUTABLE, add_api_routes
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Engine, Indexer
@@ -72,6 +73,7 @@ def create_app(
             before returning; tests use this).
         engine: a ready Engine (tests share one between apps).
     """
+    use_literal_text()  # category values are drawn as text in the box plots, never as mathtext
     data = ExplorerData(collection, results)
     feature_model = data.features.model if data.features is not None else None
     feature_layer = data.features.layer if data.features is not None else None
