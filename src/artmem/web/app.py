@@ -28,6 +28,7 @@ from artmem.web.explorer import Explorer
 from artmem.web.middleware import (
     LOOPBACK,
     SECURITY_HEADERS,
+    SameOriginWrites,
     SecurityHeaders,
     UploadLimit,
     allowed_hosts,
@@ -115,6 +116,7 @@ def create_app(
     app.state.data, app.state.engine, app.state.indexer = data, engine, indexer
     app.state.thumbs = explorer.thumbs
     app.state.max_upload_bytes = max_bytes
+    app.add_middleware(SameOriginWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))
     app.add_middleware(UploadLimit, max_bytes=max_bytes)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

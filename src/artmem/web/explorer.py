@@ -7,7 +7,7 @@ import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from fastapi import HTTPException
@@ -182,7 +182,7 @@ class Explorer:
             "stored_predictions": data.stored_predictions_of(item_id),
             "similar": self.similar(emb, exclude=item_id),
             "image_url": f"/api/artwork/{item_id}/image?size=1024",
-            "original_url": (f"/files/{row['path']}" if item_id < data.n_collection else None),
+            "original_url": (f"/files/{quote(row['path'])}" if item_id < data.n_collection else None),
             "error": data.errors.get(item_id),
             "prev_id": item_id - 1 if item_id > 0 else None,
             "next_id": item_id + 1 if item_id + 1 < len(data.table) else None,
