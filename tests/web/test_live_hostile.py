@@ -46,6 +46,7 @@ def live(web_coll, engine, tmp_path_factory):
     os.symlink(tmp / "outside" / "secret.jpg", root / "style_0" / "escape.jpg")
     (root / "notes.txt").write_text("private")
     (root / ODD_NAME).write_bytes(png_bytes((30, 20), fmt="JPEG"))
+    Image.new("RGB", (1, 3000), (90, 90, 90)).save(root / "style_0" / "line.png")  # 3000:1
     latin1 = os.fsencode(root / "style_1") + b"/caf\xe9.jpg"
     with open(latin1, "wb") as fh:
         fh.write(png_bytes((24, 24), (200, 10, 10), fmt="JPEG"))
@@ -53,6 +54,7 @@ def live(web_coll, engine, tmp_path_factory):
     table.loc[table["style"] == "style_2", "style"] = MATH
     extra = pd.DataFrame([{"path": "style_0/escape.jpg", "style": "style_0"},
                           {"path": ODD_NAME, "style": "style_0"},
+                          {"path": "style_0/line.png", "style": "style_0"},
                           {"path": table_path(os.fsdecode(b"style_1/caf\xe9.jpg")), "style": "style_1"}])
     coll = Collection(pd.concat([table, extra], ignore_index=True), str(root), "live")
     with pytest.MonkeyPatch.context() as mp:  # the served app's own Host rules (no `testserver`)
@@ -199,6 +201,14 @@ def test_narrow_images_map_quickly_or_422(live):
     r = live.get(line["map_url"])
     assert r.status_code == 422 and "line.png" in r.json()["error"] and "too elongated" in r.json()["error"]
     assert time.perf_counter() - t0 < 60
+
+
+def test_elongated_collection_image_map_is_422_and_its_page_works(live):
+    i = live.ids["style_0/line.png"]
+    r = live.get(f"/api/artwork/{i}/map.png")
+    assert r.status_code == 422 and "line.png" in r.json()["error"] and "too elongated" in r.json()["error"]
+    assert live.get(f"/artwork/{i}").status_code == 200
+    assert live.get(f"/api/artwork/{i}/thumb").status_code == 200
 
 
 def test_mathtext_label_pages(live):

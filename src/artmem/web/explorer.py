@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 import numpy as np
 from fastapi import HTTPException
 
-from artmem.errors import ArtmemError
+from artmem.errors import ArtmemError, ImageReadError
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Analysis, Engine, Indexer
 from artmem.web.paths import is_safe_relative, safe_join
@@ -133,7 +133,11 @@ class Explorer:
     def live_map(self, item_id: int) -> bytes | None:
         png = self.live_maps.get(item_id)
         if png is None:
-            png = self.engine.memorability_map(load_image(self.file_of(item_id)))
+            path = self.file_of(item_id)
+            try:
+                png = self.engine.memorability_map(load_image(path))
+            except ImageReadError as exc:  # unreadable, or too elongated to map: 422 naming the file
+                raise ImageReadError(path, exc.reason) from None
             if png is not None:
                 self.live_maps.put(item_id, png)
         return png
