@@ -63,3 +63,15 @@ def test_score_and_extract_read_it(latin1_folder, tmp_path):
         assert len(pd.read_parquet(out / "errors.parquet")) == 0
     scores = pd.read_parquet(tmp_path / "score" / "scores.parquet").set_index("path")["score"]
     assert np.isfinite(scores.to_numpy()).all()
+
+
+def test_csv_row_matched_to_a_non_utf8_file_is_readable(latin1_folder, tmp_path):
+    """A CSV naming `a/café.jpg` while the disk holds the Latin-1 bytes: matched by its ASCII
+    key, stored as a valid table path, read from the exact bytes."""
+    from artmem.data.collection import Collection
+
+    pd.DataFrame({"path": ["a/café.jpg", "a/x.jpg"]}).to_csv(tmp_path / "list.csv", index=False)
+    assert main(["collection", "import", str(tmp_path / "list.csv"), "--format", "csv", "--root",
+                 str(latin1_folder), "-o", str(tmp_path / "c")]) == 0
+    coll = Collection.load(tmp_path / "c" / "collection.parquet")
+    assert len(coll) == 2 and all(os.path.isfile(p) for p in coll.abs_paths())

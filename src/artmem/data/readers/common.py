@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from artmem.data.collection import Collection
+from artmem.data.pathnames import table_path
 from artmem.errors import CollectionError
 
 logger = logging.getLogger(__name__)
@@ -139,9 +140,11 @@ class PathResolver:
     def resolve(self, rel: str) -> tuple[str | None, str | None]:
         """(on-disk relative path, None) or (None, reason)."""
         found, reason = self._resolve(rel)
-        if found is not None and not self.allow_outside and self._outside(found):
+        if found is None:
+            return None, reason
+        if not self.allow_outside and self._outside(found):
             return None, "outside the image root (refused: the explorer would not serve it either)"
-        return found, reason
+        return table_path(found), None  # a match listed from disk may be a non-UTF-8 name
 
     def _resolve(self, rel: str) -> tuple[str | None, str | None]:
         rel = normalise_rel(rel)
