@@ -185,6 +185,26 @@ def test_oversized_upload_is_413(live):
     assert r.status_code == 413 and "limit is 0.05 MB" in r.json()["error"]
 
 
+def test_chunked_oversized_upload_is_413(live):
+    boundary = "xyzBOUNDARY"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+
+    def body():
+        yield head
+        for _ in range(40):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = live.post("/api/upload", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+
+
+def test_multipart_without_file_field_is_422(live):
+    r = live.post("/api/upload", data={"add": "false"})
+    assert r.status_code == 422 and "file" in r.json()["error"]
+
+
 def test_narrow_images_map_quickly_or_422(live):
     """A 99-byte 1x3000 PNG made the map run > 300 s at 3.2 GB; 1x64 took 249 s."""
     def png(w, h):
