@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    from artmem.plotting import use_literal_text
+
+    use_literal_text()  # labels from user data are drawn as text, never as mathtext
     try:
         result = args.func(args)
     except ArtmemError as exc:

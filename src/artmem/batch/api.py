@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from artmem.batch.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
+from artmem.batch.lock import output_lock
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def run_job(
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
             resume = False
         spec = JobSpec(coll, processor, Path(out), shard_size=shard_size, device=device, csv=csv)
+        stack.enter_context(output_lock(spec.out, spec.kind))
         if engine == "local":
             from artmem.batch.engines.local import run_local
 

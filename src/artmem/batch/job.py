@@ -137,6 +137,28 @@ def _done_paths(files: Iterable[Path]) -> set[str]:
     return done
 
 
+def _readable_shards(spec: JobSpec) -> dict[int, Path]:
+    """The finished shards whose files can be read; an unreadable one (a disk error, a copy cut
+    short) is renamed `*.corrupt` with a warning, so its images are simply computed again."""
+    import pyarrow.parquet as pq
+
+    good: dict[int, Path] = {}
+    for sid, f in finished_shards(spec.out, spec.kind).items():
+        errs = shard_errors_file(spec.out, spec.kind, sid)
+        try:
+            pq.read_table(f, columns=["path"])
+            if errs.exists():
+                pq.read_metadata(errs)
+        except Exception as exc:  # Arrow raises several types for a damaged file
+            logger.warning("%s: unreadable shard (%s); its images are computed again", f, exc)
+            for bad in (f, errs):
+                if bad.exists():
+                    bad.replace(bad.with_name(bad.name + ".corrupt"))
+            continue
+        good[sid] = f
+    return good
+
+
 def cut_shards(paths: list[str], shard_size: int, first_id: int = 0) -> list[Shard]:
     """Fixed-size shards of `paths` (already sorted), numbered from `first_id`."""
     return [
@@ -182,6 +204,11 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     job_file = spec.out / "job.json"
     if job_file.exists():
         old = json.loads(job_file.read_text())
+        other = old.get("kind")
+        if other and other != spec.kind and (finished_shards(spec.out, other) or (spec.out / f"{other}.parquet").exists()):
+            # job.json, errors.parquet and the readers are one job's: a second kind would break both
+            raise ArtmemError(f"{spec.out} holds the {other} of another job; write {spec.kind} "
+                              "to another output folder")
         if old.get("processor") != record["processor"]:
             if resume and finished_shards(spec.out, spec.kind):
                 raise ArtmemError(
@@ -192,7 +219,7 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     if not resume:
         _clear(spec)
     write_json(record, job_file)
-    done_files = finished_shards(spec.out, spec.kind)
+    done_files = _readable_shards(spec)
     wanted = spec.all_paths()
     if not wanted:
         raise ArtmemError("the collection has no images")

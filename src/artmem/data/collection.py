@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from artmem.data.images import is_image_file
+from artmem.data.pathnames import native_path, table_path
 from artmem.errors import CollectionError
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,11 @@ class Collection:
         return self.table["path"].tolist()
 
     def abs_path(self, rel: str) -> str:
-        """Absolute path (or URL) of a relative collection path."""
+        """Absolute path (or URL) of a relative collection path (a non-UTF-8 name: its exact bytes,
+        see `artmem.data.pathnames`)."""
         if _is_url(self.root):
             return self.root.rstrip("/") + "/" + rel
-        return str(Path(self.root) / rel)
+        return str(Path(self.root) / native_path(rel))
 
     def abs_paths(self) -> list[str]:
         return [self.abs_path(p) for p in self.paths]
@@ -149,7 +151,7 @@ def read_folder(root: str | Path, levels: list[str] | None = None) -> Collection
     if not root.is_dir():
         raise CollectionError(root, "not a folder")
     files = sorted(
-        p.relative_to(root).as_posix()
+        table_path(p.relative_to(root).as_posix())  # a non-UTF-8 name stays one (readable) image
         for p in root.rglob("*")
         if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     add_out_arg(p)
     add_csv_arg(p)
     p.add_argument("--root", help="image folder the paths are relative to (csv, wga, memcat, lamem, wikiart)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="csv: keep rows whose path leads outside --root (`..`, a symlink out); refused by "
+                   "default, as the web explorer refuses to serve them")
     p.add_argument("--path-column", default="path", help="csv: column with the image path (default: path)")
     p.add_argument("--label-columns", help="csv: comma-separated columns to keep (default: all)")
     p.add_argument("--sep", help="csv: field separator (default: sniffed)")
@@ -131,7 +134,7 @@ def cmd_import(args) -> int:
     options = {"root": args.root}
     if args.format == "csv":
         options.update(path_column=args.path_column, label_columns=args.label_columns, sep=args.sep,
-                       encoding=args.encoding)
+                       encoding=args.encoding, allow_outside_root=args.allow_outside_root)
     elif args.format == "folder":
         options.update(levels=args.levels)
     elif args.format == "wikiart":

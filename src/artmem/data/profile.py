@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from artmem.data.collection import Collection, open_collection
+from artmem.errors import CollectionError
 from artmem.io import ensure_out_dir, write_table
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def profile_collection(collection, out: str | Path, csv: bool = False, workers: 
                        progress: bool = True) -> list[Path]:
     """Profile image sizes and label counts; returns the written paths."""
     coll = open_collection(collection)
+    if len(coll) == 0:
+        raise CollectionError(coll.meta.get("source") or collection, "the collection has no images to profile")
     out = ensure_out_dir(out)
     sizes = image_sizes(coll, workers=workers, progress=progress)
     written = write_table(sizes, out, "sizes", csv=csv)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GRIDS = (3, 5, 8)
 MAP_CMAP = "inferno"  # overlays: 0 = the image's least, 1 = its most memorable region
+# The work of a map grows with the image's aspect ratio (the shorter side is scaled to hold g
+# windows, the longer side follows): a 1x3000 px PNG asked for a 1.35-Mpx-long input and GBs of
+# activations. Images more elongated than MAX_MAP_ASPECT are padded to it; beyond MAX_PAD_ASPECT
+# there is too little image left in the padded map to be worth a map, and it is refused.
+MAX_MAP_ASPECT = 4.0
+MAX_PAD_ASPECT = 100.0
+PAD_MAX_SIDE = 2048  # an elongated image is shrunk to this longer side before padding (the map
+                     # never uses more: its longer side is at most 451 px * MAX_MAP_ASPECT)
 
 
 # ----------------------------------------------------------------------------- fully convolutional
@@ -236,10 +245,60 @@ class MapModel:
             return _scores(self.model, x).float().cpu().numpy()
 
 
+def bounded_map_input(img: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """The image a map is computed on, and where the original lies in it (None: the image itself).
+
+    The one bound on a map's work, by the image's real size and aspect (used by `artmem memorability
+    map`, `artmem analyze` and the explorer alike): up to MAX_MAP_ASPECT an image is mapped as it
+    is (its work is at most that of a 451 x 1804 px input); a more elongated one is shrunk to
+    PAD_MAX_SIDE on its longer side and padded with its mean colour to MAX_MAP_ASPECT; beyond
+    MAX_PAD_ASPECT it is refused. (A departure from Khosla et al., who map ordinary photographs.)
+
+    Raises:
+        ImageReadError: the image is too elongated to map (the explorer answers 422).
+    """
+    from artmem.errors import ImageReadError
+
+    w, h = img.size
+    aspect = max(w, h) / max(1, min(w, h))
+    if aspect <= MAX_MAP_ASPECT:
+        return img, None
+    if aspect > MAX_PAD_ASPECT:
+        raise ImageReadError(getattr(img, "filename", "") or "image",
+                             f"too elongated for a memorability map ({w}x{h} px, {aspect:.0f}:1; maps are "
+                             f"drawn up to {MAX_PAD_ASPECT:.0f}:1)")
+    s = min(1.0, PAD_MAX_SIDE / max(w, h))
+    sw, sh = max(1, round(w * s)), max(1, round(h * s))
+    small = img.convert("RGB").resize((sw, sh), Image.BILINEAR) if s < 1.0 else img.convert("RGB")
+    pw, ph = (sw, math.ceil(sw / MAX_MAP_ASPECT)) if sw >= sh else (math.ceil(sh / MAX_MAP_ASPECT), sh)
+    pw, ph = max(pw, sw), max(ph, sh)
+    mean = tuple(int(round(c)) for c in np.asarray(small, dtype=np.float64).reshape(-1, 3).mean(0))
+    canvas = Image.new("RGB", (pw, ph), mean)
+    x0, y0 = (pw - sw) // 2, (ph - sh) // 2
+    canvas.paste(small, (x0, y0))
+    return canvas, (x0, y0, x0 + sw, y0 + sh)
+
+
+def _unpad(m: np.ndarray, padded_size: tuple[int, int], box: tuple[int, int, int, int],
+           size: tuple[int, int], map_size: int) -> np.ndarray:
+    """The part of a padded image's map over the original image, at that image's map size."""
+    pw, ph = padded_size
+    mh, mw = m.shape
+    x0, x1 = math.floor(box[0] * mw / pw), math.ceil(box[2] * mw / pw)
+    y0, y1 = math.floor(box[1] * mh / ph), math.ceil(box[3] * mh / ph)
+    w, h = size
+    s = map_size / max(w, h)
+    return upsample(m[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)], (max(1, round(w * s)), max(1, round(h * s))))
+
+
 def memorability_map(mm: MapModel, img: Image.Image, config: MapConfig | None = None,
                      naive: bool = False) -> np.ndarray:
     """The multi-scale memorability map of one image: float32 (h, w) in the model's score units,
     h x w = the image's aspect with the longer side `config.map_size`."""
+    work, box = bounded_map_input(img)  # bounds the work by the image's real size and aspect
+    if box is not None:
+        return _unpad(memorability_map(mm, work, config, naive), work.size, box, img.size,
+                      (config or MapConfig()).map_size)
     config = config or MapConfig()
     w, h = img.size
     s = config.map_size / max(w, h)
@@ -396,7 +455,12 @@ def map_images(
             logger.warning("%s: %s", name, exc.reason)
             continue
         stem = _rel_stem(name)
-        m = memorability_map(mm, img, config)
+        try:
+            m = memorability_map(mm, img, config)
+        except ImageReadError as exc:  # too elongated to map: that image's problem only
+            errors.append({"path": name, "reason": exc.reason})
+            logger.warning("%s: %s", name, exc.reason)
+            continue
         files = {"map_npy": f"{stem}.map.npy", "overlay_png": f"{stem}.overlay.png"}
         (out / files["map_npy"]).parent.mkdir(parents=True, exist_ok=True)
         np.save(out / files["map_npy"], m)

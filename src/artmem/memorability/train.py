@@ -93,6 +93,11 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
         raise ArtmemError(f"no column {cfg.score_column!r} in the collection "
                           f"(columns: {', '.join(map(str, coll.table.columns))})")
     scores_all = pd.to_numeric(coll.table[cfg.score_column], errors="coerce")
+    infinite = np.isinf(scores_all.to_numpy(np.float64))
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise ArtmemError(f"{collection}: row {i} ({coll.table['path'].iloc[i]}): {cfg.score_column!r} is "
+                          f"{scores_all.iloc[i]} ({int(infinite.sum())} infinite score(s)); scores must be finite")
     coll = coll.subset(scores_all.notna().to_numpy())
     y_all = pd.to_numeric(coll.table[cfg.score_column]).to_numpy(np.float64)
     if len(coll) < 2 * max(cfg.folds, 2):

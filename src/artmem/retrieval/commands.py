@@ -108,11 +108,12 @@ def _params(args) -> dict:
 
 def cmd_build(args) -> int:
     from artmem.data.collection import open_collection
-    from artmem.retrieval.index import build_index
+    from artmem.retrieval.index import build_index, check_index_folder
     from artmem.retrieval.store import load_store
 
     coll = open_collection(args.collection)
     out = Path(args.out)
+    check_index_folder(out)  # before extracting into it: refuse a folder that is not an index
     features = args.features
     if not features:
         if not args.model:

@@ -33,6 +33,37 @@ from artmem.retrieval.store import FeatureStore
 logger = logging.getLogger(__name__)
 
 
+def check_index_folder(out: str | Path) -> dict:
+    """The index.json of the index already in `out` ({} for a missing or empty folder).
+
+    Raises:
+        ArtmemError: `out` holds anything else (building would overwrite or delete files that
+            artmem did not create there).
+    """
+    out = Path(out)
+    if not out.is_dir():
+        if out.exists():
+            raise ArtmemError(f"{out}: not a folder")
+        return {}
+    found = sorted(e.name for e in out.iterdir() if not (e.name == "features" and _is_extract_output(e)))
+    if not found:
+        return {}
+    meta_file = out / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or "backend" not in meta:
+        raise ArtmemError(f"{out}: the folder is not empty and is not an artmem index (it holds "
+                          f"{found[0]!r}{' and more' if len(found) > 1 else ''}); give an empty or new folder")
+    return meta
+
+
+def _is_extract_output(p: Path) -> bool:
+    """`index build --model` extracts into OUT/features first: that folder is artmem's own."""
+    return p.is_dir() and ((p / "features.json").exists() or (p / "job.json").exists())
+
+
 def _base_meta(store: FeatureStore, backend: str, pca: PCA | None) -> dict:
     return {
         "format": INDEX_FORMAT,
@@ -79,11 +110,12 @@ def build_index(
     if len(store) == 0:
         raise ArtmemError("cannot index an empty feature store")
     out = Path(out)
+    earlier = check_index_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     if backend == "lancedb":  # files of an earlier FAISS index in the same folder
         for name in ("index.faiss", "items.parquet", "vectors.npy"):
             (out / name).unlink(missing_ok=True)
-    elif (out / "lance").is_dir():
+    elif (out / "lance").is_dir() and earlier.get("backend") == "lancedb":
         import shutil
 
         shutil.rmtree(out / "lance")

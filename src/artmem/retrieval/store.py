@@ -107,16 +107,23 @@ def read_feature_set(src: str | Path) -> tuple[list[str], np.ndarray, dict]:
     return paths, vectors, meta
 
 
-def metadata_for(paths: list[str], collection=None) -> pd.DataFrame:
-    """The items table for `paths`: `path` plus the collection's columns joined on path."""
+def metadata_for(paths: list[str], collection=None, source: str | Path = "the features") -> pd.DataFrame:
+    """The items table for `paths`: `path` plus the collection's columns joined on path.
+
+    Raises:
+        ArtmemError: some feature paths are not in the collection (features of another collection:
+            their results would have no metadata and name files the collection does not hold).
+    """
     items = pd.DataFrame({"path": pd.Series(paths, dtype=str)})
     if collection is None:
         return items
     table = collection.table.drop_duplicates("path")
     joined = items.merge(table, on="path", how="left")
-    missing = int((~items["path"].isin(table["path"])).sum())
-    if missing:
-        logger.warning("%d feature paths are not in the collection (no metadata for them)", missing)
+    outside = ~items["path"].isin(table["path"])
+    if outside.any():
+        raise ArtmemError(f"{source}: {int(outside.sum())} of {len(items)} feature paths (e.g. "
+                          f"{items['path'][outside].iloc[0]!r}) are not in collection "
+                          f"{getattr(collection, 'name', '')!r}: these features come from another collection")
     return joined
 
 
@@ -135,7 +142,7 @@ def load_store(features: str | Path, collection=None) -> FeatureStore:
     zero = np.linalg.norm(vectors, axis=1) < EPS
     if zero.any():
         logger.warning("%d all-zero feature vectors (they match nothing)", int(zero.sum()))
-    items = metadata_for(paths, collection)
+    items = metadata_for(paths, collection, features)
     meta = {
         "model": meta.get("model"),
         "layer": meta.get("layer"),

@@ -47,6 +47,7 @@ def run_serve(args) -> int:
     from artmem.data.images import set_max_image_pixels
     from artmem.errors import ArtmemError
     from artmem.web.app import LOOPBACK, create_app
+    from artmem.web.limits import server_options
 
     if args.port < 0 or args.port > 65535:
         raise ArtmemError(f"--port {args.port}: not a port number")
@@ -62,5 +63,5 @@ def run_serve(args) -> int:
                      maps=not args.no_maps)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"artmem explorer on http://{shown}:{args.port}/  (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **server_options())
     return 0

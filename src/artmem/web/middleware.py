@@ -3,6 +3,8 @@ and the Host headers accepted."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
@@ -19,7 +21,45 @@ SECURITY_HEADERS = {
 def allowed_hosts(host: str) -> list[str]:
     """Host headers to accept: any when bound beyond loopback, else only loopback names (this
     refuses DNS-rebinding pages that reach a local server under a foreign name)."""
-    return ["*"] if host not in LOOPBACK else [*LOOPBACK, "testserver"]
+    return ["*"] if host not in LOOPBACK else list(LOOPBACK)
+
+
+class SameOriginWrites:
+    """Pure ASGI middleware refusing cross-site state-changing requests (POST, PUT, PATCH, DELETE)
+    with 403: a page on another origin (or a sandboxed iframe, a `data:` or `file:` page, whose
+    Origin is `null`) must not add uploads to the collection.
+
+    A browser names the page's origin in `Origin` (and `Sec-Fetch-Site`); it must be this server
+    itself (its Host header, which TrustedHostMiddleware has checked). A request with none of
+    Origin, Sec-Fetch-Site and Referer is not from a browser page (curl, scripts) and passes.
+    """
+
+    SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") in self.SAFE_METHODS or same_origin(scope):
+            return await self.app(scope, receive, send)
+        response = JSONResponse({"error": "cross-site request refused: state-changing requests must come "
+                                 "from the explorer's own pages"}, status_code=403)
+        return await response(scope, receive, send)
+
+
+def same_origin(scope) -> bool:
+    """True when the request names no other site than the server's own Host."""
+    headers = {k.lower(): v.decode("latin-1").strip() for k, v in scope.get("headers") or []}
+    host = headers.get(b"host", "").lower()
+    origin = headers.get(b"origin")
+    if origin is not None:
+        o = urlsplit(origin.lower())
+        return origin.lower() != "null" and o.scheme in ("http", "https") and o.netloc == host != ""
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site.lower() in ("same-origin", "none")
+    referer = headers.get(b"referer")
+    return referer is None or urlsplit(referer.lower()).netloc == host
 
 
 class SecurityHeaders:
