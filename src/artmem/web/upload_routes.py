@@ -8,7 +8,6 @@ import io
 import time
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -18,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from artmem.errors import ImageReadError
 from artmem.web.api_routes import png_response
 from artmem.web.explorer import LRU, Explorer, rank_of
-from artmem.web.middleware import too_large_text
+from artmem.web.middleware import cross_origin, too_large_text
 
 
 def _decode_checked(body: bytes, name: str):
@@ -52,8 +51,7 @@ def add_upload_routes(app: FastAPI, ex: Explorer, comparable: bool) -> None:
                          file: Annotated[UploadFile, File(description="an image file")],
                          add: Annotated[bool, Form(description="keep it: copy into RESULTS/uploads")] = False,
                          ) -> dict:
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        if cross_origin(request):
             raise HTTPException(403, "cross-origin uploads are refused")
         body = await file.read(max_bytes + 1)
         if len(body) > max_bytes:
