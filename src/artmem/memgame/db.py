@@ -83,13 +83,15 @@ class Store:
     """The study database. Thread-safe: one connection, writes serialised by a lock (SQLite
     serialises writers anyway; one connection keeps every commit's fsync in order)."""
 
-    def __init__(self, study: Study, path: str | Path | None = None):
+    def __init__(self, study: Study, path: str | Path | None = None, durable: bool = True):
+        """`durable=False` skips the fsync of each commit (simulations that replay thousands of
+        trials; a server always runs durable)."""
         self.study = study
         self.path = Path(path) if path is not None else study.db_path
         self._lock = threading.RLock()  # reads too: one connection is never used by two threads at once
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(SCHEMA)
         first = study.levels[0]
@@ -177,8 +179,8 @@ class Store:
             if position != p.next_position:
                 raise TrialRefused(f"trial {position} of level {level} is out of order; expected "
                                    f"{p.next_position}", "order")
-            design = self.study.level(p.session, level)
-            stim = int(design["stim"].iat[position])
+            stims = self.study.level_stims(p.session, level)
+            stim = int(stims[position])
             now = time.time()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -187,8 +189,8 @@ class Store:
                     (pid, level, position, stim, int(pressed), rt_ms, onset_ms, offset_ms, end_ms,
                      input_kind, int(resumed), now))
                 status, next_level, next_pos = p.status, level, position + 1
-                if next_pos == len(design):
-                    status, next_level, next_pos = self._after_level(p, design)
+                if next_pos == len(stims):
+                    status, next_level, next_pos = self._after_level(p, self.study.level(p.session, level))
                 self._conn.execute(
                     "UPDATE participants SET status = ?, level = ?, next_position = ?, updated = ? "
                     "WHERE id = ?", (status, next_level, next_pos, now, pid))

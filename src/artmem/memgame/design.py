@@ -108,6 +108,8 @@ def plan_level(n_targets: int, n_fillers: int, n_vigilance: int, min_delay: int,
         first_position (of a repeat, else -1), delay (intervening images of a repeat, else 0).
     """
     length = 2 * n_targets + n_fillers + 2 * n_vigilance
+    if n_targets and max_delay + 1 >= length:
+        raise ArtmemError(f"a delay of {max_delay} does not fit in a level of {length} images")
     for _ in range(tries):
         role = np.full(length, "", dtype=object)
         index = np.full(length, -1, dtype=np.int64)
@@ -293,7 +295,8 @@ def build_sessions(stims: pd.DataFrame, fillers: pd.DataFrame, cfg: DesignConfig
         cursor = 0
         if cfg.practice_trials:
             plan = plan_level(cfg.practice_repeats, cfg.practice_trials - 2 * cfg.practice_repeats, 0,
-                              *PRACTICE_DELAYS, 1, rng, "uniform")
+                              PRACTICE_DELAYS[0], min(PRACTICE_DELAYS[1], cfg.practice_trials - 2),
+                              1, rng, "uniform")
             ids = others[cursor: cursor + n_practice_unique]
             cursor += n_practice_unique
             # practice repeats are "targets" of the plan but drawn from the non-target pool

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -69,6 +70,13 @@ class TrialBody(BaseModel):
         return self
 
 
+def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming the bad fields without echoing their values (a NaN would not even serialise)."""
+    detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+              for e in exc.errors()]
+    return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+
+
 def _refused(exc: TrialRefused) -> JSONResponse:
     return JSONResponse({"error": str(exc), "reason": exc.reason}, status_code=409)
 
@@ -110,6 +118,7 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(TrialRefused, lambda request, exc: _refused(exc))
+    app.add_exception_handler(RequestValidationError, _invalid)
 
     def participant_of(request: Request):
         p = store.participant_by_token(request.cookies.get(cookie))
@@ -143,9 +152,10 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
         return FileResponse(study.root / "stimuli" / name,
                             headers={"Cache-Control": "private, max-age=86400, immutable"})
 
-    @app.post("/api/start")
+    json_only = [Depends(require_json)]  # runs before the body is parsed: a form post gets 415
+
+    @app.post("/api/start", dependencies=json_only)
     def start(request: Request, body: StartBody):
-        require_json(request)
         check_post(request, body.study)
         existing = store.participant_by_token(request.cookies.get(cookie))
         if existing is not None:  # the same browser again: resume, unless it claims another code
@@ -165,9 +175,8 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
     def get_state(request: Request):
         return state_of(participant_of(request))
 
-    @app.post("/api/trial", status_code=201)
+    @app.post("/api/trial", status_code=201, dependencies=json_only)
     def post_trial(request: Request, body: TrialBody):
-        require_json(request)
         check_post(request, body.study)
         p = participant_of(request)
         p = store.record_trial(p.id, body.level, body.position, body.pressed, body.rt_ms,

@@ -65,6 +65,7 @@ class Study:
                         for s, e in zip(starts, ends, strict=True)}
         self.n_sessions = int(self.sequence["session"].max()) + 1
         self.levels = sorted({lv for _, lv in self._slices})
+        self._stims = self.sequence["stim"].to_numpy()
         self.files = dict(zip(self.stimuli["stim"].to_numpy().tolist(), self.stimuli["file"], strict=True))
         self.served = frozenset(self.stimuli["file"])
 
@@ -80,6 +81,11 @@ class Study:
         """The trials of one level of one session, in position order."""
         s, e = self._slices[(session, level)]
         return self.sequence.iloc[s:e]
+
+    def level_stims(self, session: int, level: int) -> np.ndarray:
+        """The stimulus ids of one level in position order (a view: cheap per stored trial)."""
+        s, e = self._slices[(session, level)]
+        return self._stims[s:e]
 
     def level_length(self, level: int) -> int:
         s, e = self._slices[(0, level)]
