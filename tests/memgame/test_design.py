@@ -186,3 +186,19 @@ def test_cli_design(image_folder, tmp_path, capsys):
     assert len(list((out / "stimuli").iterdir())) == len(pd.read_parquet(out / "stimuli.parquet"))
     assert main(["memgame", "design", str(image_folder), "-o", str(tmp_path / "x"),
                  "--max-delay", "500"]) == 2
+
+
+def test_demo_study(tmp_path):
+    """The demo's tiny study fits the 22-image demo collection and satisfies the protocol."""
+    from memgame_helpers import write_images
+
+    from artmem.data.collection import open_collection
+    from artmem.memgame.study import Study
+    from artmem.memorability.demo_step import design_demo_study
+
+    write_images(tmp_path / "demo", [f"d{i}.png" for i in range(22)])
+    written = design_demo_study(open_collection(tmp_path / "demo"), tmp_path / "study")
+    study = Study.open(tmp_path / "study")
+    _study_checks(study.sequence, study.stimuli, study.config)
+    assert written[-1].name == "study.json"
+    assert design_demo_study(open_collection(tmp_path / "demo"), tmp_path / "study") == [written[-1]]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import mimetypes
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
@@ -68,6 +70,32 @@ class TrialBody(BaseModel):
         if self.rt_ms is not None and self.rt_ms > self.end_ms - self.onset_ms + 1:
             raise ValueError("rt_ms falls after the end of the trial")
         return self
+
+
+class StimulusCache:
+    """The bytes of served stimuli kept in memory up to `max_bytes` (every participant preloads
+    a whole level at once; reading the same small files from disk for each is the server's main
+    cost under load). Beyond the budget files are streamed from disk."""
+
+    def __init__(self, folder: Path, max_bytes: int = 256 * 1024 * 1024):
+        self.folder, self.max_bytes, self.size = folder, max_bytes, 0
+        self._data: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def response(self, name: str) -> Response:
+        headers = {"Cache-Control": "private, max-age=86400, immutable"}
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        data = self._data.get(name)
+        if data is None:
+            path = self.folder / name
+            if path.stat().st_size + self.size > self.max_bytes:
+                return FileResponse(path, media_type=media, headers=headers)
+            data = path.read_bytes()
+            with self._lock:
+                if name not in self._data:
+                    self._data[name] = data
+                    self.size += len(data)
+        return Response(data, media_type=media, headers=headers)
 
 
 def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -145,12 +173,13 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
             "study_id": study.study_id, "code": code, "consent_text": consent_text,
             "image_ms": study.config.image_ms, "fixation_ms": study.config.fixation_ms})
 
+    stim_cache = StimulusCache(study.root / "stimuli")
+
     @app.get("/stim/{name}")
     def stimulus(name: str):
         if name not in study.served:
             raise HTTPException(404, "no such stimulus")
-        return FileResponse(study.root / "stimuli" / name,
-                            headers={"Cache-Control": "private, max-age=86400, immutable"})
+        return stim_cache.response(name)
 
     json_only = [Depends(require_json)]  # runs before the body is parsed: a form post gets 415
 
