@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -159,6 +161,11 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
         _wait(page, "document.body.dataset.phase === 'done'")
         assert len(page.locator("#completion-code").inner_text()) == 8
         assert errors == []
+        # the admin token printed at (re)start opens the progress report
+        token = re.findall(r"token: (\S+)", log.read_text())[-1]
+        assert httpx.get(base + "/admin/api/progress").status_code == 401
+        progress = httpx.get(base + "/admin/api/progress", headers={"Authorization": f"Bearer {token}"}).json()
+        assert [(p["participant"], p["status"]) for p in progress["participants"]] == [("E2E_1", "finished")]
         context.close()
     finally:
         server.kill()

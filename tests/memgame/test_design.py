@@ -186,6 +186,11 @@ def test_cli_design(image_folder, tmp_path, capsys):
     assert len(list((out / "stimuli").iterdir())) == len(pd.read_parquet(out / "stimuli.parquet"))
     assert main(["memgame", "design", str(image_folder), "-o", str(tmp_path / "x"),
                  "--max-delay", "500"]) == 2
+    # export before anyone played, of a folder that is no study: one-line errors, exit 2
+    assert main(["memgame", "export", str(out), "-o", str(tmp_path / "e")]) == 2
+    assert main(["memgame", "export", str(image_folder), "-o", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "no responses yet" in err and "not a memory-game study" in err
 
 
 def test_demo_study(tmp_path):

@@ -97,6 +97,9 @@ def draw_delays(n: int, lo: int, hi: int, rng: np.random.Generator, distribution
     return np.clip(np.rint(x), lo, hi).astype(np.int64)
 
 
+ROLES = np.array([TARGET, FILLER, VIGILANCE])  # role codes 0, 1, 2 of a planned position
+
+
 def plan_level(n_targets: int, n_fillers: int, n_vigilance: int, min_delay: int, max_delay: int,
                vigilance_within: int, rng: np.random.Generator, distribution: str = "log-uniform",
                tries: int = 500) -> pd.DataFrame:
@@ -107,11 +110,22 @@ def plan_level(n_targets: int, n_fillers: int, n_vigilance: int, min_delay: int,
         filler or vigilance image of the level), repeat (0 first showing, 1 repeat),
         first_position (of a repeat, else -1), delay (intervening images of a repeat, else 0).
     """
+    role, index, first = _plan(n_targets, n_fillers, n_vigilance, min_delay, max_delay,
+                               vigilance_within, rng, distribution, tries)
+    pos = np.arange(len(role))
+    return pd.DataFrame({"position": pos, "role": ROLES[role], "index": index,
+                         "repeat": (first >= 0).astype(np.int8), "first_position": first,
+                         "delay": np.where(first >= 0, pos - first - 1, 0)})
+
+
+def _plan(n_targets, n_fillers, n_vigilance, min_delay, max_delay, vigilance_within, rng,
+          distribution, tries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(role code, index, first position) per position; random placement, retried on a dead end."""
     length = 2 * n_targets + n_fillers + 2 * n_vigilance
     if n_targets and max_delay + 1 >= length:
         raise ArtmemError(f"a delay of {max_delay} does not fit in a level of {length} images")
     for _ in range(tries):
-        role = np.full(length, "", dtype=object)
+        role = np.full(length, 1, dtype=np.int8)
         index = np.full(length, -1, dtype=np.int64)
         first = np.full(length, -1, dtype=np.int64)
         free = np.ones(length, dtype=bool)
@@ -124,32 +138,30 @@ def plan_level(n_targets: int, n_fillers: int, n_vigilance: int, min_delay: int,
             if cand.size == 0:
                 ok = False
                 break
-            i = int(rng.choice(cand))
-            _put(role, index, first, free, i, i + lag, TARGET, int(t))
+            _put(role, index, first, free, int(cand[rng.integers(cand.size)]), lag, 0, int(t))
         for v in range(n_vigilance if ok else 0):
-            pairs = [(i, lag) for lag in range(1, vigilance_within + 1)
-                     for i in np.flatnonzero(free[: length - lag] & free[lag:])]
-            if not pairs:
+            # every (first position, lag) pair still open, lag 1..vigilance_within, equally likely
+            cands = [np.flatnonzero(free[: length - lag] & free[lag:]) for lag in range(1, vigilance_within + 1)]
+            sizes = np.cumsum([c.size for c in cands])
+            if sizes[-1] == 0:
                 ok = False
                 break
-            i, lag = pairs[int(rng.integers(len(pairs)))]
-            _put(role, index, first, free, int(i), int(i + lag), VIGILANCE, v)
+            r = int(rng.integers(sizes[-1]))
+            k = int(np.searchsorted(sizes, r, side="right"))
+            i = int(cands[k][r - (sizes[k - 1] if k else 0)])
+            _put(role, index, first, free, i, k + 1, 2, v)
         if not ok:
             continue
         rest = np.flatnonzero(free)
-        role[rest] = FILLER
         index[rest] = rng.permutation(n_fillers)
-        pos = np.arange(length)
-        repeat = (first >= 0).astype(np.int8)
-        return pd.DataFrame({"position": pos, "role": role.astype(str), "index": index,
-                             "repeat": repeat, "first_position": first,
-                             "delay": np.where(repeat == 1, pos - first - 1, 0)})
+        return role, index, first
     raise ArtmemError(f"could not place {n_targets} targets with delays {min_delay}-{max_delay} and "
                       f"{n_vigilance} vigilance repeats in a level of {length} images in {tries} "
                       "tries: lower --max-delay or add fillers")
 
 
-def _put(role, index, first, free, i, j, what, k):
+def _put(role, index, first, free, i, lag, what, k):
+    j = i + lag
     role[i] = role[j] = what
     index[i] = index[j] = k
     first[j] = i
@@ -280,49 +292,60 @@ class _OtherImages:
         return np.array([rng.choice(self.versions[i]) for i in picked], dtype=np.int64)
 
 
+KINDS = np.array([TARGET, FILLER, VIGILANCE, "practice"])
+
+
 def build_sessions(stims: pd.DataFrame, fillers: pd.DataFrame, cfg: DesignConfig,
                    rng: np.random.Generator) -> pd.DataFrame:
     """The full trial sequence of every session (level 0 = practice)."""
     target_sessions = allocate_targets(stims, cfg, rng)
-    item_of = pd.concat([stims, fillers]).drop_duplicates("stim").set_index("stim")["item"]
+    both = pd.concat([stims, fillers]).drop_duplicates("stim")
+    item_of = np.empty(int(both["stim"].max()) + 1, dtype=object)
+    item_of[both["stim"].to_numpy()] = both["item"].to_numpy()
     k_levels = cfg.levels_per_participant
     n_practice_unique = cfg.practice_trials - cfg.practice_repeats if cfg.practice_trials else 0
     n_others = (cfg.fillers + cfg.vigilance) * k_levels + n_practice_unique
     other_images = _OtherImages(fillers)
-    frames = []
+    cols: dict[str, list] = {k: [] for k in ("session", "level", "stim", "kind", "first")}
+
+    def add(session, level, plan, pools, practice=False):
+        role, index, first = plan
+        stim = np.empty(len(role), dtype=np.int64)
+        for code, ids in enumerate(pools):
+            mask = role == code
+            stim[mask] = np.asarray(ids, dtype=np.int64)[index[mask]]
+        cols["session"].append(np.full(len(role), session, dtype=np.int64))
+        cols["level"].append(np.full(len(role), level, dtype=np.int64))
+        cols["stim"].append(stim)
+        cols["kind"].append(np.full(len(role), 3, dtype=np.int8) if practice else role)
+        cols["first"].append(first)
+
     for s, targets in enumerate(target_sessions):
-        others = other_images.draw(set(item_of.loc[targets]), n_others, rng)
+        others = other_images.draw(set(item_of[targets]), n_others, rng)
         cursor = 0
         if cfg.practice_trials:
-            plan = plan_level(cfg.practice_repeats, cfg.practice_trials - 2 * cfg.practice_repeats, 0,
-                              PRACTICE_DELAYS[0], min(PRACTICE_DELAYS[1], cfg.practice_trials - 2),
-                              1, rng, "uniform")
-            ids = others[cursor: cursor + n_practice_unique]
-            cursor += n_practice_unique
+            plan = _plan(cfg.practice_repeats, cfg.practice_trials - 2 * cfg.practice_repeats, 0,
+                         PRACTICE_DELAYS[0], min(PRACTICE_DELAYS[1], cfg.practice_trials - 2), 1,
+                         rng, "uniform", 500)
+            ids = others[:n_practice_unique]
+            cursor = n_practice_unique
             # practice repeats are "targets" of the plan but drawn from the non-target pool
-            pool = {TARGET: ids[: cfg.practice_repeats], FILLER: ids[cfg.practice_repeats:]}
-            frames.append(_level_frame(s, 0, plan, pool, practice=True))
+            add(s, 0, plan, (ids[: cfg.practice_repeats], ids[cfg.practice_repeats:]), practice=True)
         for lv in range(k_levels):
-            plan = plan_level(cfg.targets_per_level, cfg.fillers, cfg.vigilance, cfg.min_delay,
-                              cfg.max_delay, cfg.vigilance_within, rng, cfg.delay_distribution)
+            plan = _plan(cfg.targets_per_level, cfg.fillers, cfg.vigilance, cfg.min_delay,
+                         cfg.max_delay, cfg.vigilance_within, rng, cfg.delay_distribution, 500)
             fill = others[cursor: cursor + cfg.fillers]
-            cursor += cfg.fillers
-            vig = others[cursor: cursor + cfg.vigilance]
-            cursor += cfg.vigilance
-            tgt = np.asarray(targets[lv * cfg.targets_per_level: (lv + 1) * cfg.targets_per_level])
-            frames.append(_level_frame(s, lv + 1, plan, {TARGET: tgt, FILLER: fill, VIGILANCE: vig}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _level_frame(session: int, level: int, plan: pd.DataFrame, pool: dict, practice: bool = False) -> pd.DataFrame:
-    stim = np.empty(len(plan), dtype=np.int64)
-    for role, ids in pool.items():
-        mask = (plan["role"] == role).to_numpy()
-        stim[mask] = np.asarray(ids)[plan["index"].to_numpy()[mask]]
-    kind = plan["role"].map({TARGET: "practice", FILLER: "practice", VIGILANCE: "practice"}) if practice else plan["role"]
-    return pd.DataFrame({"session": session, "level": level, "position": plan["position"],
-                         "stim": stim, "kind": kind.to_numpy(), "repeat": plan["repeat"],
-                         "first_position": plan["first_position"], "delay": plan["delay"]})
+            vig = others[cursor + cfg.fillers: cursor + cfg.fillers + cfg.vigilance]
+            cursor += cfg.fillers + cfg.vigilance
+            tgt = targets[lv * cfg.targets_per_level: (lv + 1) * cfg.targets_per_level]
+            add(s, lv + 1, plan, (tgt, fill, vig))
+    session, level, first = (np.concatenate(cols[k]) for k in ("session", "level", "first"))
+    lengths = np.array([len(a) for a in cols["stim"]])
+    position = np.arange(len(session)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pd.DataFrame({"session": session, "level": level, "position": position,
+                         "stim": np.concatenate(cols["stim"]), "kind": KINDS[np.concatenate(cols["kind"])],
+                         "repeat": (first >= 0).astype(np.int8), "first_position": first,
+                         "delay": np.where(first >= 0, position - first - 1, 0)})
 
 
 # ----------------------------------------------------------------------------- the study folder

@@ -58,10 +58,12 @@ class Study:
         return cls(root, str(meta["study_id"]), config, stimuli, sequence)
 
     def __post_init__(self) -> None:
-        keys = self.sequence["session"].to_numpy() * 1000 + self.sequence["level"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        ends = np.r_[starts[1:], len(keys)]
-        self._slices = {(int(keys[s] // 1000), int(keys[s] % 1000)): (int(s), int(e))
+        session = self.sequence["session"].to_numpy()
+        level = self.sequence["level"].to_numpy()
+        change = (session[1:] != session[:-1]) | (level[1:] != level[:-1])
+        starts = np.flatnonzero(np.r_[True, change])
+        ends = np.r_[starts[1:], len(session)]
+        self._slices = {(int(session[s]), int(level[s])): (int(s), int(e))
                         for s, e in zip(starts, ends, strict=True)}
         self.n_sessions = int(self.sequence["session"].max()) + 1
         self.levels = sorted({lv for _, lv in self._slices})
