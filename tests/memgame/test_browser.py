@@ -166,6 +166,11 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
         assert httpx.get(base + "/admin/api/progress").status_code == 401
         progress = httpx.get(base + "/admin/api/progress", headers={"Authorization": f"Bearer {token}"}).json()
         assert [(p["participant"], p["status"]) for p in progress["participants"]] == [("E2E_1", "finished")]
+        page.goto(base + "/admin")  # redirected to the login form
+        page.fill("input[name=token]", token)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/admin")
+        assert "E2E_1" in page.locator("#participants").inner_text()
         context.close()
     finally:
         server.kill()

@@ -222,7 +222,10 @@ def test_admin_needs_the_token(client, study):
     p = r.json()
     assert [q["participant"] for q in p["participants"]] == ["W_1"]
     assert p["images"] == len(study.stimuli[study.stimuli["source"] == "collection"])
-    r = client.post("/admin/login", data={"token": TOKEN}, follow_redirects=False)
+    r = client.post("/admin/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    # the browser's own form post says Origin "null" (the pages send no referrer)
+    r = client.post("/admin/login", data={"token": TOKEN}, follow_redirects=False, headers={"Origin": "null"})
     assert r.status_code == 303
     page = client.get("/admin")
     assert page.status_code == 200 and "W_1" in page.text and "fewest responses" in page.text

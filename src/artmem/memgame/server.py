@@ -251,7 +251,9 @@ def _add_admin_routes(app: FastAPI, study: Study, store: Store, token: str, temp
 
     @app.post("/admin/login")
     def login(request: Request, token_field: Annotated[str, Form(alias="token", max_length=256)]):
-        if cross_origin(request, allow_null=False):
+        # a form navigation under `Referrer-Policy: no-referrer` sends Origin "null": allowed here
+        # (a forged login needs the token anyway); fetch() posts always carry the real origin
+        if cross_origin(request, allow_null=True):
             raise HTTPException(403, "cross-origin requests are refused")
         if not hmac.compare_digest(token_field.encode(), token.encode()):
             return templates.TemplateResponse(request, "admin_login.html",
@@ -275,15 +277,16 @@ def _add_admin_routes(app: FastAPI, study: Study, store: Store, token: str, temp
 
 
 def progress(study: Study, store: Store) -> dict:
-    """What the admin sees: responses per image against the goal, every participant's state and
-    vigilance, and who the export will exclude."""
+    """What the admin sees: responses per image against the goal (from the participants the
+    export keeps), every participant's state and vigilance, and who the export will exclude."""
     from artmem.memgame.export import trial_table, vigilance_table
 
     parts, trials = store.tables()
     t = trial_table(study, parts, trials)
     vig = vigilance_table(study, t, parts)
     targets = study.stimuli[study.stimuli["source"] == "collection"]
-    reps = t[(t["kind"] == "target") & (t["repeat"] == 1)]
+    included = set(vig.loc[~vig["excluded"], "participant_id"])  # what the export will keep
+    reps = t[(t["kind"] == "target") & (t["repeat"] == 1) & t["participant_id"].isin(included)]
     counts = reps.groupby("image").size()
     per_image = targets[["path", "condition"]].rename(columns={"path": "image"})
     per_image["responses"] = per_image["image"].map(counts).fillna(0).astype(int)
