@@ -73,9 +73,11 @@ def _wait(page, expr: str, timeout: float = 30.0):
     return value
 
 
-def _play(page, presses: set[int], pressed: dict, level: int, stop_after: int | None = None) -> None:
-    """Press Space while the image of each position in `presses` is on screen; return when the
-    level has left the screen, or once position `stop_after` has been shown."""
+def _play(page, presses: set[int], pressed: dict, level: int, stop_after: int | None = None,
+          taps: frozenset = frozenset()) -> None:
+    """Press Space (tap the image for positions in `taps`) while the image of each position in
+    `presses` is on screen; return when the level has left the screen, or once position
+    `stop_after` has been shown."""
     while True:
         phase, pos, shown = page.evaluate(
             "[document.body.dataset.phase, document.body.dataset.position, document.body.dataset.shown]")
@@ -85,7 +87,10 @@ def _play(page, presses: set[int], pressed: dict, level: int, stop_after: int | 
         if stop_after is not None and p > stop_after:
             return
         if shown == "image" and p in presses and (level, p) not in pressed:
-            page.keyboard.press("Space")
+            if p in taps:
+                page.tap("#stage")
+            else:
+                page.keyboard.press("Space")
             pressed[(level, p)] = 1
         time.sleep(0.02)
 
@@ -115,7 +120,7 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
     base = f"http://127.0.0.1:{port}"
     server = _serve(study.root, port, log)
     try:
-        context = browser.new_context(viewport={"width": 900, "height": 800})
+        context = browser.new_context(viewport={"width": 900, "height": 800}, has_touch=True)
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -157,7 +162,8 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
         page.keyboard.press("Space")
         _wait(page, "document.body.dataset.phase === 'playing'")
         assert int(page.evaluate("document.body.dataset.position")) == resume_at
-        _play(page, main_presses, pressed, 1)
+        tapped = max(p for p in main_presses if p >= resume_at)  # one answer by touch
+        _play(page, main_presses, pressed, 1, taps=frozenset({tapped}))
         _wait(page, "document.body.dataset.phase === 'done'")
         assert len(page.locator("#completion-code").inner_text()) == 8
         assert errors == []
@@ -185,7 +191,8 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
             for p in seq["position"]}
     assert got == want
     assert trials["resumed"].sum() == 1
-    assert (trials.loc[trials["pressed"] == 1, "input"] == "key").all()
+    inputs = trials.loc[trials["pressed"] == 1].set_index(["level", "position"])["input"]
+    assert inputs.pop((1, tapped)) == "touch" and (inputs == "key").all()
     assert trials.loc[trials["pressed"] == 1, "rt_ms"].between(0, 1400).all()
     responses = pd.read_parquet(out / "responses.parquet")
     assert sorted(responses["position"]) == sorted(target_repeats)
