@@ -241,9 +241,15 @@ def allocate_targets(stims: pd.DataFrame, cfg: DesignConfig, rng: np.random.Gene
     version[item_codes, np.searchsorted(conds, stims["condition"].to_numpy())] = stims["stim"].to_numpy()
     offset = rng.integers(n_cond, size=len(items))
     stream: deque = deque()
-    for p in range(cfg.responses_per_image * n_cond):
-        order = rng.permutation(len(items))
-        stream.extend(zip(order.tolist(), version[order, (offset[order] + p) % n_cond].tolist(), strict=True))
+    passes = iter(range(cfg.responses_per_image * n_cond))
+
+    def refill() -> None:  # passes are drawn as needed: the stream stays ~2 passes long
+        while len(stream) < 2 * per_session and (p := next(passes, None)) is not None:
+            order = rng.permutation(len(items))
+            stream.extend(zip(order.tolist(), version[order, (offset[order] + p) % n_cond].tolist(),
+                              strict=True))
+
+    refill()
     stim_ids = stims["stim"].to_numpy()
     shown = np.zeros(int(stim_ids.max()) + 1, dtype=np.int64)
     stim_item = np.full(len(shown), -1)
@@ -254,6 +260,7 @@ def allocate_targets(stims: pd.DataFrame, cfg: DesignConfig, rng: np.random.Gene
         session: list[int] = []
         skipped = []
         while stream and len(session) < per_session:
+            refill()
             item, stim = stream.popleft()
             if item in taken:  # only at a pass boundary: keep it for the next session
                 skipped.append((item, stim))
@@ -261,6 +268,7 @@ def allocate_targets(stims: pd.DataFrame, cfg: DesignConfig, rng: np.random.Gene
             taken.add(item)
             session.append(stim)
         stream.extendleft(reversed(skipped))
+        refill()
         if len(session) < per_session:  # the last session: top up with the least-shown versions
             for sid in stim_ids[np.argsort(shown[stim_ids], kind="stable")]:
                 if len(session) == per_session:
