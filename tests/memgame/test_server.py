@@ -229,3 +229,36 @@ def test_admin_needs_the_token(client, study):
     assert r.status_code == 303
     page = client.get("/admin")
     assert page.status_code == 200 and "W_1" in page.text and "fewest responses" in page.text
+
+
+def test_failed_practice_and_two_levels(image_folder, tmp_path):
+    """A participant who finds too few practice repeats stops there (and the export says why);
+    one who passes plays every level in order."""
+    import pandas as pd
+
+    from artmem.memgame.export import export_study
+
+    cfg = DesignConfig(**{**TINY, "levels_per_participant": 2, "practice_repeats": 2,
+                          "practice_trials": 6}, seed=4)
+    design_study(image_folder, tmp_path / "study", cfg)
+    study = Study.open(tmp_path / "study")
+    app = create_app(study, TOKEN)
+    with TestClient(app, base_url=BASE) as a, TestClient(app, base_url=BASE) as b:
+        first = start(a, study, "W_fail")
+        s = play_level(a, study, first, press=lambda t: False)
+        assert s["status"] == "disqualified" and "trials" not in s
+        assert s["practice_result"] == {"repeats": 2, "found": 0, "false_alarms": 0}
+        assert a.post("/api/trial", json=trial_payload(study.study_id, 1, 0, False)).status_code == 409
+        second = start(b, study, "W_pass")
+        assert second["trials"] == first["trials"]  # the failed session is given to the next one
+        s = play_level(b, study, second)
+        levels = []
+        while s["status"] == "playing":
+            levels.append((s["level"], s["level_number"], s["levels_total"]))
+            s = play_level(b, study, s, press=lambda t: False)
+        assert levels == [(1, 1, 2), (2, 2, 2)] and s["status"] == "finished"
+    export_study(study.root, tmp_path / "export")
+    excluded = pd.read_parquet(tmp_path / "export" / "excluded.parquet")
+    assert excluded.set_index("participant")["reason"].to_dict() == {
+        "W_fail": "failed the practice level",
+        "W_pass": "missed more than 25% of the vigilance repeats"}  # pressed nothing
