@@ -155,6 +155,7 @@ def test_unknown_study_and_consent(client, study):
                                            "participant": "<script>"}).status_code == 422
     start(client, study)
     assert client.post("/api/trial", json=trial_payload("f" * 32, 0, 0, False)).status_code == 404
+    assert client.post("/api/trial", json=trial_payload("é\u2603", 0, 0, False)).status_code == 404
     assert stored(study) == []
 
 
@@ -217,6 +218,8 @@ def test_admin_needs_the_token(client, study):
     r = client.get("/admin", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "admin/login"
     assert client.post("/admin/login", data={"token": "nope"}).status_code == 403
+    assert client.post("/admin/login", data={"token": "é\u2603"}).status_code == 403
+    assert client.get("/admin/api/progress", headers={"Authorization": "Bearer \xe9t\xe9".encode("latin-1")}).status_code == 401
     r = client.get("/admin/api/progress", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200
     p = r.json()

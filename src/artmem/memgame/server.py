@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import mimetypes
+import re
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -157,7 +158,7 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
     def check_post(request: Request, study_field: str | None = None) -> None:
         if cross_origin(request, allow_null=False):
             raise HTTPException(403, "cross-origin requests are refused")
-        if study_field is not None and not hmac.compare_digest(study_field, study.study_id):
+        if study_field is not None and study_field != study.study_id:
             raise HTTPException(404, "unknown study")
 
     def require_json(request: Request) -> None:
@@ -166,8 +167,6 @@ def create_app(study: Study | str | Path, admin_token: str, host: str = "127.0.0
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request, participant: str | None = None):
-        import re
-
         code = participant if participant and re.fullmatch(CODE_PATTERN, participant) else ""
         return templates.TemplateResponse(request, "index.html", {
             "study_id": study.study_id, "code": code, "consent_text": consent_text,
