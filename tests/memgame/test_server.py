@@ -265,3 +265,33 @@ def test_failed_practice_and_two_levels(image_folder, tmp_path):
     assert excluded.set_index("participant")["reason"].to_dict() == {
         "W_fail": "failed the practice level",
         "W_pass": "missed more than 25% of the vigilance repeats"}  # pressed nothing
+
+
+def test_random_bodies_never_reach_a_5xx(study):
+    """Seeded fuzz: bodies mixing right and wrong types for every field, random paths; every
+    answer is a 2xx/3xx/4xx and only well-formed trials are stored."""
+    import random
+
+    rng = random.Random(0)
+    values = [None, True, False, 0, -1, 1, 2**63, 1e308, -0.0, "", "x" * 300, "é\u2603\x00", [], {},
+              [1, 2], {"a": 1}, 600.0, 1400.0, "key", "none", study.study_id]
+    good = trial_payload(study.study_id, 0, 0, False)
+    with TestClient(create_app(study, TOKEN), base_url=BASE, raise_server_exceptions=False) as c:
+        start(c, study)
+        for _ in range(300):
+            body = {k: (rng.choice(values) if rng.random() < 0.3 else v) for k, v in good.items()}
+            if rng.random() < 0.1:
+                body[rng.choice(["extra", "participant", "__proto__"])] = rng.choice(values)
+            r = c.post(rng.choice(["/api/trial", "/api/start"]), json=body)
+            assert r.status_code < 500, (body, r.text)
+        for _ in range(100):
+            path = "/" + "/".join(rng.choice(["api", "stim", "admin", "..", "%2e%2e", "static", "x",
+                                              "%00", "trial", "state", "login"])
+                                  for _ in range(rng.randint(1, 4)))
+            assert c.get(path).status_code < 500, path
+    with sqlite3.connect(study.db_path) as con:
+        rows = con.execute("SELECT level, position, pressed, rt_ms, input FROM trials "
+                           "ORDER BY position").fetchall()
+    assert [r[1] for r in rows] == list(range(len(rows)))  # in order, none skipped
+    for level, _, pressed, rt, inp in rows:  # anything stored is a consistent trial
+        assert level == 0 and (pressed == 1) == (rt is not None) == (inp != "none")
