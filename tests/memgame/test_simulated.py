@@ -133,3 +133,23 @@ def test_export_columns_and_false_alarms(played):
     keys = list(zip(responses["participant"], responses["level"], responses["position"], strict=True))
     assert (hits.loc[keys].to_numpy() == responses["hit"].to_numpy()).all()
     assert ((responses["rt_ms"].notna()) == (responses["hit"] == 1)).all()
+
+
+def test_conditions_through_export(rendering_collection, tmp_path):
+    """Renderings (Khosla sec. 5): the export names each response's version; no participant's
+    responses cover two versions of one image, and the scores can be grouped by condition."""
+    cfg = DesignConfig(targets_per_level=8, fillers=4, vigilance=2, min_delay=3, max_delay=10,
+                       vigilance_within=3, responses_per_image=2, practice_trials=6,
+                       practice_repeats=2, conditions="rendering", seed=1)
+    design_study(rendering_collection, tmp_path / "study", cfg, copy_images=False)
+    study = Study.open(tmp_path / "study")
+    true_m = {p: 0.7 for p in study.stimuli["path"]}
+    play_population(study, np.random.default_rng(0), true_m, inattentive=0.0)
+    export_study(study.root, tmp_path / "export")
+    responses = pd.read_parquet(tmp_path / "export" / "responses.parquet")
+    assert set(responses["condition"]) == {"high", "medium", "low"}
+    assert (responses["image"].str.split(".").str[1] == responses["condition"]).all()
+    assert not responses.duplicated(["participant", "item"]).any()
+    table, _ = score_images(read_responses(tmp_path / "export" / "responses.parquet"))
+    by_condition = table.merge(responses[["image", "condition"]].drop_duplicates(), on="image")
+    assert by_condition.groupby("condition")["n"].sum().to_dict() == responses.groupby("condition").size().to_dict()
