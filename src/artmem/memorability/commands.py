@@ -89,7 +89,7 @@ def _cmd_memgame_simulate(args) -> int:
 
 
 def _register_memgame(sub) -> None:
-    p = sub.add_parser("memgame", help="scores and human consistency from memory-game responses",
+    p = sub.add_parser("memgame", help="run memory-game studies; scores and human consistency from responses",
                        description="Memory-game responses (participant, image, delay, hit "
                        "[, false_alarm]) -> per-image scores (Khosla et al. 2015, eq. 2-6).")
     msub = p.add_subparsers(dest="memgame_command", metavar="SUBCOMMAND", required=True)
@@ -131,6 +131,10 @@ def _register_memgame(sub) -> None:
     m.add_argument("--seed", type=int, default=0)
     add_csv_arg(m)
     m.set_defaults(func=_cmd_memgame_simulate)
+
+    from artmem.memgame.commands import add_subcommands  # design | serve | export: running a study
+
+    add_subcommands(msub)
 
 
 # ----------------------------------------------------------------------------- maps

@@ -62,6 +62,15 @@ def same_origin(scope) -> bool:
     return referer is None or urlsplit(referer.lower()).netloc == host
 
 
+def cross_origin(request, allow_null: bool = True) -> bool:
+    """True when the browser says the request comes from another site (`same_origin` is False).
+    Origin "null" (sandboxed frames, file:// pages, form posts under no-referrer) counts as
+    cross-origin unless `allow_null`."""
+    if allow_null and request.headers.get("origin") == "null":
+        return False
+    return not same_origin(request.scope)
+
+
 class SecurityHeaders:
     """Pure ASGI middleware adding SECURITY_HEADERS to every response (cheaper than
     `@app.middleware("http")`, which wraps each response in extra tasks and streams)."""
@@ -92,19 +101,24 @@ class UploadLimit:
     counted as it streams and cut off at the limit.
     """
 
-    def __init__(self, app, max_bytes: int, paths: tuple[str, ...] = ("/api/upload",)):
+    def __init__(self, app, max_bytes: int, paths: tuple[str, ...] = ("/api/upload",),
+                 envelope_bytes: int = 64 * 1024, message: str | None = None):
+        """`envelope_bytes`: allowance above `max_bytes` (the multipart envelope of an upload; 0
+        for plain JSON bodies); `message`: the 413 text (default: the explorer's upload text)."""
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths
+        self.envelope_bytes = envelope_bytes
+        self.message = message or too_large_text(max_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
-        limit = self.max_bytes + 64 * 1024  # room for the multipart envelope
+        limit = self.max_bytes + self.envelope_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _too_large(self.max_bytes)(scope, receive, send)
+            return await JSONResponse({"error": self.message}, status_code=413)(scope, receive, send)
         seen = 0
 
         async def counted():
@@ -113,7 +127,7 @@ class UploadLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise HTTPException(413, too_large_text(self.max_bytes))
+                    raise HTTPException(413, self.message)
             return message
 
         return await self.app(scope, counted, send)
@@ -123,6 +137,3 @@ def too_large_text(max_bytes: int) -> str:
     return (f"upload too large: the limit is {max_bytes / 1e6:g} MB "
             "(start the server with --max-upload-mb to change it)")
 
-
-def _too_large(max_bytes: int) -> JSONResponse:
-    return JSONResponse({"error": too_large_text(max_bytes)}, status_code=413)
