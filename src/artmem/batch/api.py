@@ -2,7 +2,12 @@
 
     >>> import artmem
     >>> scores = artmem.score("my_images/", model="resmem", out="out/scores")   # DataFrame[path, score]
+    >>> artmem.score("photo.jpg")["score"][0]                                   # one image
+    >>> artmem.score([pil_image, numpy_array])                                  # in memory: image_0.png, ...
     >>> feats = artmem.extract("my_images/", model="resmem", layer="fc7")      # DataFrame[path, embedding]
+
+Inputs: an image file, a folder, a collection file, a list of paths, a PIL image, a numpy array
+(HxWx3 uint8 or floats in 0..1) or a list of in-memory images (named image_0.png, ... in the result).
 
 With `out`, results are written incrementally in shards under OUT and a rerun resumes; without it
 the job runs in a temporary folder that is removed afterwards.
@@ -44,18 +49,19 @@ def run_job(
     """Run any `Processor` over a collection with the chosen engine; returns the `JobResult`.
 
     Args:
-        collection: a Collection, collection file or image folder (see `open_collection`).
+        collection: an image file, a folder, a collection file, a Collection, a list of paths, or
+            in-memory images (a PIL image, a numpy array or a list of them; see `open_inputs`).
         processor: e.g. `ModelProcessor("resmem")` or a measures processor.
         out: job folder (results + shards); None = a temporary folder, removed afterwards.
         engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.batch.engines.ray`).
         engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
     """
-    from artmem.data.collection import open_collection
+    from artmem.data.collection import open_inputs
 
     if engine not in ENGINES:
         raise ArtmemError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    coll = open_collection(collection)
     with contextlib.ExitStack() as stack:
+        coll = stack.enter_context(open_inputs(collection))
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
             resume = False
