@@ -126,8 +126,8 @@ def print_written(paths: Iterable[str | Path]) -> None:
 
 # ----------------------------------------------------------------------------- failed runs
 
-# What a rerun resumes from: finished batch-job shards and training checkpoints.
-RESUMABLE = ("shards/*.parquet", "last.pt")
+# What a rerun resumes from: finished batch-job shards, training checkpoints, finished maps.
+RESUMABLE = ("shards/*.parquet", "last.pt", "maps.parquet")
 
 
 def new_output_folder(out) -> Path | None:

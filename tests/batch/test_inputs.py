@@ -142,3 +142,27 @@ def test_memorability_map_of_an_array_and_a_path(two_folders):
     maps = artmem.memorability_map([str(two_folders[0])], model="tiny_test", device="cpu",
                                    grids=(1, 2), method="crops", map_size=32)
     np.testing.assert_allclose(maps[0], m, atol=1e-5)
+
+
+def test_a_handful_of_images_skips_the_onnx_export(two_folders, tmp_path, monkeypatch):
+    import artmem.batch.api
+    from artmem.batch.api import SMALL_JOB, backend_for
+    from artmem.batch.processors import ModelProcessor
+    from artmem.models.registry import get_pretrained_cfg
+
+    assert backend_for("auto", 1) == "torch" and backend_for("auto", SMALL_JOB) == "auto"
+    assert backend_for("onnx", 1) == "onnx"  # asked for explicitly: kept
+
+    class Exported(Exception):
+        pass
+
+    def no_export(self, layers):
+        raise Exported
+
+    monkeypatch.setitem(get_pretrained_cfg("tiny_test").extra, "onnx_export", True)  # as resmem
+    monkeypatch.setattr(ModelProcessor, "_onnx_session", no_export)
+    df = score(str(two_folders[0]), "tiny_test", device="cpu", num_workers=0, progress=False)
+    assert len(df) == 1  # one image: PyTorch, no export
+    monkeypatch.setattr(artmem.batch.api, "SMALL_JOB", 1)
+    with pytest.raises(Exported):  # a bigger job would have exported
+        score(str(two_folders[0]), "tiny_test", device="cpu", num_workers=0, progress=False)

@@ -30,6 +30,15 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "serial", "ray")
 
+# Below this many images `backend="auto"` means PyTorch: ONNX Runtime is faster per image, but its
+# one-off export (about a minute for resmem) costs more than it saves on a handful of images.
+SMALL_JOB = 16
+
+
+def backend_for(backend: str, n_images: int) -> str:
+    """The backend a job of `n_images` runs with: "auto" becomes "torch" for a small job."""
+    return "torch" if backend == "auto" and n_images < SMALL_JOB else backend
+
 
 def run_job(
     collection,
@@ -104,14 +113,18 @@ def score(
     """Memorability score of every image: DataFrame[path, score] sorted by path.
 
     Unreadable images are skipped and listed in OUT/errors.parquet (and in `df.attrs["errors"]`).
-    `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
+    `backend`: "auto" (ONNX Runtime on CPU where the model supports it and the job has at least
+    `SMALL_JOB` images, else PyTorch), "torch", "onnx".
     `threads`: compute threads (default: all cores).
     """
     from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_inputs
 
-    result = run_job(collection, ModelProcessor(model, "scores", backend=backend, threads=threads), out, device=device,
-                     batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
-                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    with open_inputs(collection) as coll:
+        proc = ModelProcessor(model, "scores", backend=backend_for(backend, len(coll)), threads=threads)
+        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
+                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
+                         **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
@@ -141,10 +154,14 @@ def extract(
     `artmem.batch.results.read_features`).
     """
     from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_inputs
 
-    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend, threads=threads), out,
-                     device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
-                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    with open_inputs(collection) as coll:
+        proc = ModelProcessor(model, "features", layer=layer, backend=backend_for(backend, len(coll)),
+                              threads=threads)
+        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
+                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
+                         **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
