@@ -66,7 +66,7 @@ def test_kill_and_resume_reaches_the_same_result(styles_collection, tmp_path):
     assert load_checkpoint(tmp_path / "killed" / "last.safetensors")["epoch"] == 2
     assert not (tmp_path / "killed" / "metrics.json").exists()
     # a plain rerun refuses to overwrite; --resume (CLI) continues from the saved config
-    args = ["train", str(styles_collection), "-o", str(tmp_path / "killed")]
+    args = ["train", str(styles_collection), "-o", str(tmp_path / "killed"), "--label", "style"]
     assert main(args + ["--model", "tiny_test"]) == 2
     assert main(args + ["--resume", "--lr", "0.1"]) == 2  # a changed setting is refused
     assert main(args + ["--resume"]) == 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,11 +86,10 @@ class BaseProcessor:
 
 
 def cache_dir() -> Path:
-    """artmem's cache folder: $ARTMEM_CACHE, else ~/.cache/artmem."""
-    root = os.environ.get("ARTMEM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "artmem")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """artmem's cache folder: $ARTMEM_CACHE, else ~/.cache/artmem (see `artmem.usercache`)."""
+    from artmem.usercache import cache_dir as user_cache_dir
+
+    return user_cache_dir(create=True)
 
 
 def _outputs_module(model, layers: list[str | None]):
@@ -137,7 +137,11 @@ def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path
     wrapped = _outputs_module(model, layers)
     x = torch.zeros(2, *input_size)
     names = [f"out{i}" for i in range(len(layers))]
-    logger.info("exporting %s to ONNX (once) -> %s", getattr(model.pretrained_cfg, "name", "model"), path)
+    name = getattr(model.pretrained_cfg, "name", "model")
+    logger.info("exporting %s (%s) to ONNX for faster CPU runs: once, about a minute for large "
+                "models; later runs reuse %s (see `artmem cache info`)",
+                name, "+".join(n or "score" for n in layers), path)
+    started = time.perf_counter()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
@@ -150,6 +154,7 @@ def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path
             tmp.unlink(missing_ok=True)
             raise ArtmemError(f"ONNX export failed ({type(exc).__name__}: {exc}); use --backend torch") from exc
     os.replace(tmp, path)
+    logger.info("exported %s in %.0f s (%.0f MB)", name, time.perf_counter() - started, path.stat().st_size / 1e6)
     return path
 
 

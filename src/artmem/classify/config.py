@@ -19,7 +19,7 @@ class TrainConfig:
     """Every setting of a classification run (Cetinic 2018 defaults where the paper gives them).
 
     Attributes:
-        label: the collection column with the classes (style, genre, artist, ...).
+        label: the collection column with the classes (style, genre, artist, ...); no default.
         model: a registry name (`artmem models`) or a trained checkpoint / run folder.
         init: "pretrained" (the entry's weights, head replaced) or "random" (same architecture,
             freshly initialised weights).
@@ -49,7 +49,7 @@ class TrainConfig:
         monitor: validation metric that picks the best checkpoint ("val_acc" or "val_loss").
     """
 
-    label: str = "style"
+    label: str | None = None  # required: no silent default column
     model: str = "efficientnet_lite0"
     init: str = "pretrained"
     scenario: str = "all"
@@ -121,21 +121,10 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
 def parse_split(text: str | list) -> list[float]:
-    """'70/10/20', '0.7,0.1,0.2' or a list -> three fractions."""
-    if isinstance(text, (list, tuple)):
-        vals = [float(v) for v in text]
-    else:
-        parts = str(text).replace(",", "/").split("/")
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError as exc:
-            raise ArtmemError(f"--split {text!r}: expected e.g. 70/10/20") from exc
-    if len(vals) != 3:
-        raise ArtmemError(f"--split {text!r}: expected three numbers train/val/test")
-    total = sum(vals)
-    if total <= 0:
-        raise ArtmemError(f"--split {text!r}: fractions must be positive")
-    return [round(v / total, 10) for v in vals]  # rounded: re-parsing a saved config is stable
+    """'70/10/20', '0.7,0.1,0.2' or a list -> three fractions (the `--ratios` parser)."""
+    from artmem.cliutils import parse_ratios
+
+    return list(parse_ratios(text, "--ratios"))
 
 
 def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> dict:

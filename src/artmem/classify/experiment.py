@@ -3,7 +3,7 @@
 Grid file (YAML):
 
     collection: data/collection.parquet      # optional when given on the command line
-    tasks: [style, genre]                     # label columns (default: settings.label)
+    tasks: [style, genre]                     # label columns (else settings.label; one is required)
     inits:                                    # name -> settings (or a list of model names)
       imagenet: {model: efficientnet_lite0}
       memnet:   {model: resmem_alexnet}
@@ -68,7 +68,9 @@ def load_grid(path: str | Path) -> dict:
     for s in scenarios:
         if s not in SCENARIOS:
             raise ArtmemError(f"{path}: unknown scenario {s!r} (choose from {', '.join(SCENARIOS)})")
-    tasks = [str(t) for t in (grid.get("tasks") or [settings.get("label", "style")])]
+    tasks = [str(t) for t in (grid.get("tasks") or ([settings["label"]] if settings.get("label") else []))]
+    if not tasks:
+        raise ArtmemError(f"{path}: give `tasks:` (the label columns to classify) or `settings: label:`")
     t2 = str(grid.get("table2_scenario") or ("all" if "all" in scenarios else scenarios[0]))
     t3 = str(grid.get("table3_init") or next(iter(inits)))
     if t2 not in scenarios:

@@ -111,6 +111,12 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
     Returns:
         TrainResult with the test metrics and the per-epoch history.
     """
+    if config.label is None:
+        from artmem.data.collection import open_collection
+
+        columns = open_collection(collection).label_columns
+        raise ArtmemError("which column holds the classes? give --label COLUMN (label columns of this "
+                          f"collection: {', '.join(columns) or 'none'})")
     from artmem.classify.evaluate import plot_curves, write_evaluation
     from artmem.classify.model import build_classifier
     from artmem.data.collection import open_collection

@@ -498,30 +498,9 @@ def map_images(
 
 
 def collect_inputs(sources: list[str]) -> list[tuple[str, str]]:
-    """IMAGES_OR_COLLECTION arguments -> [(name, absolute path)]: image files keep their file
-    name, collections and folders their collection-relative paths; duplicate names get a suffix."""
+    """IMAGES_OR_COLLECTION arguments -> [(name, absolute path)], names relative to the inputs'
+    common folder (`open_collection`, the resolver every command uses)."""
     from artmem.data.collection import open_collection
-    from artmem.data.images import is_image_file
-    from artmem.errors import ArtmemError
 
-    items: list[tuple[str, str]] = []
-    for src in sources:
-        p = Path(src)
-        if p.is_file() and is_image_file(p):
-            items.append((p.name, str(p.resolve())))
-        elif p.exists():
-            coll = open_collection(p)
-            items += list(zip(coll.paths, coll.abs_paths(), strict=True))
-        else:
-            raise ArtmemError(f"{src}: no such image, folder or collection file")
-    seen: dict[str, int] = {}
-    out = []
-    for name, path in items:
-        if name in seen:
-            seen[name] += 1
-            stem = Path(name)
-            name = (stem.parent / f"{stem.stem}_{seen[name]}{stem.suffix}").as_posix()
-        else:
-            seen[name] = 0
-        out.append((name, path))
-    return out
+    coll = open_collection(list(sources))
+    return list(zip(coll.paths, coll.abs_paths(), strict=True))

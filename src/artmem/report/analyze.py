@@ -148,10 +148,11 @@ def analyze(
     from artmem.report.build import ReportOptions, build_report, load_report_data
 
     coll = open_collection(collection)
-    if len(coll) == 0:
-        raise ArtmemError("the collection is empty")
-    out = ensure_out_dir(out)
     options = options or ReportOptions()
+    check_analyze_args(coll, options, model=model, feature_model=feature_model, layer=layer,
+                       features=features, predictions=predictions, map_grids=map_grids,
+                       batch_size=batch_size, workers=workers, device=device)
+    out = ensure_out_dir(out)
     written: list[Path] = []
     logger.info("analyze: [1/4] memorability scores%s", " and features" if features else "")
     written += run_scores_and_features(coll, out, model, feature_model, layer, features, device,
@@ -184,6 +185,48 @@ def analyze(
     )
     report = build_report(data, out / "report", options, command=command)
     return report + written
+
+
+def check_analyze_args(coll, options, model: str, feature_model: str | None, layer: str | None,
+                       features: bool, predictions, map_grids, batch_size, workers, device: str) -> None:
+    """Every argument of `analyze`, checked before any compute: the report options against the
+    collection's columns first (no model import), then the models and the layer."""
+    from artmem.cliutils import check_device
+
+    if len(coll) == 0:
+        raise ArtmemError("the collection is empty")
+    columns = [c for c in coll.table.columns if c != "path"]
+    for c in options.categories or []:
+        if c not in coll.table.columns:
+            raise ArtmemError(f"--categories: the collection has no column {c!r} "
+                              f"(columns: {', '.join(columns) or 'none'})")
+    if options.tsne_subset:
+        if not features:
+            raise ArtmemError("--tsne-subset needs the features (drop --no-features)")
+        from artmem.report.data import parse_subset
+
+        parse_subset(options.tsne_subset, coll.table)
+    for name, value, ok, rule in (
+        ("--top", options.top_k, options.top_k >= 1, ">= 1"),
+        ("--tsne-max", options.tsne_max, options.tsne_max >= 2, ">= 2"),
+        ("--perplexity", options.tsne_perplexity, options.tsne_perplexity > 0, "> 0"),
+        ("--alpha", options.alpha, 0 < options.alpha < 1, "between 0 and 1"),
+        ("--batch-size", batch_size, batch_size is None or batch_size >= 1, ">= 1"),
+        ("--workers", workers, workers is None or workers >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise ArtmemError(f"{name} {value}: must be {rule}")
+    if map_grids is not None and (not map_grids or min(map_grids) < 1):
+        raise ArtmemError(f"--map-grids {map_grids}: windows per side must be >= 1")
+    for table in predictions or ():
+        if not Path(table).exists():
+            raise ArtmemError(f"--predictions {table}: no such file or folder")
+    check_device(device)
+    from artmem.batch.processors import ModelProcessor  # imports torch: after the cheap checks
+
+    ModelProcessor(model, "scores").spec()
+    if features:
+        ModelProcessor(feature_model or model, "features", layer=layer).spec()
 
 
 def _same_measures(mdir: Path, config) -> bool:

@@ -206,3 +206,18 @@ def load_report_data(
         maps_df, maps_dir = pd.read_parquet(table), table.parent
         inputs["maps"] = mp
     return ReportData(coll, score_df, fs, mdf, groups, maps_df, maps_dir, errors, inputs, score_column)
+
+
+def parse_subset(spec: str, df: pd.DataFrame) -> pd.Series:
+    """Rows of `df` matching a `column=value` or `column=a|b` spec."""
+    if "=" not in spec:
+        raise ArtmemError(f"--tsne-subset must look like column=value or column=a|b, got {spec!r}")
+    col, values = spec.split("=", 1)
+    col = col.strip()
+    if col not in df.columns:
+        raise ArtmemError(f"--tsne-subset: no column {col!r}")
+    wanted = {v.strip() for v in values.split("|")}
+    mask = df[col].astype(str).isin(wanted)
+    if not mask.any():
+        raise ArtmemError(f"--tsne-subset: no image has {col} in {sorted(wanted)}")
+    return mask

@@ -17,7 +17,14 @@ from artmem.analysis.color import HUE_COLUMNS
 from artmem.data.images import try_load_image
 from artmem.errors import ArtmemError
 from artmem.report import figures as F
-from artmem.report.data import FIG5_DEFAULT, QUARTILE_FALLBACK, VALUE, ReportData, ReportOptions
+from artmem.report.data import (
+    FIG5_DEFAULT,
+    QUARTILE_FALLBACK,
+    VALUE,
+    ReportData,
+    ReportOptions,
+    parse_subset,
+)
 from artmem.report.html import esc
 from artmem.report.writer import ReportWriter, Thumbnails, short, slug
 
@@ -312,21 +319,6 @@ def summary_html(df, n_total, categories, measure_cols, spearman, data) -> str:
         lines.append(f"With {len(df)} images, the statistics are illustrative only.")
     text = "".join(f"<li>{x}</li>" for x in lines)
     return f'<div class="summary">{html_cards}</div><ul>{text}</ul>'
-
-
-def parse_subset(spec: str, df: pd.DataFrame) -> pd.Series:
-    """Rows of `df` matching a `column=value` or `column=a|b` spec."""
-    if "=" not in spec:
-        raise ArtmemError(f"--tsne-subset must look like column=value or column=a|b, got {spec!r}")
-    col, values = spec.split("=", 1)
-    col = col.strip()
-    if col not in df.columns:
-        raise ArtmemError(f"--tsne-subset: no column {col!r}")
-    wanted = {v.strip() for v in values.split("|")}
-    mask = df[col].astype(str).isin(wanted)
-    if not mask.any():
-        raise ArtmemError(f"--tsne-subset: no image has {col} in {sorted(wanted)}")
-    return mask
 
 
 def map_overlay_rows(w: ReportWriter, data: ReportData, top: pd.DataFrame, bottom: pd.DataFrame,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -18,7 +17,6 @@ def register(subparsers) -> None:
         description="Start the local web explorer: collection grid sorted by memorability, artwork "
         "pages (score, percentile, map, labels, measures, similar artworks), image upload and a "
         "JSON API (/api, /openapi.json). Binds 127.0.0.1 unless told otherwise.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_collection_arg(p)
     p.add_argument("--results", metavar="ANALYSIS_DIR",
@@ -30,12 +28,12 @@ def register(subparsers) -> None:
                    "'none' to only browse")
     p.add_argument("--run", action="append", default=[], metavar="CLASSIFIER_RUN",
                    help="trained classifier run folder whose predicted labels are shown (repeatable)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (anything but loopback exposes "
-                   "your collection to the network)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; anything but "
+                   "loopback exposes your collection to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit in MB (default 20)")
     p.add_argument("--max-pixels", type=int, default=None,
-                   help="decompression-bomb limit for images, in pixels (default: artmem's)")
+                   help="decompression-bomb limit for images, in pixels (default 89,478,485)")
     p.add_argument("--no-maps", action="store_true", help="do not compute memorability maps live")
     add_device_arg(p)
     p.set_defaults(func=run_serve)
