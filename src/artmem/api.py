@@ -69,7 +69,7 @@ def memorability_map(image, model: str | Path = "resmem", device: str = "auto",
     from artmem.data.collection import as_pil_image, in_memory_image
     from artmem.data.images import load_image
     from artmem.memorability import maps as mp
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.runtime import resolve_device
 
     many = isinstance(image, (list, tuple))

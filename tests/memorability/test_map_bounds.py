@@ -17,7 +17,7 @@ from artmem.memorability.maps import (
     bounded_map_input,
     memorability_map,
 )
-from artmem.models.registry import create_model
+from artmem.models.factory import create_model
 
 
 def _img(w, h, seed=0):
