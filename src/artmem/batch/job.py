@@ -19,7 +19,6 @@ Any engine drives a job with the same four calls:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -31,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from artmem.batch.results import (
+    JOB_FILE,
     SHARDS_DIR,
     atomic_write_parquet,
     errors_frame,
+    read_job_record,
     write_errors,
     write_json,
 )
@@ -179,13 +180,13 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
 
     ensure_out_dir(spec.out)
     record = _job_record(spec)
-    job_file = spec.out / "job.json"
-    if job_file.exists():
-        old = json.loads(job_file.read_text())
-        if old.get("processor") != record["processor"]:
+    job_file = spec.out / JOB_FILE
+    old = read_job_record(spec.out)
+    if old is not None:
+        if old.processor != record["processor"]:
             if resume and finished_shards(spec.out, spec.kind):
                 raise ArtmemError(
-                    f"{spec.out} holds results of another job ({old.get('processor')}); "
+                    f"{spec.out} holds results of another job ({old.processor}); "
                     "use --no-resume to overwrite them or choose another output folder"
                 )
             _clear(spec)
