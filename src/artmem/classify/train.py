@@ -35,10 +35,10 @@ from artmem.classify.data import (
     open_image_cache,
     prepare_split,
 )
-from artmem.classify.engine import accuracy_metrics, fit
 from artmem.errors import ArtmemError
 from artmem.io import ensure_out_dir
 from artmem.runtime import autocast, resolve_device, seed_everything
+from artmem.training.loop import accuracy_metrics, fit
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Methods (all end in a `MemorabilityScorer` checkpoint usable as `--model PATH`):
 
 Evaluation: Spearman on the collection's own splits when present (LaMem's 5 splits as columns
 `split_1..split_5`, or one `split` column with train/val/test), else k-fold (5). The torch
-training loop is the shared `artmem.classify.engine.fit`; folds come from
+training loop is the shared `artmem.training.loop.fit`; folds come from
 `artmem.data.splits.kfold_assign`.
 
 The pieces live beside this module: `train_plan` (config, folds, LaMem splits), `features`
