@@ -33,13 +33,7 @@ def run_demo(collection: str | Path, out: str | Path, device: str = "auto") -> d
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[Path]] = {}
     for title, module_name in DEMO_STEPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            logger.info("demo: skipping '%s' (not built yet)", title)
-            continue
+        module = importlib.import_module(module_name)
         t0 = time.perf_counter()
         logger.info("demo: %s ...", title)
         results[title] = [Path(p) for p in module.demo_step(coll, out, device)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from artmem.errors import ArtmemError
@@ -54,14 +53,9 @@ def _short(text: str, n: int) -> str:
 
 def run_models(args: argparse.Namespace) -> int:
     if args.scenarios:
-        try:
-            scenarios = importlib.import_module("artmem.models.scenarios")
-        except ModuleNotFoundError as exc:
-            if exc.name == "artmem.models.scenarios":
-                raise ArtmemError("freezing scenarios are not available in this build "
-                                  "(artmem.models.scenarios is missing)") from None
-            raise
-        described = scenarios.describe_scenarios()
+        from artmem.models.scenarios import describe_scenarios
+
+        described = describe_scenarios()
         if hasattr(described, "to_string"):  # a DataFrame: print every row and column
             import pandas as pd
 

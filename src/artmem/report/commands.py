@@ -65,7 +65,7 @@ def command_from_args(args) -> str:
 
 
 def _options(args):
-    from artmem.report.build import ReportOptions
+    from artmem.report.data import ReportOptions
 
     return ReportOptions(
         categories=_csv_list(args.categories),
@@ -135,7 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args) -> int:
-    from artmem.report.build import build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import load_report_data
 
     data = load_report_data(
         args.collection, scores=args.scores, features=args.features, measures=args.measures,

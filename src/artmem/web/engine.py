@@ -8,7 +8,6 @@ that the analysis folder does not have.
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import threading
@@ -43,19 +42,11 @@ class Analysis:
 
 
 def find_map_function(model, device) -> Callable | None:
-    """fn(image) -> (H, W) map from `artmem.memorability.maps`, if that capability is installed.
+    """fn(image) -> (H, W) map from `artmem.memorability.maps` (Khosla's multi-scale windows; fully
+    convolutional for ResMem); None for a model the map code cannot handle."""
+    from artmem.memorability.maps import MapModel
+    from artmem.memorability.maps import memorability_map as compute
 
-    Uses its `MapModel` + `memorability_map` (Khosla's multi-scale windows; fully convolutional
-    for ResMem); None when the module or those names are missing.
-    """
-    try:
-        maps = importlib.import_module("artmem.memorability.maps")
-    except ImportError:
-        return None
-    MapModel = getattr(maps, "MapModel", None)
-    compute = getattr(maps, "memorability_map", None)
-    if MapModel is None or compute is None:
-        return None
     try:
         mm = MapModel(model, device=device)
     except Exception as exc:  # a model the map code cannot handle: no live maps, the rest works
