@@ -224,11 +224,11 @@ class MapModel:
 
     @torch.inference_mode()
     def score(self, imgs: list[Image.Image]) -> np.ndarray:
-        """The model's ordinary score of whole images (its own preprocessing)."""
-        from artmem.models.transforms import build_transform
+        """The model's ordinary score of whole images (its own evaluation preprocessing)."""
+        from artmem.models.preprocess import preprocess_for
         from artmem.runtime import autocast
 
-        tf = build_transform(self.cfg)
+        tf = preprocess_for(self.model)
         x = torch.stack([tf(im) for im in imgs]).to(self.device)
         with autocast(self.device):
             return _scores(self.model, x).float().cpu().numpy()

@@ -20,14 +20,14 @@ def embed_images(images: list, model: str, layer: str | None = None, device: str
                  batch_size: int = 16) -> np.ndarray:
     """Raw features (N, D) of image files or PIL images with a registry model (or checkpoint).
 
-    Uses the model's own `PretrainedCfg` transform and `extract(x, [layer])`, the same
-    preprocessing and layer the batch extractor uses.
+    Uses the model's evaluation preprocessing (`preprocess_for`) and `extract(x, [layer])`, the
+    same preprocessing and layer the batch extractor uses.
     """
     import torch
 
     from artmem.data.images import load_image
+    from artmem.models.preprocess import preprocess_for
     from artmem.models.registry import create_model
-    from artmem.models.transforms import build_transform
     from artmem.runtime import autocast, resolve_device
 
     dev = resolve_device(device)
@@ -36,7 +36,7 @@ def embed_images(images: list, model: str, layer: str | None = None, device: str
         _MODELS[key] = create_model(model).to(dev).eval()
     net = _MODELS[key]
     layer = layer or net.pretrained_cfg.default_layer
-    transform = build_transform(net.pretrained_cfg)
+    transform = preprocess_for(net)
     out = []
     for s in range(0, len(images), batch_size):
         batch = [im if not isinstance(im, (str, Path)) else load_image(im)
