@@ -1,8 +1,7 @@
 """`make demo`: build the demo collection from images shipped in packages, then run the main job.
 
 The main job is a list of steps, one per capability, each `demo_step(collection, out, device)`
-in `artmem.<capability>.demo_step` returning the paths it wrote. A step whose capability is not
-installed is skipped with a note, so the demo always runs end to end.
+in `artmem.<capability>.demo_step` returning the paths it wrote.
 """
 
 from __future__ import annotations

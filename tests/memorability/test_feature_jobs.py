@@ -63,3 +63,15 @@ def test_finetuned_fold_scores_list_unreadable_images(synthetic_collection, tmp_
     pred = pd.read_parquet(run / "predictions.parquet").set_index("path")
     assert pred.loc[broken, "score_pred"].isna().all()
     assert pred.drop(index=broken)["score_pred"].notna().all()
+
+
+def test_rerun_in_the_same_folder_with_another_layer_recomputes(synthetic_collection, tmp_path):
+    from artmem.batch.results import read_features
+
+    run = tmp_path / "run"
+    fast = dict(method="ridge", model="tiny_test", folds=2, score_column="true_memorability", device="cpu")
+    train_predictor(synthetic_collection, run, TrainConfig(layer="conv3", **fast))
+    assert read_features(run / "features").meta["layer"] == "conv3"
+    train_predictor(synthetic_collection, run, TrainConfig(layer="fc", **fast))
+    fs = read_features(run / "features")
+    assert fs.meta["layer"] == "fc" and fs.dim == 16 and len(fs) == len(synthetic_collection)
