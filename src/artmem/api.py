@@ -29,7 +29,8 @@ def report(collection, out: str | Path, scores=None, features=None, measures=Non
     Returns:
         the written paths, report.html first.
     """
-    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import ReportOptions, load_report_data
 
     try:
         opts = ReportOptions(**options)

@@ -176,6 +176,7 @@ def test_onnx_backend_matches_torch_and_is_cached(synthetic_collection, tmp_path
     assert files[0].stat().st_mtime_ns == stamp  # exported once, reused
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_job_equals_package_forward_both_backends(real_images, tmp_path, monkeypatch):
     """End to end on real photos: `score` (ONNX and torch) equals the package's own forward."""
     from PIL import Image

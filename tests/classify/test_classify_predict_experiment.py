@@ -11,11 +11,11 @@ import torch
 import yaml
 from classify_helpers import tiny_config
 
-from artmem.classify.engine import fit
 from artmem.classify.experiment import run_experiment
 from artmem.classify.train import train_classifier
 from artmem.cli import main
 from artmem.data.collection import Collection
+from artmem.training.loop import fit
 
 
 @pytest.fixture(scope="module")

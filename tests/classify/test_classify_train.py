@@ -11,6 +11,7 @@ import torch
 import yaml
 from classify_helpers import tiny_config
 
+from artmem.batch.results import read_features
 from artmem.classify.train import train_classifier
 from artmem.cli import main
 from artmem.models.checkpoint import load_checkpoint, load_weights
@@ -111,10 +112,19 @@ def test_frozen_features_search_and_finetune_last(styles_collection, tmp_path):
                       finetune_lr=1e-3, cache_dir=str(cache), head_width=32)
     res = train_classifier(styles_collection, tmp_path / "run", cfg)
     run = tmp_path / "run"
-    feats = list((cache / "features").glob("*.npz"))
-    assert len(feats) == 1
-    data = np.load(feats[0])
-    assert data["vectors"].shape == (64, 16)  # tiny_test's 16-d embedding of every image, computed once
+    jobs = [d for d in (cache / "features").iterdir() if d.is_dir()]
+    assert len(jobs) == 1  # a batch-job folder: features.parquet, features.json, job.json, shards/
+    fs = read_features(jobs[0])
+    assert fs.vectors.shape == (64, 16)  # tiny_test's 16-d embedding of every image, computed once
+    # naive reference: the untrained backbone on the cache's centre crops, one image at a time
+    from artmem.data.cache import CachedImageDataset, batch_to_float
+
+    ds = CachedImageDataset(next((cache).glob("images-*")), fs.paths, crop=32, output="uint8")
+    backbone = create_model("tiny_test")
+    with torch.inference_mode():
+        for i in (0, 17, 63):
+            x = batch_to_float(ds[i][0][None], backbone.pretrained_cfg.mean, backbone.pretrained_cfg.std)
+            np.testing.assert_allclose(fs.vectors[i], backbone.forward_features(x)[0].numpy(), atol=1e-5)
     search = pd.read_csv(run / "search.csv")
     assert len(search) == 3 and search["chosen"].sum() == 1
     assert search["head_width"].iloc[0] == 32 and search["head_width"].nunique() == 3

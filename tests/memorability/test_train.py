@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from artmem.cli import main
+from artmem.memorability.evaluate import evaluate_predictor
 from artmem.memorability.heads import kclass_aggregate
-from artmem.memorability.train import (
-    TrainConfig,
-    assign_classes,
-    evaluate_predictor,
-    fold_plan,
-    kclass_labels,
-    read_lamem_splits,
-    train_predictor,
-)
+from artmem.memorability.methods import assign_classes, kclass_labels
+from artmem.memorability.train import train_predictor
+from artmem.memorability.train_plan import TrainConfig, fold_plan, read_lamem_splits
 from artmem.models.checkpoint import load_weights
 from artmem.models.factory import create_model
 from artmem.models.transforms import build_transform
@@ -94,7 +89,7 @@ def test_ridge_on_cached_features_from_extract(synthetic_collection, tmp_path):
 def test_svr_head_equals_sklearn(synthetic_collection, tmp_path):
     from sklearn.svm import SVR
 
-    from artmem.memorability.train import _fit_sklearn
+    from artmem.memorability.methods import fit_sklearn as _fit_sklearn
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 5)).astype(np.float32)

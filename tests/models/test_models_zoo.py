@@ -44,6 +44,7 @@ def test_registry_lists_every_entry_with_preprocessing_and_licence():
     assert {f"conv{i}" for i in range(1, 6)} | {"fc6", "fc7"} <= set(cfg.feature_layers)
 
 
+@pytest.mark.slow  # loads a big pretrained network
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_resmem_equals_package_forward(parity_images, resmem_model):
     from resmem import ResMem, transformer
@@ -72,6 +73,7 @@ def test_resmem_equals_package_forward(parity_images, resmem_model):
     assert feats["conv5"].shape == (len(parity_images), 256) and feats["pool5"].shape[1] == 9216
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_groups_and_head(resmem_model):
     groups = [g for g, _ in resmem_model.layer_groups()]
     assert groups == ["resnet", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "head"]
@@ -79,6 +81,7 @@ def test_resmem_groups_and_head(resmem_model):
         resmem_model.extract(torch.zeros(1, 3, 227, 227), ["nope"])
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_alexnet_and_resnet_trunk(parity_images):
     alex = create_model("resmem_alexnet", num_classes=4)
     assert [g for g, _ in alex.layer_groups()] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "head"]

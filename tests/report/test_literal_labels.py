@@ -16,7 +16,8 @@ def test_report_with_mathtext_label(tmp_path):
 import sys
 import numpy as np
 from artmem.data.synthetic import make_synthetic_collection
-from artmem.report.build import ReportOptions, build_report, load_report_data
+from artmem.report.build import build_report
+from artmem.report.data import ReportOptions, load_report_data
 coll = make_synthetic_collection({str(tmp_path / 'c')!r}, n_styles=2, n_genres=1, per_class=4, size=32, seed=0)
 coll.table["style"] = np.where(coll.table["style"] == "style_0", {MATH!r}, "plain")
 data = load_report_data(coll, score_column="true_memorability")

@@ -87,7 +87,8 @@ def test_report_cli_writes_a_self_contained_report(synthetic_collection, artefac
 
 
 def test_report_from_a_collection_column_and_tiny_sets(synthetic_collection, tmp_path):
-    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import ReportOptions, load_report_data
 
     coll = synthetic_collection.subset(synthetic_collection.table.index[:3])
     data = load_report_data(coll, score_column="true_memorability")

@@ -19,7 +19,6 @@ Any engine drives a job with the same four calls:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -31,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from artmem.batch.results import (
+    JOB_FILE,
     SHARDS_DIR,
     atomic_write_parquet,
     errors_frame,
+    read_job_record,
     write_errors,
     write_json,
 )
@@ -201,18 +202,18 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
 
     ensure_out_dir(spec.out)
     record = _job_record(spec)
-    job_file = spec.out / "job.json"
-    if job_file.exists():
-        old = json.loads(job_file.read_text())
-        other = old.get("kind")
+    job_file = spec.out / JOB_FILE
+    old = read_job_record(spec.out)
+    if old is not None:
+        other = old.kind
         if other and other != spec.kind and (finished_shards(spec.out, other) or (spec.out / f"{other}.parquet").exists()):
             # job.json, errors.parquet and the readers are one job's: a second kind would break both
             raise ArtmemError(f"{spec.out} holds the {other} of another job; write {spec.kind} "
                               "to another output folder")
-        if old.get("processor") != record["processor"]:
+        if old.processor != record["processor"]:
             if resume and finished_shards(spec.out, spec.kind):
                 raise ArtmemError(
-                    f"{spec.out} holds results of another job ({old.get('processor')}); "
+                    f"{spec.out} holds results of another job ({old.processor}); "
                     "use --no-resume to overwrite them or choose another output folder"
                 )
             _clear(spec)

@@ -185,6 +185,7 @@ class ModelProcessor(BaseProcessor):
         self.backend = backend
         self.threads = threads
         self._cfg = None
+        self._preprocess = None
         self._model = None
         self._session = None
         self.device = None
@@ -212,12 +213,23 @@ class ModelProcessor(BaseProcessor):
                 self._cfg = self._load_model().pretrained_cfg
         return self._cfg
 
+    @property
+    def preprocess(self):
+        """The model's evaluation preprocessing (`artmem.models.preprocess.preprocess_for`)."""
+        if self._preprocess is None:
+            from artmem.models.preprocess import Preprocess
+
+            self._preprocess = Preprocess.from_pretrained_cfg(self.cfg)  # a zoo name; a run sets it on load
+        return self._preprocess
+
     def _load_model(self):
         if self._model is None:
             from artmem.models.factory import create_model
+            from artmem.models.preprocess import preprocess_for
 
             self._model = create_model(self.model_name).eval()
             self._cfg = self._model.pretrained_cfg
+            self._preprocess = preprocess_for(self._model)
         return self._model
 
     def _require_score(self) -> None:
@@ -265,6 +277,7 @@ class ModelProcessor(BaseProcessor):
         set_torch_threads(self.threads)
         self.device = dev
         layers = [layer for _, layer in self.outputs()]
+        _ = self.preprocess  # resolved before workers fork / the processor is shipped
         use_onnx = self.backend == "onnx" or (
             self.backend == "auto" and dev.type == "cpu" and bool(self.cfg.extra.get("onnx_export"))
         )
@@ -305,10 +318,7 @@ class ModelProcessor(BaseProcessor):
         return self.cfg.source
 
     def load(self, abs_path: str):
-        from artmem.data.images import load_image
-        from artmem.models.transforms import build_transform
-
-        return build_transform(self.cfg)(load_image(abs_path))
+        return self.preprocess.load(abs_path)
 
     def process(self, batch) -> pd.DataFrame:
         cols = {}

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from artmem.classify.config import TrainConfig, write_config
@@ -35,7 +34,6 @@ from artmem.classify.data import (
     open_image_cache,
     prepare_split,
 )
-from artmem.classify.engine import accuracy_metrics, fit
 from artmem.errors import ArtmemError
 from artmem.io import ensure_out_dir
 from artmem.models.checkpoint import (
@@ -45,7 +43,9 @@ from artmem.models.checkpoint import (
     refuse_legacy,
     save_checkpoint,
 )
-from artmem.runtime import autocast, resolve_device, seed_everything
+from artmem.models.preprocess import Preprocess
+from artmem.runtime import resolve_device, seed_everything
+from artmem.training.loop import accuracy_metrics, fit
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +88,18 @@ def _check_run_folder(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
                               f"{', '.join(f'{k}={now[k]!r} (was {saved.get(k)!r})' for k in diff)}")
 
 
-def _predict_probs(model: nn.Module, loader, device) -> np.ndarray:
-    model.to(device).eval()
-    out = []
-    with torch.inference_mode(), autocast(device):
-        for x, _ in loader:
-            out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+def _test_probabilities(model: nn.Module, test_part: pd.DataFrame, collection, cache, names: list[str],
+                        device, batch_size: int) -> np.ndarray:
+    """Softmax of `model` on the cached centre crops of the test images (a batch job), in
+    `test_part` order."""
+    from artmem.batch.api import run_job
+    from artmem.classify.processors import CachedProbabilities, probability_columns
+
+    crop = min(input_crop(model), cache.size)
+    proc = CachedProbabilities(model, cache, crop, {"model": "run under evaluation"}, probability_columns(names))
+    part = collection.subset(collection.table["path"].isin(set(test_part["path"])).to_numpy())
+    result = run_job(part, proc, None, device=device, batch_size=batch_size, num_workers=0, progress=False)
+    return result.table.set_index("path").loc[test_part["path"], proc.columns].to_numpy(np.float32)
 
 
 def train_classifier(collection, out: str | Path, config: TrainConfig, resume: bool = False,
@@ -136,9 +141,11 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
     names = split.class_names
     model, ckpt = build_classifier(cfg.model, len(names), cfg.init, cfg.seed, cfg.head,
                                    cfg.head_width, cfg.dropout)
-    ckpt.update(label=cfg.label, run_config=cfg.to_dict())
     crop = input_crop(model)
     cache_size = cfg.cache_size or default_cache_size(crop)
+    # the run's evaluation preprocessing is what training fed the network (the cache's centre crop)
+    preprocess = Preprocess.for_cache(cache_size, crop, model.pretrained_cfg.mean, model.pretrained_cfg.std)
+    ckpt.update(label=cfg.label, run_config=cfg.to_dict(), preprocess=preprocess.to_dict())
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
     cache = open_image_cache(split.collection, cache_dir, cache_size)
     device = resolve_device(cfg.device)
@@ -168,7 +175,7 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
     extra: dict = {}
     if cfg.uses_frozen_features():
         history, train_time, extra = _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader,
-                                                   run_dir, resume, device, on_epoch_end)
+                                                   run_dir, resume, device, on_epoch_end, split.collection)
     else:
         trained = apply_scenario(model, cfg.scenario)
         logger.info("scenario %s: training %s (%d parameters)", cfg.scenario, ", ".join(trained),
@@ -184,7 +191,8 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
 
     best = load_run(run_dir / "best.safetensors")
     test_part = table[table["split"] == "test"].reset_index(drop=True)
-    probs = _predict_probs(best, loader("test"), device) if "test" in ds else np.zeros((0, len(names)))
+    probs = _test_probabilities(best, test_part, split.collection, cache, names, device, cfg.batch_size) \
+        if "test" in ds else np.zeros((0, len(names)))
     val_acc = history["val_acc"].max() if "val_acc" in history else float("nan")
     extra.update(train_time_s=round(float(train_time), 3), best_val_accuracy=float(val_acc),
                  epochs_run=int(len(history)), n_train=int(counts.get("train", 0)),
@@ -203,21 +211,21 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
 
 
 def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Path, resume, device,
-                  on_epoch_end):
+                  on_epoch_end, collection):
     """Frozen backbone: cached features -> head (optionally searched) -> optional last-block finetune."""
-    from artmem.classify.data import make_dataset as _mk
     from artmem.classify.frozen import HeadOnly, cached_features, feature_key, sample_trials
     from artmem.classify.model import build_classifier
     from artmem.models.scenarios import apply_scenario, train_groups
 
     crop = min(input_crop(model), cache.size)
-    all_ds = _mk(cache, table, model, train=False)
     key = feature_key(cfg.model, cfg.init, cfg.seed, cache.size, crop)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
     apply_scenario(model, "only_last")
-    feats, feat_time = cached_features(model, all_ds, cache_root / "features" / f"{key}.npz",
+    identity = {"model": cfg.model, "init": cfg.init, "seed": cfg.seed, "cache_size": cache.size, "crop": crop}
+    kept = collection.subset(collection.table["path"].isin(set(table["path"])).to_numpy())
+    feats, feat_time = cached_features(model, kept, cache, crop, cache_root / "features" / key, identity,
                                        device=cfg.device, batch_size=max(cfg.batch_size, 64))
-    pos = {p: i for i, p in enumerate(all_ds.paths)}
+    pos = {p: i for i, p in enumerate(kept.paths)}
     part_idx = {s: np.array([pos[p] for p in table.loc[table["split"] == s, "path"]], dtype=int)
                 for s in ("train", "val")}
     targets = table["target"].to_numpy()
@@ -251,9 +259,10 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
         table_s["chosen"] = table_s["trial"] == chosen["trial"]
         table_s.to_csv(run_dir / "search.csv", index=False)
         extra["search"] = {k: chosen[k] for k in ("trial", "head_width", "dropout", "lr")}
+        run_record = {k: ckpt[k] for k in ("label", "run_config", "preprocess")}
         model, ckpt = build_classifier(cfg.model, len(names), cfg.init, cfg.seed, cfg.head,
                                        chosen["head_width"], chosen["dropout"])
-        ckpt.update(label=cfg.label, run_config=cfg.to_dict())
+        ckpt.update(run_record)
     res = chosen["_res"]
     head = HeadOnly(model)
     head.load_state_dict(load_checkpoint(res.best_path)["model"])

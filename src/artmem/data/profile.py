@@ -28,9 +28,9 @@ _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 def header_info(source: str) -> tuple:
     """(width, height, format, mode, file_bytes, ok, reason) from the header only."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
+
+    import artmem.data.images  # noqa: F401  (switches Pillow's global size check off, once)
 
     try:
         if "://" in source and not source.startswith("file://"):
@@ -43,21 +43,16 @@ def header_info(source: str) -> tuple:
             if nbytes == 0:
                 return -1, -1, "", "", 0, False, "file is empty (0 bytes)"
             fh = open(source, "rb")  # noqa: SIM115 - closed below
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # profiling reads sizes only; bombs are the check's job
-            try:
-                with fh, Image.open(fh) as img:
-                    w, h = img.size
-                    try:  # EXIF lives in the header of these formats (PNG's may follow the pixels)
-                        if img.format in ("JPEG", "MPO", "TIFF", "WEBP") and img.getexif().get(0x0112) in _ROTATED:
-                            w, h = h, w
-                    except Exception:  # broken EXIF: keep the stored size
-                        pass
-                    return w, h, img.format or "", img.mode, nbytes, True, ""
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        # profiling reads sizes only; bombs are the check's job (artmem.data.images, imported
+        # above, leaves Pillow's global size check off for the whole process)
+        with fh, Image.open(fh) as img:
+            w, h = img.size
+            try:  # EXIF lives in the header of these formats (PNG's may follow the pixels)
+                if img.format in ("JPEG", "MPO", "TIFF", "WEBP") and img.getexif().get(0x0112) in _ROTATED:
+                    w, h = h, w
+            except Exception:  # broken EXIF: keep the stored size
+                pass
+            return w, h, img.format or "", img.mode, nbytes, True, ""
     except FileNotFoundError:
         return -1, -1, "", "", -1, False, "file not found"
     except UnidentifiedImageError:

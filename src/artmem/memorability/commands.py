@@ -188,7 +188,8 @@ def _register_memorability(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from artmem.memorability.train import TrainConfig, train_predictor
+    from artmem.memorability.train import train_predictor
+    from artmem.memorability.train_plan import TrainConfig
 
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip()) if args.hidden else ()
     cfg = TrainConfig(
@@ -209,7 +210,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from artmem.memorability.train import evaluate_predictor
+    from artmem.memorability.evaluate import evaluate_predictor
 
     m = evaluate_predictor(args.model, args.collection, args.out, score_column=args.score_column,
                            split=args.split, device=args.device, batch_size=args.batch_size)

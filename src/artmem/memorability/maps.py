@@ -23,10 +23,8 @@ perceptually uniform and readable with colour-vision deficiencies) instead of th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,11 +233,11 @@ class MapModel:
 
     @torch.inference_mode()
     def score(self, imgs: list[Image.Image]) -> np.ndarray:
-        """The model's ordinary score of whole images (its own preprocessing)."""
-        from artmem.models.transforms import build_transform
+        """The model's ordinary score of whole images (its own evaluation preprocessing)."""
+        from artmem.models.preprocess import preprocess_for
         from artmem.runtime import autocast
 
-        tf = build_transform(self.cfg)
+        tf = preprocess_for(self.model)
         x = torch.stack([tf(im) for im in imgs]).to(self.device)
         with autocast(self.device):
             return _scores(self.model, x).float().cpu().numpy()
@@ -405,96 +403,45 @@ def map_images(
     Writes per image `<name>.map.npy`, `<name>.overlay.png` and (with `renderings`)
     `<name>.high.png`, `.medium.png`, `.low.png`; then `maps.parquet` (path, map_npy, overlay_png
     relative to `out`, score, score_high/medium/low, method), `maps.json` and `errors.parquet`.
-    A rerun with the same settings skips the images already done.
+    A batch job (`artmem.memorability.processors.MemorabilityMaps` run by `run_job`): results are
+    written in shards under OUT/shards, a rerun with the same settings skips the images already
+    done, other settings start over.
 
     Returns:
         (written paths, the maps table).
     """
-    import pandas as pd
-
-    from artmem.data.images import load_image
-    from artmem.errors import ImageReadError
-    from artmem.io import ensure_out_dir, write_table
-    from artmem.models.factory import create_model
-    from artmem.runtime import resolve_device
+    from artmem.batch.api import run_job
+    from artmem.batch.results import read_job_record
+    from artmem.io import ensure_out_dir
+    from artmem.memorability.processors import MemorabilityMaps, items_collection
 
     config = config or MapConfig()
     out = ensure_out_dir(out)
-    dev = resolve_device(device)
-    net = create_model(model) if isinstance(model, (str, Path)) else model
-    mm = MapModel(net.to(dev), dev, config.method, config.stride)
-    settings = {"model": str(model) if isinstance(model, (str, Path)) else net.pretrained_cfg.name,
-                "method": mm.method, "window": mm.window, "stride": mm.stride,
-                "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
-                "seed": seed}
-    done: dict[str, dict] = {}
-    table_path = out / "maps.parquet"
-    meta_path = out / "maps.json"
-    if table_path.exists() and meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in settings} == settings:
-            prev = pd.read_parquet(table_path)
-            done = {r["path"]: r for r in prev.to_dict("records") if (out / r["map_npy"]).exists()}
-            if done:
-                logger.info("resuming: %d image(s) already mapped", len(done))
-    meta_path.write_text(json.dumps(settings, indent=2) + "\n")
+    name = str(model) if isinstance(model, (str, Path)) else model.pretrained_cfg.name
+    proc = MemorabilityMaps(model, out, config, renderings, seed, {}, {})
+    proc.setup(device)
+    mm = proc.mm
+    proc.settings = {"model": name, "method": mm.method, "window": mm.window, "stride": mm.stride,
+                     "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
+                     "seed": seed}
+    proc.order = {n: k for k, (n, _) in reversed(list(enumerate(items)))}
+    proc.names = {src: n for n, src in reversed(items)}
+    old = read_job_record(out)
+    resume = old is None or old.processor == proc.spec()
     logger.info("maps with %s: %s evaluation, window %d px every %d px, grids %s",
-                settings["model"], mm.method, mm.window, mm.stride, list(config.grids))
-    rows, errors = [], []
-    written: set[Path] = set()
-    t0 = time.perf_counter()
-    last_save = t0
-    for k, (name, source) in enumerate(items):
-        if name in done:
-            rows.append(done[name])
-            continue
-        try:
-            img = load_image(source)
-        except ImageReadError as exc:
-            errors.append({"path": name, "reason": exc.reason})
-            logger.warning("%s: %s", name, exc.reason)
-            continue
-        stem = _rel_stem(name)
-        try:
-            m = memorability_map(mm, img, config)
-        except ImageReadError as exc:  # too elongated to map: that image's problem only
-            errors.append({"path": name, "reason": exc.reason})
-            logger.warning("%s: %s", name, exc.reason)
-            continue
-        files = {"map_npy": f"{stem}.map.npy", "overlay_png": f"{stem}.overlay.png"}
-        (out / files["map_npy"]).parent.mkdir(parents=True, exist_ok=True)
-        np.save(out / files["map_npy"], m)
-        shown = _display_image(img)
-        overlay(shown, m).save(out / files["overlay_png"])
-        row = {"path": name, **files, "score": float(mm.score([img])[0]),
-               "map_min": float(m.min()), "map_max": float(m.max()), "method": mm.method}
-        if renderings:
-            rend = emphasis_renderings(shown, m, seed=seed + k)
-            scores = mm.score(list(rend.values()))
-            for (kind, im), sc in zip(rend.items(), scores, strict=True):
-                files[f"{kind}_png"] = f"{stem}.{kind}.png"
-                im.save(out / files[f"{kind}_png"])
-                row[f"{kind}_png"] = files[f"{kind}_png"]
-                row[f"score_{kind}"] = float(sc)
-            row["ordered"] = bool(row["score_high"] > row["score_medium"] > row["score_low"])
-        rows.append(row)
-        written.update(out / f for f in files.values())
-        if time.perf_counter() - last_save > 20:
-            write_table(pd.DataFrame(rows), out, "maps")
-            last_save = time.perf_counter()
-        logger.info("[%d/%d] %s: score %.3f (%.1f s/image)", k + 1, len(items), name, row["score"],
-                    (time.perf_counter() - t0) / (k + 1))
-    table = pd.DataFrame(rows)
-    paths = write_table(table, out, "maps")
-    paths += write_table(pd.DataFrame(errors, columns=["path", "reason"]), out, "errors")
-    if errors:
-        logger.warning("%d unreadable image(s) listed in %s", len(errors), out / "errors.parquet")
+                name, mm.method, mm.window, mm.stride, list(config.grids))
+    # one image per step and no decoding workers: the map's own windows are the batch
+    result = run_job(items_collection(items, "maps"), proc, out, device=device, batch_size=1, num_workers=0,
+                     resume=resume, shard_size=4)
+    table = result.table
+    if len(result.errors):
+        logger.warning("%d unreadable image(s) listed in %s", len(result.errors), out / "errors.parquet")
     if renderings and len(table):
-        ordered = table["ordered"].mean()
         logger.info("renderings: mean score high %.3f / medium %.3f / low %.3f; high>medium>low for %.0f%%",
                     table["score_high"].mean(), table["score_medium"].mean(), table["score_low"].mean(),
-                    100 * ordered)
-    return sorted(written) + paths + [meta_path], table
+                    100 * table["ordered"].mean())
+    files = sorted({out / f for col in table.columns if col.endswith(("_npy", "_png")) for f in table[col]})
+    return files + result.written, table
 
 
 def collect_inputs(sources: list[str]) -> list[tuple[str, str]]:

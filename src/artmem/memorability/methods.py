@@ -154,7 +154,7 @@ def fit_sklearn(cfg: TrainConfig, X: np.ndarray, y: np.ndarray):
 
 def train_head(cfg, kind, X_tr, y_tr, X_va, y_va, edges, thresholds, run_dir):
     """Torch head on cached features with the shared fit loop; returns (head, history)."""
-    from artmem.classify.engine import fit
+    from artmem.training.loop import fit
 
     head = _new_head(cfg, kind, X_tr.shape[1], thresholds)
     head[0].set(torch.as_tensor(X_tr))
@@ -181,13 +181,13 @@ def train_head(cfg, kind, X_tr, y_tr, X_va, y_va, edges, thresholds, run_dir):
 
 def finetune(cfg, kind, coll, rows_tr, y_tr, rows_va, y_va, edges, thresholds, run_dir):
     """Fine-tune backbone + head on images with the shared fit loop; returns (scorer, history)."""
-    from artmem.classify.engine import fit
-    from artmem.models.transforms import build_transform
+    from artmem.models.preprocess import preprocess_for
+    from artmem.training.loop import fit
 
     scorer = make_scorer(cfg, kind, None, len(thresholds) if kind == "kclass" else 1, thresholds)
     scorer.head = _new_head(cfg, kind, feature_dim(scorer), thresholds)
     _start_at_mean(scorer.head, kind, y_tr)
-    tf = build_transform(scorer.pretrained_cfg)
+    tf = preprocess_for(scorer)
     paths = coll.abs_paths()
 
     def loader(rows, y, shuffle):

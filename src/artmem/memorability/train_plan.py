@@ -91,12 +91,9 @@ def fold_plan(coll, folds: int = 5, seed: int = 0) -> list[dict]:
             plan.append({"name": col, "train": tr, "val": va if len(va) else None, "test": te})
     if plan:
         return plan
-    try:
-        from artmem.data.splits import kfold_assign
+    from artmem.data.splits import kfold_assign
 
-        fold = kfold_assign(coll, k=folds, seed=seed).table["fold"].to_numpy()
-    except ImportError:  # pragma: no cover - splits ships with artmem
-        fold = np.random.default_rng(seed).permutation(len(t)) % folds
+    fold = kfold_assign(coll, k=folds, seed=seed).table["fold"].to_numpy()
     return [{"name": f"fold_{k}", "train": np.flatnonzero(fold != k), "val": None,
              "test": np.flatnonzero(fold == k)} for k in range(folds)]
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import sys
 
@@ -90,14 +89,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     if args.scenarios:
-        try:
-            scenarios = importlib.import_module("artmem.models.scenarios")
-        except ModuleNotFoundError as exc:
-            if exc.name == "artmem.models.scenarios":
-                raise ArtmemError("freezing scenarios are not available in this build "
-                                  "(artmem.models.scenarios is missing)") from None
-            raise
-        described = scenarios.describe_scenarios()
+        from artmem.models.scenarios import describe_scenarios
+
+        described = describe_scenarios()
         if hasattr(described, "to_string"):  # a DataFrame: print every row and column
             import pandas as pd
 

@@ -88,14 +88,9 @@ def run_scores_and_features(
 def run_maps(coll, out: Path, scores: pd.DataFrame, model: str, device: str, top_k: int,
              grids: tuple[int, ...] | None, renderings: bool) -> list[Path]:
     """Memorability maps of the top/bottom `top_k` images into OUT/maps (images already mapped
-    there are kept). Returns [] when the maps module is not installed."""
-    try:
-        from artmem.memorability.maps import MapConfig, map_images
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("artmem.memorability"):
-            logger.info("analyze: memorability maps not installed; skipped")
-            return []
-        raise
+    there are kept)."""
+    from artmem.memorability.maps import MapConfig, map_images
+
     ranked = scores.sort_values("score", ascending=False)
     picked = list(dict.fromkeys(ranked["path"].head(top_k).tolist() + ranked["path"].tail(top_k).tolist()))
     maps_dir = out / "maps"
@@ -145,7 +140,8 @@ def analyze(
     from artmem.batch.results import read_scores
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir
-    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import ReportOptions, load_report_data
 
     coll = open_collection(collection)
     options = options or ReportOptions()

@@ -81,7 +81,7 @@ def command_from_args(args) -> str:
 
 def _options(args):
     from artmem.errors import ArtmemError
-    from artmem.report.build import ReportOptions
+    from artmem.report.data import ReportOptions
     from artmem.report.figures import parse_formats
 
     if args.dpi < 20 or args.dpi > 1200:
@@ -159,7 +159,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args) -> int:
-    from artmem.report.build import build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import load_report_data
 
     options = _options(args)  # a bad option fails before anything is read
     data = load_report_data(

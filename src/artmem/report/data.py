@@ -3,7 +3,6 @@ measures, maps) and the one table of scored images every section reads."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +147,7 @@ def load_report_data(
     """
     from artmem.analysis.jobs import read_measures
     from artmem.analysis.measures import add_attributes, measure_groups
-    from artmem.batch.results import read_errors, read_features, read_scores
+    from artmem.batch.results import read_errors, read_features, read_job_record, read_scores
     from artmem.data.collection import open_collection
 
     coll = open_collection(collection)
@@ -162,13 +161,9 @@ def load_report_data(
         score_df = read_scores(scores)
         inputs["scores"] = Path(scores)
         base = Path(scores) if Path(scores).is_dir() else Path(scores).parent
-        job = base / "job.json"
-        if job.exists():
-            try:
-                rec = json.loads(job.read_text())
-                inputs["model"] = rec.get("model") or (rec.get("processor") or {}).get("model")
-            except ValueError:
-                pass
+        job = read_job_record(base)
+        if job is not None:
+            inputs["model"] = job.model
         try:
             errors["scores"] = read_errors(base)
         except ArtmemError:

@@ -134,8 +134,10 @@ class Explorer:
         cached = self.analyses.get(item_id)
         if cached is not None:
             return cached
-        img = load_image(self.file_of(item_id))  # an unreadable image raises ImageReadError
-        a = Analysis(labels=self.titled(engine.classify(img)), embedding=engine.embed(img) if need_emb else None)
+        path = self.file_of(item_id)
+        img = load_image(path)
+        a = Analysis(labels=self.titled(engine.classify(img, source=path)),
+                     embedding=engine.embed(img, path) if need_emb else None)
         self.analyses.put(item_id, a)
         return a
 

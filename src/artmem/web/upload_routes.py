@@ -62,7 +62,7 @@ def add_upload_routes(app: FastAPI, ex: Explorer, comparable: bool) -> None:
     def _analyze_upload(body: bytes, name: str, add: bool) -> dict:
         t0 = time.perf_counter()
         img, fmt = _decode_checked(body, name)  # type-check by decoding: ImageReadError -> 422
-        a = engine.analyze(img, with_map=False)  # the map comes from its own URL (it is slow)
+        a = engine.analyze(img, with_map=False, source=body)  # the map comes from its own URL (it is slow)
         digest = hashlib.sha256(body).hexdigest()
         if engine.map_fn is not None:
             recent_uploads.put(digest, (body, name))
