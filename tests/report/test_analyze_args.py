@@ -15,12 +15,12 @@ from artmem.cli import main
 def no_models(monkeypatch):
     """Fail the test if anything builds a model or starts a batch job."""
     import artmem.batch.api
-    import artmem.models.registry
+    import artmem.models.factory
 
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the arguments were checked")
 
-    monkeypatch.setattr(artmem.models.registry, "create_model", forbidden)
+    monkeypatch.setattr(artmem.models.factory, "create_model", forbidden)
     monkeypatch.setattr(artmem.batch.api, "run_job", forbidden)
 
 

@@ -65,19 +65,20 @@ def add_subcommands(msub) -> None:
                         "repeats, delays 35-150 images) into a study folder for `memgame serve`.")
     d.add_argument("collection", help="the target images: collection file or image folder")
     add_out_arg(d)
-    d.add_argument("--targets-per-level", type=int, default=66)
+    d.add_argument("--targets-per-level", type=int, default=66, help="targets per level, each shown twice (default 66, as LaMem)")
     d.add_argument("--fillers", type=int, default=30, help="fillers per level (shown once)")
     d.add_argument("--vigilance", type=int, default=12, help="vigilance repeats per level")
     d.add_argument("--min-delay", type=int, default=35, help="fewest images between a target and its repeat")
     d.add_argument("--max-delay", type=int, default=150, help="most images between a target and its repeat")
     d.add_argument("--vigilance-within", type=int, default=7,
                    help="a vigilance repeat comes at most this many positions after its first showing")
-    d.add_argument("--delay-distribution", default="log-uniform", choices=["log-uniform", "uniform"])
+    d.add_argument("--delay-distribution", default="log-uniform", choices=["log-uniform", "uniform"],
+                   help="how target delays spread over [min, max] (default log-uniform, so the decay alpha can be fitted)")
     d.add_argument("--responses-per-image", type=int, default=80,
                    help="scored repeats per target image over all participants")
-    d.add_argument("--levels-per-participant", type=int, default=1)
+    d.add_argument("--levels-per-participant", type=int, default=1, help="levels each participant plays (default 1)")
     d.add_argument("--practice-trials", type=int, default=12, help="length of the practice level (0: none)")
-    d.add_argument("--practice-repeats", type=int, default=3)
+    d.add_argument("--practice-repeats", type=int, default=3, help="repeats in the practice level (default 3)")
     d.add_argument("--practice-min-hits", type=float, default=0.5,
                    help="fraction of practice repeats to find to go on to the game")
     d.add_argument("--max-vigilance-miss", type=float, default=0.25,
@@ -90,9 +91,9 @@ def add_subcommands(msub) -> None:
                    "the file name without the condition, e.g. cat.high.png -> cat.png)")
     d.add_argument("--fillers-from", default=None, metavar="COLLECTION",
                    help="draw fillers, vigilance and practice images from this collection")
-    d.add_argument("--image-ms", type=int, default=600)
-    d.add_argument("--fixation-ms", type=int, default=800)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--image-ms", type=int, default=600, help="image duration in ms (default 600, as Khosla et al.)")
+    d.add_argument("--fixation-ms", type=int, default=800, help="blank fixation after each image in ms (default 800)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the whole design (default 0)")
     d.set_defaults(func=_cmd_design)
 
     s = msub.add_parser("serve", help="run a designed study in the browser (local web app)",
@@ -101,7 +102,7 @@ def add_subcommands(msub) -> None:
     s.add_argument("study", help="study folder (`artmem memgame design -o STUDY`)")
     s.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (keep 127.0.0.1 behind a reverse proxy)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="public host name a reverse proxy forwards (repeatable)")
     s.add_argument("--forwarded-allow-ips", default="127.0.0.1",
