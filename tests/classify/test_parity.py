@@ -89,7 +89,7 @@ def test_memorability_run_same_scores_everywhere(photo_coll, tmp_path):
     run = tmp_path / "mem"
     train_predictor(coll, run, TrainConfig(method="ridge", model="tiny_test", layer="conv3", folds=2,
                                            score_column="true_memorability", device="cpu"))
-    model = str(run / "model.pt")
+    model = str(run / "model.safetensors")
     coll_file = tmp_path / "coll"
     coll.save(coll_file)
     assert main(["score", str(coll_file / "collection.parquet"), "--model", model, "-o", str(tmp_path / "s"),

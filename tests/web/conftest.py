@@ -83,15 +83,3 @@ def coll_copy(web_coll, tmp_path):
     root = tmp_path / "coll"
     shutil.copytree(web_coll.root, root)
     return Collection(web_coll.table.copy(), str(root), "copy")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def accept_testserver_host():
-    """TestClient sends `Host: testserver`; only tests accept that name (a served app never does).
-    Session-scoped so that it is in place before the module-scoped apps are built."""
-    from artmem.web import app as web_app
-    from artmem.web.middleware import allowed_hosts
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(web_app, "allowed_hosts", lambda host: [*allowed_hosts(host), "testserver"])
-        yield

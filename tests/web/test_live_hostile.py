@@ -119,7 +119,7 @@ def test_original_file_link_is_url_encoded(live):
     assert art["original_url"] == "/files/" + quote(ODD_NAME)
     r = live.get(art["original_url"])
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
-    page = live.get(f"/artwork/{live.ids[ODD_NAME]}")
+    page = live.get(f"/artwork/{live.ids[ODD_NAME]}", follow_redirects=True)  # old URLs redirect to /a/{key}
     assert page.status_code == 200 and quote(ODD_NAME).replace("#", "%23") in page.text
 
 
@@ -227,7 +227,7 @@ def test_elongated_collection_image_map_is_422_and_its_page_works(live):
     i = live.ids["style_0/line.png"]
     r = live.get(f"/api/artwork/{i}/map.png")
     assert r.status_code == 422 and "line.png" in r.json()["error"] and "too elongated" in r.json()["error"]
-    assert live.get(f"/artwork/{i}").status_code == 200
+    assert live.get(f"/artwork/{i}", follow_redirects=True).status_code == 200
     assert live.get(f"/api/artwork/{i}/thumb").status_code == 200
 
 
