@@ -1,5 +1,5 @@
 """The training methods: a torch head on frozen features, fine-tuning on images, and the
-scikit-learn baselines (ridge, RBF SVR) turned into exact torch heads. Each ends in a
+scikit-learn baselines (ridge, SVR tuned by inner cross-validation) turned into exact torch heads. Each ends in a
 `MemorabilityScorer`; `fit_method` picks the one a `TrainConfig` asks for."""
 
 from __future__ import annotations
@@ -120,35 +120,83 @@ def make_scorer(cfg: TrainConfig, kind: str, dim: int | None, out_dim: int, thre
                               frozen=not cfg.finetune, name=name)
 
 
-def fit_sklearn(cfg: TrainConfig, X: np.ndarray, y: np.ndarray):
-    """Fit ridge (RidgeCV over alphas) or RBF SVR on standardised X -> exact torch head."""
-    from artmem.memorability.heads import build_head
+SVR_C_GRID = {"rbf": (0.1, 1.0, 10.0, 100.0), "linear": (1e-4, 1e-3, 1e-2, 0.1, 1.0)}
+SVR_EPSILON_SD = (0.1, 0.5, 1.0)  # epsilon grid in units of the training scores' sd
+SVR_GAMMA_D = (0.1, 1.0, 10.0)  # RBF gamma grid in units of 1/D (1/D = 'scale' on standardised X)
 
-    mean, std = X.mean(0), np.maximum(X.std(0, ddof=1) if len(X) > 1 else np.ones(X.shape[1]), 1e-6)
-    Z = (X - mean) / std
+
+def svr_param_grid(cfg: TrainConfig, n_features: int, y: np.ndarray) -> dict[str, list[float]]:
+    """The inner-CV grid of the SVR; a value fixed in `cfg` (C, epsilon, gamma) replaces its axis."""
+    sd = float(np.std(y)) or 1.0
+    grid = {"svr__C": [cfg.C] if cfg.C is not None else list(SVR_C_GRID[cfg.svr_kernel]),
+            "svr__epsilon": [cfg.epsilon] if cfg.epsilon is not None else [k * sd for k in SVR_EPSILON_SD]}
+    if cfg.svr_kernel == "rbf":
+        grid["svr__gamma"] = [cfg.gamma] if cfg.gamma is not None else [k / n_features for k in SVR_GAMMA_D]
+    return grid
+
+
+def _spearman_score(y_true, y_pred) -> float:
+    rho = spearman(np.asarray(y_pred), np.asarray(y_true))
+    return rho if np.isfinite(rho) else -1.0  # a constant prediction ranks nothing
+
+
+def svr_search(cfg: TrainConfig, X: np.ndarray, y: np.ndarray):
+    """StandardScaler + SVR tuned by `cfg.inner_folds`-fold CV on (X, y) only (the outer fold's
+    training part), scored by Spearman, refitted on all of (X, y). Returns the fitted search."""
+    from sklearn.metrics import make_scorer as sk_scorer
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    if cfg.svr_kernel not in SVR_C_GRID:
+        raise ArtmemError(f"SVR kernel must be rbf or linear (got {cfg.svr_kernel!r})")
+    pipe = Pipeline([("scale", StandardScaler()), ("svr", SVR(kernel=cfg.svr_kernel))])
+    inner = KFold(n_splits=min(cfg.inner_folds, len(y)), shuffle=True, random_state=cfg.seed)
+    return GridSearchCV(pipe, svr_param_grid(cfg, X.shape[1], y), cv=inner,
+                        scoring=sk_scorer(_spearman_score), refit=True).fit(X, y)
+
+
+def fit_sklearn(cfg: TrainConfig, X: np.ndarray, y: np.ndarray):
+    """Fit ridge (RidgeCV over alphas) or a tuned SVR (RBF or linear) on standardised X -> exact
+    torch head. Returns (head, estimator, info); info holds the chosen parameters."""
+    from artmem.memorability.heads import build_head
+    from artmem.models.standardize import standard_scale
+
+    X = np.asarray(X, np.float64)
     if cfg.method == "ridge":
         from sklearn.linear_model import RidgeCV
 
-        est = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(Z, y)
+        mean, scale = standard_scale(X)
+        est = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit((X - mean) / scale, y)
         head = build_head("linear", X.shape[1])
         with torch.no_grad():
             head[1].weight.copy_(torch.as_tensor(est.coef_, dtype=torch.float32)[None])
             head[1].bias.fill_(float(est.intercept_))
         info = {"alpha": float(est.alpha_)}
     else:
-        from sklearn.svm import SVR
-
-        est = SVR(kernel="rbf", C=cfg.C, epsilon=cfg.epsilon, gamma="scale").fit(Z, y)
-        head = build_head("svr_rbf", X.shape[1], n_support=len(est.support_))
-        k = head[1]
-        k.support.copy_(torch.as_tensor(est.support_vectors_, dtype=torch.float32))
-        k.dual.copy_(torch.as_tensor(est.dual_coef_[0], dtype=torch.float32))
-        k.intercept.fill_(float(est.intercept_[0]))
-        k.gamma.fill_(float(est._gamma))
-        info = {"support_vectors": int(len(est.support_)), "gamma": float(est._gamma)}
+        search = svr_search(cfg, X, y)
+        est = search.best_estimator_
+        mean, scale, svr = est["scale"].mean_, est["scale"].scale_, est["svr"]
+        info = {"kernel": cfg.svr_kernel, "C": float(svr.C), "epsilon": float(svr.epsilon),
+                "inner_folds": int(search.n_splits_), "inner_spearman": float(search.best_score_),
+                "support_vectors": int(len(svr.support_))}
+        if cfg.svr_kernel == "linear":
+            head = build_head("linear", X.shape[1])
+            with torch.no_grad():
+                head[1].weight.copy_(torch.tensor(svr.coef_, dtype=torch.float32))
+                head[1].bias.fill_(float(svr.intercept_[0]))
+        else:
+            head = build_head("svr_rbf", X.shape[1], n_support=len(svr.support_))
+            k = head[1]
+            k.support.copy_(torch.as_tensor(svr.support_vectors_, dtype=torch.float32))
+            k.dual.copy_(torch.as_tensor(svr.dual_coef_[0], dtype=torch.float32))
+            k.intercept.fill_(float(svr.intercept_[0]))
+            k.gamma.fill_(float(svr._gamma))
+            info["gamma"] = float(svr._gamma)
     with torch.no_grad():
         head[0].mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        head[0].std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        head[0].std.copy_(torch.as_tensor(scale, dtype=torch.float32))
     return head, est, info
 
 

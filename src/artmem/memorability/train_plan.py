@@ -35,8 +35,11 @@ class TrainConfig:
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.2
     weight_decay: float = 1e-4
-    C: float = 1.0
-    epsilon: float = 0.05
+    svr_kernel: str = "rbf"  # rbf (Squalli-Houssaini) | linear (Khosla Table 1)
+    C: float | None = None  # SVR C, epsilon, gamma: None = tuned by inner CV (methods.svr_param_grid)
+    epsilon: float | None = None
+    gamma: float | None = None
+    inner_folds: int = 3
     seed: int = 0
     device: str = "auto"
     refit: bool = True
