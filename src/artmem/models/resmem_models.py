@@ -249,9 +249,21 @@ class ResMemModel(ZooModel):
             ("resnet", self.features),
             ("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3),
             ("conv4", self.conv4), ("conv5", self.conv5),
-            ("fc6", self.fc6), ("fc7", self.fc7),
-            ("head", nn.ModuleList([self.fc8, self.fc9, self.fc10, self.fc11, self.fc12])),
+            ("fc6", self.fc6), ("fc7", self.fc7), ("fc8", self.fc8), ("fc9", self.fc9),
+            ("fc10", self.fc10), ("fc11", self.fc11),
+            ("head", self.fc12),  # the classifier: the one layer reset_classifier replaces
         ]
+
+    def conv_blocks(self) -> list[tuple[str, list[nn.Module]]]:
+        """The two branches see the image side by side: block k is both branches' k-th block."""
+        r = self.features
+        return [("conv1 + resnet stem", [self.conv1, r.conv1, r.bn1]),
+                ("conv2 + resnet layer1", [self.conv2, r.layer1])]
+
+    def last_module(self) -> tuple[str, list[nn.Module]]:
+        """Both branches' last conv modules (conv5, ResNet layer4) and every layer after them."""
+        return "conv5 + resnet layer4", [self.conv5, self.features.layer4, self.features.fc, self.fc6,
+                                         self.fc7, self.fc8, self.fc9, self.fc10, self.fc11, self.fc12]
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc12 (256 -> n): n == 1 keeps a sigmoid score, n > 1 gives class logits."""
