@@ -234,7 +234,8 @@ def _register_training(msub) -> None:
                    help="precomputed features (`artmem extract` folder) of --model/--layer")
     t.add_argument("--splits-dir", default=None, help="LaMem split files {train,val,test}_<k>.txt")
     t.add_argument("--folds", type=int, default=5, help="k of k-fold when the collection has no splits")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=None,
+                   help="default 100 for a head on frozen features, 30 with --finetune")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--hidden", default="256", help="MLP hidden sizes, comma-separated ('' = linear)")

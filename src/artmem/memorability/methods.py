@@ -35,10 +35,32 @@ def assign_classes(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, scores, side="right").astype(np.int64)
 
 
-def _targets(kind: str, y: np.ndarray, edges) -> np.ndarray:
-    """(class, score) per image, float32: the K-class loss reads column 0, the rest column 1."""
+def _targets(kind: str, y: np.ndarray, edges, scale: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """(class, standardised score) per image, float32: the K-class loss reads column 0, the
+    Euclidean loss column 1, (y - mean) / sd with the training scores' `scale`."""
     cls = assign_classes(y, edges) if kind == "kclass" else np.zeros(len(y))
-    return np.stack([cls, y], 1).astype(np.float32)
+    return np.stack([cls, (y - scale[0]) / scale[1]], 1).astype(np.float32)
+
+
+def _target_scale(kind: str, y_tr: np.ndarray) -> tuple[float, float]:
+    """(mean, sd) of the training scores for the Euclidean loss, else (0, 1).
+
+    Memorability scores spread little (LaMem: sd 0.12; a collection's can be 0.06): regressing
+    them raw, Adam's steps move the output by more than the scores' spread and the head learns
+    little. The head regresses z-scores instead, and `_fold_target_scale` folds the mean and sd
+    back into its last layer, so the saved head predicts scores on the original scale.
+    """
+    if kind != "regression":
+        return 0.0, 1.0
+    sd = float(np.std(y_tr))
+    return float(np.mean(y_tr)), sd if sd > 0 else 1.0
+
+
+def _fold_target_scale(head: nn.Module, scale: tuple[float, float]) -> None:
+    mean, sd = scale
+    with torch.no_grad():
+        head[-1].weight.mul_(sd)
+        head[-1].bias.mul_(sd).add_(mean)
 
 
 class _HeadOnly(nn.Module):
@@ -87,12 +109,6 @@ def _new_head(cfg: TrainConfig, kind: str, dim: int, thresholds) -> nn.Module:
 
     out_dim = len(thresholds) if kind == "kclass" else 1
     return build_head("mlp" if cfg.hidden else "linear", dim, out_dim, cfg.hidden, cfg.dropout)
-
-
-def _start_at_mean(head: nn.Module, kind: str, y_tr: np.ndarray) -> None:
-    if kind == "regression":  # start at the mean score: faster, stabler Euclidean training
-        with torch.no_grad():
-            head[-1].bias.fill_(float(np.mean(y_tr)))
 
 
 def _fit_settings(cfg: TrainConfig, has_val: bool, **device) -> dict:
@@ -206,16 +222,17 @@ def train_head(cfg, kind, X_tr, y_tr, X_va, y_va, edges, thresholds, run_dir):
 
     head = _new_head(cfg, kind, X_tr.shape[1], thresholds)
     head[0].set(torch.as_tensor(X_tr))
-    _start_at_mean(head, kind, y_tr)
+    scale = _target_scale(kind, y_tr)
     model = _HeadOnly(head, kind)
     g = torch.Generator().manual_seed(cfg.seed)
     tr = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(_targets(kind, y_tr, edges))),
+        torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(_targets(kind, y_tr, edges, scale))),
         batch_size=cfg.batch_size, shuffle=True, generator=g)
     va = None
     if X_va is not None and len(X_va):
         va = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(torch.as_tensor(X_va), torch.as_tensor(_targets(kind, y_va, edges))),
+            torch.utils.data.TensorDataset(torch.as_tensor(X_va),
+                                           torch.as_tensor(_targets(kind, y_va, edges, scale))),
             batch_size=256)
     loss_fn, metrics = _loss_and_metrics(kind, thresholds)
     res = fit(model, tr, va, loss_fn, _fit_settings(cfg, va is not None, device="cpu", amp=False), run_dir,
@@ -223,6 +240,8 @@ def train_head(cfg, kind, X_tr, y_tr, X_va, y_va, edges, thresholds, run_dir):
               checkpoint_config={"base_model": cfg.model, "note": "feature head only (not an image model)"})
     state = torch.load(res.best_path, map_location="cpu", weights_only=False)["model"]
     model.load_state_dict(state)
+    if kind == "regression":
+        _fold_target_scale(head, scale)
     return head, res.history
 
 
@@ -233,12 +252,12 @@ def finetune(cfg, kind, coll, rows_tr, y_tr, rows_va, y_va, edges, thresholds, r
 
     scorer = make_scorer(cfg, kind, None, len(thresholds) if kind == "kclass" else 1, thresholds)
     scorer.head = _new_head(cfg, kind, feature_dim(scorer), thresholds)
-    _start_at_mean(scorer.head, kind, y_tr)
+    scale = _target_scale(kind, y_tr)
     tf = build_transform(scorer.pretrained_cfg)
     paths = coll.abs_paths()
 
     def loader(rows, y, shuffle):
-        ds = ImageTable([paths[r] for r in rows], tf, _targets(kind, y, edges))
+        ds = ImageTable([paths[r] for r in rows], tf, _targets(kind, y, edges, scale))
         return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
                                            num_workers=cfg.num_workers, collate_fn=collate_readable)
 
@@ -250,6 +269,8 @@ def finetune(cfg, kind, coll, rows_tr, y_tr, rows_va, y_va, edges, thresholds, r
               Path(run_dir) / "train", metrics_fn=metrics,
               checkpoint_config={"base_model": cfg.model, "note": "training state; use ../model.pt"})
     view.load_state_dict(torch.load(res.best_path, map_location="cpu", weights_only=False)["model"])
+    if kind == "regression":
+        _fold_target_scale(scorer.head, scale)
     return scorer, res.history
 
 

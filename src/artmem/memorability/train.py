@@ -48,7 +48,14 @@ from artmem.memorability.methods import (
     kclass_labels,
     make_scorer,
 )
-from artmem.memorability.train_plan import METHODS, TrainConfig, fold_plan, read_lamem_splits
+from artmem.memorability.train_plan import (
+    FINETUNE_EPOCHS,
+    HEAD_EPOCHS,
+    METHODS,
+    TrainConfig,
+    fold_plan,
+    read_lamem_splits,
+)
 
 __all__ = [
     "METHODS", "ImageTable", "TrainConfig", "assign_classes", "compute_features", "evaluate_predictor",
@@ -107,6 +114,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
                 setattr(cfg, attr, get_pretrained_cfg(name).default_layer or None)
             except ArtmemError:
                 pass
+    if cfg.epochs is None:  # resolved here so config.yaml records it
+        cfg.epochs = FINETUNE_EPOCHS if cfg.finetune else HEAD_EPOCHS
     out = ensure_out_dir(out)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)

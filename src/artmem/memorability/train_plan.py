@@ -13,6 +13,11 @@ import pandas as pd
 from artmem.errors import ArtmemError
 
 METHODS = ("regression", "kclass", "fusion", "svr", "ridge")
+# A head on cached features costs milliseconds per epoch, and a collection of a few hundred images
+# gives only a few steps per epoch: 30 epochs left the Euclidean head far from converged (Spearman
+# 0.67 vs ridge's 0.96 on a 96-image set), 100 reach it (0.90).
+HEAD_EPOCHS = 100
+FINETUNE_EPOCHS = 30
 
 
 @dataclass
@@ -29,7 +34,7 @@ class TrainConfig:
     k: int = 4
     finetune: bool = False
     folds: int = 5
-    epochs: int = 30
+    epochs: int | None = None  # None: HEAD_EPOCHS on cached features, FINETUNE_EPOCHS fine-tuning
     lr: float = 1e-3
     batch_size: int = 32
     hidden: tuple[int, ...] = (256,)
