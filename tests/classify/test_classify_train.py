@@ -131,17 +131,43 @@ def test_frozen_features_search_and_finetune_last(styles_collection, tmp_path):
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary["stage"]) == ["head"] * 4 + ["finetune"] * 2
     assert res.metrics["frozen_features"] and "finetune" in res.metrics
-    # the backbone stayed frozen except the last group (fc) during finetuning
+    # the backbone stayed frozen except the last conv module (conv3) and what follows it (fc)
+    assert res.metrics["finetune"]["last_module"] == "conv3"
     trained = create_model(str(run / "last.safetensors"))
     original = create_model("tiny_test")
-    for g in ("conv1", "conv2", "conv3"):
+    for g in ("conv1", "conv2", "conv3", "fc"):
         a = dict(trained.backbone.layer_groups())[g].state_dict()
         b = dict(original.layer_groups())[g].state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), g
-    fc_a = dict(trained.backbone.layer_groups())["fc"].state_dict()
-    fc_b = dict(original.layer_groups())["fc"].state_dict()
-    assert not all(torch.equal(fc_a[k], fc_b[k]) for k in fc_a)
+        assert all(torch.equal(a[k], b[k]) for k in a) == (g in ("conv1", "conv2")), g
+    # a smooth switch: fine-tuning starts from the head's loss, not from a jump
+    head_last = summary[summary["stage"] == "head"]["train_loss"].iloc[-1]
+    assert summary[summary["stage"] == "finetune"]["train_loss"].iloc[0] < head_last * 1.5 + 0.05
     # a second run with the same backbone reuses the cached features
     res2 = train_classifier(styles_collection, tmp_path / "run2",
                             tiny_config(scenario="only_last", epochs=2, cache_dir=str(cache)))
     assert res2.metrics["feature_time_s"] == 0.0
+
+
+def test_last_module_is_the_last_feature_stage_with_frozen_batchnorm_statistics():
+    from artmem.classify.train import _finetune_wins
+    from artmem.models.scenarios import finetune_last_module, last_module_plan, set_train_mode
+
+    eff = create_model("efficientnet_lite0", pretrained=False)
+    eff.reset_classifier(4)
+    label, params = last_module_plan(eff)
+    assert label == "stage7"  # not the 1x1 head conv
+    stage7 = dict(eff.layer_groups())["stage7"]
+    hand = [stage7, eff._conv_head, eff._bn1, eff._fc]
+    assert params == {id(p) for m in hand for p in m.parameters()}
+    finetune_last_module(eff)
+    set_train_mode(eff, True)
+    bns = [m for m in stage7.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training and m.weight.requires_grad for m in bns)
+    assert not eff._conv_stem.weight.requires_grad
+    before = bns[0].running_mean.clone()
+    eff(torch.randn(2, 3, 224, 224))
+    assert torch.equal(before, bns[0].running_mean)  # the statistics of the cached features
+    # tie rule: accuracy, then loss, then the head-only model
+    assert _finetune_wins((0.8, 0.5), (0.7, 0.1)) and not _finetune_wins((0.7, 0.9), (0.8, 0.1))
+    assert _finetune_wins((0.8, 0.4), (0.8, 0.5)) and not _finetune_wins((0.8, 0.5), (0.8, 0.5))
+    assert not _finetune_wins((float("nan"), 0.1), (0.8, 0.5))

@@ -28,6 +28,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig setting as a flag (default None: the config file or built-in default applies)."""
     g = p.add_argument_group("what to train")
     g.add_argument("--config", help="YAML file of settings (flags override it)")
+    g.add_argument("--preset", choices=["cetinic2018", "cetinic2018_fast", "yu2017"],
+                   help="a paper's settings (flags and --config override them): cetinic2018 = lr 1e-4 "
+                   "constant, 100 epochs, batch 256, SGD; yu2017 = frozen features, MLP head, Adam, "
+                   "search, last-module fine-tuning (see docs/classify.md)")
     g.add_argument("--label", help="class column (style, genre, artist, ...); required unless --config gives it")
     g.add_argument("--model", help="zoo entry (`artmem models`) or trained run/checkpoint; default efficientnet_lite0")
     g.add_argument("--init", choices=["pretrained", "random"], help="weights to start from (default pretrained)")

@@ -33,10 +33,26 @@ class HeadOnly(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.head = dict(model.layer_groups())["head"]
-        object.__setattr__(self, "_forward_head", model.forward_head)
+        object.__setattr__(self, "_model", model)
+
+    def train(self, mode: bool = True):
+        """The whole model follows: dropout outside the head group (e.g. EfficientNet's dropout
+        before its classifier) acts here as it will when the last module is fine-tuned, while
+        the frozen backbone stays in eval mode (`set_train_mode`)."""
+        from artmem.models.scenarios import set_train_mode
+
+        super().train(mode)
+        set_train_mode(self._model, mode)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # `.to(device)` moves the whole model: forward_head may use frozen layers outside the
+        # head group (ResMem's fc8..fc11 before its classifier fc12)
+        self._model._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self._forward_head(f)
+        return self._model.forward_head(f)
 
 
 def feature_key(model_name: str, init: str, seed: int, cache_size: int, crop: int) -> str:

@@ -49,6 +49,21 @@ class MLPHeadClassifier(ZooModel):
         groups = list(self.backbone.layer_groups())[:-1]
         return groups + [("head", self.head)]
 
+    def conv_blocks(self):
+        from artmem.models.scenarios import conv_blocks
+
+        return conv_blocks(self.backbone)
+
+    def last_module(self):
+        """The backbone's last module (without its unused classifier) and the MLP head."""
+        from artmem.models.scenarios import last_module_plan
+
+        label, params = last_module_plan(self.backbone)
+        old_head = {id(p) for p in dict(self.backbone.layer_groups())["head"].parameters()}
+        mods = [m for m in self.backbone.modules()
+                if not list(m.children()) and any(id(p) in params - old_head for p in m.parameters())]
+        return label, [*mods, self.head]
+
     def reset_classifier(self, num_classes: int) -> None:
         width = self.head[1].out_features
         self.head = mlp_head(self.head[1].in_features, width, num_classes, self.head[0].p)

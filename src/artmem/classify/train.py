@@ -210,17 +210,41 @@ def train_classifier(collection, out: str | Path, config: TrainConfig, resume: b
     return TrainResult(run_dir, metrics, history, written)
 
 
+def _val_at(history: pd.DataFrame, epoch: int) -> tuple[float, float]:
+    """(val_acc, val_loss) of `epoch` (1-based) of a fit history; NaN where not recorded."""
+    row = history[history["epoch"] == epoch]
+    return tuple(float(row[c].iloc[0]) if c in row and len(row) else float("nan")
+                 for c in ("val_acc", "val_loss"))
+
+
+def _finetune_wins(ft: tuple[float, float], head: tuple[float, float]) -> bool:
+    """Keep the fine-tuned model only when validation says it is better: higher accuracy, or the
+    same accuracy and a lower loss. A full tie (or no validation) keeps the head-only model,
+    the simpler one with fewer trained parameters."""
+    (fa, fl), (ha, hl) = ft, head
+    if np.isnan(fa) or np.isnan(ha):
+        return False
+    if fa != ha:
+        return fa > ha
+    return bool(fl < hl)
+
+
 def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Path, resume, device,
                   on_epoch_end, collection):
     """Frozen backbone: cached features -> head (optionally searched) -> optional last-block finetune."""
     from artmem.classify.frozen import HeadOnly, cached_features, feature_key, sample_trials
     from artmem.classify.model import build_classifier
-    from artmem.models.scenarios import apply_scenario, train_groups
+    from artmem.models.scenarios import (
+        apply_scenario,
+        finetune_last_module,
+        trainable_parameter_count,
+    )
 
     crop = min(input_crop(model), cache.size)
     key = feature_key(cfg.model, cfg.init, cfg.seed, cache.size, crop)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
     apply_scenario(model, "only_last")
+    head_params = trainable_parameter_count(model)
     identity = {"model": cfg.model, "init": cfg.init, "seed": cfg.seed, "cache_size": cache.size, "crop": crop}
     kept = collection.subset(collection.table["path"].isin(set(table["path"])).to_numpy())
     feats, feat_time = cached_features(model, kept, cache, crop, cache_root / "features" / key, identity,
@@ -253,7 +277,7 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
                         "dir": str(tdir.relative_to(run_dir)), "_res": res, "_ckpt": tckpt})
     order = sorted(results, key=lambda r: (-np.nan_to_num(r["best_val_acc"], nan=-1), r["best_val_loss"], r["trial"]))
     chosen = order[0]
-    extra = {"feature_time_s": round(feat_time, 3), "frozen_features": True}
+    extra = {"feature_time_s": round(feat_time, 3), "frozen_features": True, "trainable_params": head_params}
     if cfg.search > 0:
         table_s = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in results])
         table_s["chosen"] = table_s["trial"] == chosen["trial"]
@@ -270,21 +294,28 @@ def _train_frozen(cfg, model, ckpt, names, cache, table, ds, loader, run_dir: Pa
     history = res.history.assign(stage="head")
     train_time = float(res.train_time_s) + feat_time
     if cfg.finetune_last:
-        groups = [g for g, _ in model.layer_groups()]
-        train_groups(model, groups[-2:])
-        logger.info("finetuning %s from the trained head at lr %g", ", ".join(groups[-2:]), cfg.finetune_lr)
+        label = finetune_last_module(model)
+        logger.info("finetuning the last module (%s) and the head from the trained head at lr %g",
+                    label, cfg.finetune_lr)
         ftcfg = {**_fit_settings(cfg), "optimizer": cfg.finetune_optimizer, "lr": cfg.finetune_lr,
                  "schedule": "constant", "epochs": cfg.finetune_epochs}
-        ft = fit(model, loader("train", True), loader("val"), loss_fn, ftcfg, run_dir / "finetune",
+        # the head was trained on centre-crop features: the fine-tuning images are the same
+        # centre crops (no augmentation), so its first step starts where the head stopped
+        train_part = table[table["split"] == "train"].reset_index(drop=True)
+        ft_train = make_loader(make_dataset(cache, train_part, model, train=False), cfg.batch_size, shuffle=True,
+                               num_workers=cfg.num_workers, device=device)
+        ft = fit(model, ft_train, loader("val"), loss_fn, ftcfg, run_dir / "finetune",
                  accuracy_metrics, resume=resume, checkpoint_config=ckpt, class_names=names,
                  on_epoch_end=on_epoch_end)
         history = pd.concat([history, ft.history.assign(stage="finetune")], ignore_index=True)
         train_time += ft.train_time_s
-        head_best = chosen["best_val_acc"]
-        ft_best = float(ft.history["val_acc"].max()) if "val_acc" in ft.history else float("nan")
-        use_ft = not (ft_best < head_best)  # keep the finetuned model unless validation says worse
-        extra["finetune"] = {"best_val_acc": ft_best, "head_best_val_acc": head_best, "used": use_ft,
-                             "groups": groups[-2:]}
+        head_at = _val_at(res.history, res.best_epoch)
+        ft_at = _val_at(ft.history, ft.best_epoch)
+        use_ft = _finetune_wins(ft_at, head_at)
+        extra["finetune"] = {"best_val_acc": ft_at[0], "best_val_loss": ft_at[1],
+                             "head_best_val_acc": head_at[0], "head_best_val_loss": head_at[1],
+                             "used": use_ft, "last_module": label, "trainable_params": trainable_parameter_count(model),
+                             "rule": "higher val accuracy; on a tie lower val loss; on a tie the head"}
         if use_ft:
             copy_checkpoint(ft.best_path, run_dir / "best.safetensors")
         copy_checkpoint(ft.last_path, run_dir / "last.safetensors")

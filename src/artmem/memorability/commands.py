@@ -197,6 +197,7 @@ def _cmd_train(args) -> int:
         model2=args.model2, layer2=args.layer2, head=args.head, k=args.k, finetune=args.finetune,
         folds=args.folds, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, hidden=hidden,
         dropout=args.dropout, weight_decay=args.weight_decay, C=args.C, epsilon=args.epsilon,
+        gamma=args.gamma, svr_kernel=args.svr_kernel, inner_folds=args.inner_folds,
         seed=args.seed, device=args.device, refit=not args.no_refit, features=args.features,
         num_workers=args.num_workers,
     )
@@ -245,14 +246,20 @@ def _register_training(msub) -> None:
                    help="precomputed features (`artmem extract` folder) of --model/--layer")
     t.add_argument("--splits-dir", default=None, help="LaMem split files {train,val,test}_<k>.txt")
     t.add_argument("--folds", type=int, default=5, help="k of k-fold when the collection has no splits")
-    t.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="default 100 for a head on frozen features, 30 with --finetune")
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     t.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     t.add_argument("--hidden", default="256", help="MLP hidden sizes, comma-separated ('' = linear)")
     t.add_argument("--dropout", type=float, default=0.2, help="dropout of the MLP head (default 0.2)")
     t.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay (default 1e-4)")
-    t.add_argument("--C", type=float, default=1.0, help="SVR C")
-    t.add_argument("--epsilon", type=float, default=0.05, help="SVR epsilon")
+    t.add_argument("--svr-kernel", default="rbf", choices=["rbf", "linear"],
+                   help="SVR kernel: rbf (Squalli-Houssaini 2018) or linear (Khosla 2015 Table 1)")
+    t.add_argument("--C", type=float, default=None, help="fix the SVR C (default: tuned by inner CV)")
+    t.add_argument("--epsilon", type=float, default=None, help="fix the SVR epsilon (default: tuned)")
+    t.add_argument("--gamma", type=float, default=None, help="fix the RBF SVR gamma (default: tuned)")
+    t.add_argument("--inner-folds", type=int, default=3,
+                   help="inner cross-validation folds (on each training part) that tune the SVR")
     t.add_argument("--no-refit", action="store_true",
                    help="model.safetensors = the first fold's model instead of a refit on all images")
     t.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes (default 0)")

@@ -25,7 +25,8 @@ WRAPPER = "memorability_scorer"
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std with the training-set statistics as buffers."""
+    """(x - mean) / std with the training-set statistics as buffers (`std` is 1 on columns that
+    are constant in training, as in scikit-learn's StandardScaler; see `models.standardize`)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -33,8 +34,11 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(dim))
 
     def set(self, x: torch.Tensor) -> None:
-        self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
+        from artmem.models.standardize import standard_scale
+
+        mean, scale = standard_scale(x)
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(scale, dtype=self.std.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -7,7 +7,9 @@ Methods (all end in a `MemorabilityScorer` checkpoint usable as `--model PATH`):
 - `kclass`: Squalli-Houssaini et al. 2018: K balanced classes from the training scores'
   quantiles, softmax, m = sum_k p(k|i) s_k;
 - `fusion`: features of two models concatenated into one MLP (regression or K-class head);
-- `svr`, `ridge`: scikit-learn baselines on the frozen features.
+- `svr`, `ridge`: scikit-learn baselines on the frozen features (SVR: RBF or linear kernel, C,
+  epsilon and gamma tuned by inner cross-validation on each training part; the chosen values go
+  to summary.csv and metrics.json `chosen_params`).
 
 Evaluation: Spearman on the collection's own splits when present (LaMem's 5 splits as columns
 `split_1..split_5`, or one `split` column with train/val/test), else k-fold (5). The torch
@@ -35,7 +37,14 @@ from artmem.errors import ArtmemError
 from artmem.memorability.evaluate import spearman
 from artmem.memorability.features import compute_features, features_from_store, predict_images
 from artmem.memorability.methods import fit_method, make_scorer
-from artmem.memorability.train_plan import METHODS, TrainConfig, fold_plan, read_lamem_splits
+from artmem.memorability.train_plan import (
+    FINETUNE_EPOCHS,
+    HEAD_EPOCHS,
+    METHODS,
+    TrainConfig,
+    fold_plan,
+    read_lamem_splits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +109,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
                 setattr(cfg, attr, get_pretrained_cfg(name).default_layer or None)
             except ArtmemError:
                 pass
+    if cfg.epochs is None:  # resolved here so config.yaml records it
+        cfg.epochs = FINETUNE_EPOCHS if cfg.finetune else HEAD_EPOCHS
     out = ensure_out_dir(out)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -176,7 +187,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
 
     # the final model
     if cfg.refit:
-        final, _ = fit_method(cfg, kind, coll, X, y_all, proto, np.flatnonzero(usable), None, out / "refit")
+        final, refit_info = fit_method(cfg, kind, coll, X, y_all, proto, np.flatnonzero(usable), None,
+                                       out / "refit")
         save_checkpoint(out / "model.safetensors", final,
                         {**scorer_config(final, cfg.model, cfg.model2, fold="all", score_column=cfg.score_column),
                          "preprocess": preprocess_for(final).to_dict()})
@@ -190,6 +202,11 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
         "folds_from": cfg.extra["folds_from"], "n_images": int(usable.sum()),
         "unreadable": int(len(errors)), "model_path": str(out / "model.safetensors"),
     }
+    if cfg.method in ("svr", "ridge"):  # the parameters the inner search chose, per fold and refit
+        metrics["chosen_params"] = {f["fold"]: {k: v for k, v in f.items() if k != "fold"}
+                                    for f in json.loads(summary.to_json(orient="records"))}
+        if cfg.refit:
+            metrics["chosen_params"]["refit"] = refit_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     logger.info("Spearman %.3f +- %.3f over %d folds", metrics["spearman_mean"], metrics["spearman_sd"],
                 len(folds))

@@ -120,6 +120,7 @@ def analyze(
     features: bool = True,
     measures: bool = True,
     symmetry: bool = True,
+    hue_mode: str = "chromatic",
     maps: bool = True,
     map_grids: tuple[int, ...] | None = None,
     map_renderings: bool = False,
@@ -157,7 +158,7 @@ def analyze(
     if measures:
         logger.info("analyze: [2/4] image measures")
         mdir = out / "measures"
-        config = MeasureConfig(symmetry=symmetry)
+        config = MeasureConfig(symmetry=symmetry, hue_mode=hue_mode)
         if resume and _covers(mdir / "measures.parquet", mdir / "errors.parquet", set(coll.paths)) \
                 and _same_measures(mdir, config):
             logger.info("analyze: reusing %s", mdir)

@@ -81,7 +81,8 @@ def build_report(data: ReportData, out: str | Path, options: ReportOptions | Non
     if data.features is not None:
         sections.tsne_section(w, data, df, opt, thumbs)
     groups = data.measure_groups or {}
-    spearman = sections.correlation_section(w, df, measure_cols, groups, opt)
+    spearman = sections.correlation_section(w, df, measure_cols, groups, opt,
+                                            str((data.inputs or {}).get("hue_mode", "unrecorded")))
     sections.quartile_section(w, df, measure_cols, groups, opt)
     sections.left_out_section(w, coll, df, data)
 

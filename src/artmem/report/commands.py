@@ -147,6 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--no-features", action="store_true", help="skip features and the t-SNE")
     a.add_argument("--no-measures", action="store_true", help="skip the image measures")
     a.add_argument("--no-symmetry", action="store_true", help="measures without the CNN symmetry")
+    a.add_argument("--hue-mode", choices=("chromatic", "paper"), default="chromatic",
+                   help="hue histogram: chromatic (greys left out, default) or paper (every pixel, "
+                   "Cetinic 2019); see `artmem measures --help`")
     a.add_argument("--no-maps", action="store_true", help="skip memorability maps of the top/bottom images")
     a.add_argument("--map-grids", metavar="N[,N]", help="map scales: windows along the shorter side (default 3,5,8)")
     a.add_argument("--batch-size", type=int, default=None, help="batch size of the model runs")
@@ -178,6 +181,7 @@ def cmd_analyze(args) -> int:
         args.collection, args.out, model=args.model, feature_model=args.feature_model, layer=args.layer,
         device=args.device, options=_options(args), predictions=args.predictions,
         features=not args.no_features, measures=not args.no_measures, symmetry=not args.no_symmetry,
+        hue_mode=args.hue_mode,
         maps=not args.no_maps, map_grids=_int_list("--map-grids", args.map_grids),
         batch_size=args.batch_size, workers=args.workers,
         resume=not args.no_resume, csv=args.csv, command=command_from_args(args),

@@ -184,6 +184,8 @@ def load_report_data(
         mdf, info = read_measures(measures)
         groups = info.get("groups", {})
         inputs["measures"] = Path(measures)
+        # which hue histogram the measures hold (chromatic or paper; see artmem.analysis.color)
+        inputs["hue_mode"] = info.get("config", {}).get("hue_mode", "unrecorded")
         base = Path(measures) if Path(measures).is_dir() else Path(measures).parent
         if (base / "errors.parquet").exists():
             errors["measures"] = pd.read_parquet(base / "errors.parquet")

@@ -189,7 +189,7 @@ def tsne_section(w: ReportWriter, data: ReportData, df: pd.DataFrame, opt: Repor
 
 
 def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[str], groups: dict,
-                        opt: ReportOptions) -> pd.DataFrame | None:
+                        opt: ReportOptions, hue_mode: str = "unrecorded") -> pd.DataFrame | None:
     """Spearman table, scatter panel, hue wheel and one scatter per measure; returns the table
     (None without measures)."""
     if not measure_cols:
@@ -224,7 +224,8 @@ def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[st
         hue = spearman.set_index("measure").loc[list(HUE_COLUMNS)]
         w.figure(sec, F.hue_wheel(hue["rho"].tolist(), hue["p"].tolist(), opt.alpha), "hue_wheel",
                  "Spearman rho between memorability and the share of each of the 12 hues "
-                 f"(Cetinic et al. 2019, Figure 6); * p &lt; {opt.alpha:g}. Grey: not computable.")
+                 f"(Cetinic et al. 2019, Figure 6); * p &lt; {opt.alpha:g}. Grey: not computable. "
+                 f"Hue histogram: {hue_mode} mode.")
     singles = [m for m in measure_cols if m not in HUE_COLUMNS]
     import matplotlib.pyplot as plt
 
