@@ -182,12 +182,11 @@ ARCHITECTURES = {"resmem_alexnet": "CaffeNet/AlexNet", "resnet152_resmem": "ResN
 
 def base_model_name(model: str) -> str:
     """The zoo entry behind `model` (a registry name, or a trained run/checkpoint)."""
-    from artmem.models.registry import is_checkpoint_path, list_models
+    from artmem.models.checkpoint import is_run_path, read_description
+    from artmem.models.registry import list_models
 
-    if model not in list_models() and is_checkpoint_path(model):
-        from artmem.models.checkpoint import load_checkpoint
-
-        return str(load_checkpoint(model)["config"]["base_model"])
+    if model not in list_models() and is_run_path(model):
+        return str(read_description(model)["config"]["base_model"])
     return model
 
 
