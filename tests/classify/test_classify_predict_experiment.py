@@ -174,7 +174,7 @@ def test_presets_are_one_flag_away_and_recorded(styles_collection, tmp_path):
         resolve_config(overrides={"preset": "nope"})
     assert set(PRESETS) == {"cetinic2018", "cetinic2018_fast", "yu2017"}
     out = tmp_path / "run"
-    assert main(["train", str(styles_collection), "-o", str(out), "--model", "tiny_test", "--preset",
+    assert main(["train", str(styles_collection), "-o", str(out), "--model", "tiny_test", "--label", "style", "--preset",
                  "cetinic2018_fast", "--epochs", "1", "--batch-size", "16", "--cache-size", "36",
                  "--device", "cpu", "--num-workers", "0"]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
