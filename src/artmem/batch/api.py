@@ -78,6 +78,21 @@ def run_job(
         return ray_engine.run_job(spec, resume=resume, batch_size=batch_size, progress=progress, **engine_opts)
 
 
+def _open(collection):
+    from artmem.data.collection import open_collection
+
+    return open_collection(collection)
+
+
+def model_processor(coll, model, kind: str, precision: str = "fp32", **kwargs):
+    """`ModelProcessor` for a job over `coll`: int8/auto calibrate on a sample of its own images."""
+    from artmem.batch.processors import ModelProcessor
+
+    calibration = coll.abs_paths() if precision != "fp32" else None
+    return ModelProcessor(model, kind, precision=precision, calibration=calibration,
+                          calibration_name=f"collection {coll.name}", **kwargs)
+
+
 def score(
     collection,
     model: str | Path = "resmem",
@@ -91,6 +106,7 @@ def score(
     engine: str = "local",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -100,10 +116,12 @@ def score(
     Unreadable images are skipped and listed in OUT/errors.parquet (and in `df.attrs["errors"]`).
     `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
     `threads`: compute threads (default: all cores).
+    `precision`: "fp32" (default, equals the reference package), "int8" (CPU, calibrated on a sample
+    of the collection; see docs/batch.md) or "auto".
     """
-    from artmem.batch.processors import ModelProcessor
-
-    result = run_job(collection, ModelProcessor(model, "scores", backend=backend, threads=threads), out, device=device,
+    coll = _open(collection)
+    proc = model_processor(coll, model, "scores", backend=backend, threads=threads, precision=precision)
+    result = run_job(coll, proc, out, device=device,
                      batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
                      engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
@@ -125,6 +143,7 @@ def extract(
     engine: str = "local",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -134,9 +153,10 @@ def extract(
     With `out`, also writes OUT/features.parquet + OUT/features.json (read them back with
     `artmem.batch.results.read_features`).
     """
-    from artmem.batch.processors import ModelProcessor
-
-    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend, threads=threads), out,
+    coll = _open(collection)
+    proc = model_processor(coll, model, "features", layer=layer, backend=backend, threads=threads,
+                           precision=precision)
+    result = run_job(coll, proc, out,
                      device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
                      engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)

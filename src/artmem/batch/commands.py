@@ -11,6 +11,7 @@ from artmem.cliutils import (
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_precision_arg,
     print_written,
 )
 
@@ -34,6 +35,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="auto: ONNX Runtime on CPU where the model supports it (faster, same scores "
                    "within 1e-5), else PyTorch")
+    add_precision_arg(p)
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this machine with DataLoader workers; ray: Ray Data actors")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (engine ray; default: local Ray)")
@@ -91,16 +93,17 @@ def _engine_opts(args) -> dict:
 
 
 def _run(args, kind: str) -> int:
-    from artmem.batch.api import run_job
+    from artmem.batch.api import model_processor, run_job
     from artmem.batch.engines.local import summarize_errors
-    from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_collection
 
-    processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
-                               threads=args.threads)
-    processor.spec()  # validate model/layer before touching OUT
+    coll = open_collection(args.collection)
+    processor = model_processor(coll, args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
+                                threads=args.threads, precision=args.precision)
+    processor.spec()  # validate model/layer (and calibrate int8 once) before touching OUT
     opts = _engine_opts(args)
     result = run_job(
-        args.collection, processor, args.out, device=args.device, batch_size=args.batch_size,
+        coll, processor, args.out, device=args.device, batch_size=args.batch_size,
         resume=args.resume, csv=args.csv, engine=args.engine, shard_size=args.shard_size,
         progress=args.progress, **opts,
     )
@@ -112,7 +115,7 @@ def _run(args, kind: str) -> int:
     if result.n_processed and result.seconds:
         msg += f"; {result.n_processed} processed now at {result.images_per_second:.2f} img/s"
     if result.backend:
-        msg += f" [{result.backend}]"
+        msg += f" [{result.backend}, {processor.resolved_precision()}]"
     print(msg, file=sys.stderr)
     if len(result.errors):
         print(summarize_errors(result.errors), file=sys.stderr)

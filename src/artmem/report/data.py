@@ -160,6 +160,7 @@ def load_report_data(
             try:
                 rec = json.loads(job.read_text())
                 inputs["model"] = rec.get("model") or (rec.get("processor") or {}).get("model")
+                inputs["precision"] = rec.get("precision") or (rec.get("processor") or {}).get("precision", "fp32")
             except ValueError:
                 pass
         try:
