@@ -131,7 +131,7 @@ def test_auto_measures_fidelity_once_and_decides(synthetic_collection, tmp_path,
     proc = model_processor(synthetic_collection, "tiny_test", "features", precision="auto")
     used = proc.resolved_precision("cpu")
     record = json.loads(_int8_files(cache)[0].with_suffix(".json").read_text())
-    fid = record["fidelity"]["out0"]
+    fid = record["fidelity"]["fc"]
     assert fid["kind"] == "features" and fid["n"] == 24  # the 24 images not used for calibration
     assert used == ("int8" if quantize.fidelity_passes(record["fidelity"]) else "fp32")
 
@@ -162,3 +162,33 @@ def test_fidelity_statistics_match_references():
     assert ff["top5_overlap"] == pytest.approx(expected)
     assert quantize.neighbour_overlap(x, x, k=5) == 1.0
     assert quantize.passes({"n": 10, "spearman": 0.995}) and not quantize.passes({"n": 10, "spearman": 0.98})
+
+
+def test_check_precision_cli_prints_fidelity_on_held_out_images(synthetic_collection, cache, capsys):
+    rc = main(["models", "check-precision", "tiny_test", "--collection", str(synthetic_collection.root),
+               "--images", "20"])
+    text = capsys.readouterr().out
+    assert "int8 vs fp32 on 20 image(s) not used for calibration" in text
+    assert "mean cosine" in text and "top-10 neighbour overlap" in text and "Spearman" in text
+    # tiny_test's scores differ by ~1e-4 between images: int8 cannot rank them, and the check says so
+    assert rc == 1 and "FAIL" in text
+
+
+@pytest.mark.slow
+def test_measures_symmetry_int8_close_to_fp32(synthetic_collection, tmp_path, cache):
+    """The symmetry branch (ResMem's AlexNet-like filters, from the resmem package) in int8."""
+    from artmem.analysis.jobs import run_measures
+    from artmem.analysis.measures import SYMMETRY_COLUMNS, MeasureConfig
+
+    config = MeasureConfig(edges=False, color=False)
+    fp32, _, _ = run_measures(synthetic_collection, tmp_path / "m32", config, num_workers=0, progress=False)
+    int8, _, _ = run_measures(synthetic_collection, tmp_path / "m8", config, num_workers=0, progress=False,
+                              precision="int8")
+    assert json.loads((tmp_path / "m8" / "job.json").read_text())["precision"] == "int8"
+    for c in SYMMETRY_COLUMNS:
+        a, b = fp32[c].to_numpy(), int8[c].to_numpy()
+        assert np.abs(a - b).max() < 0.02, c
+        assert np.corrcoef(a, b)[0, 1] > 0.95, c
+    with pytest.raises(ArtmemError, match="holds int8 results"):
+        run_measures(synthetic_collection, tmp_path / "m8", config, num_workers=0, progress=False,
+                     shard_size=10)

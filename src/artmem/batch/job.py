@@ -163,7 +163,7 @@ def _job_record(spec: JobSpec) -> dict:
 def _comparable(processor_spec: dict | None) -> dict | None:
     """A processor spec with the default precision made explicit (job.json files written before
     precision was recorded hold fp32 results)."""
-    if isinstance(processor_spec, dict) and processor_spec.get("processor") == "model":
+    if isinstance(processor_spec, dict) and processor_spec.get("processor") in ("model", "measures"):
         return {"precision": "fp32", **processor_spec}
     return processor_spec
 

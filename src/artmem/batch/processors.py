@@ -257,7 +257,9 @@ class ModelProcessor(BaseProcessor):
             return path, "fp32"
         calib, check, source = calibration_sets(self.calibration, self.calibration_name)
         kinds = ["score" if column == "score" else "features" for column, _ in self.outputs()]
+        names = [layer or "score" for _, layer in self.outputs()]
         file, used, _ = precision_file(path, self.precision, calib=calib, check=check, source=source, kinds=kinds,
+                                       names=names,
                                        batches_fn=lambda ps: image_batches(ps, lambda p: self.load(p).numpy()),
                                        threads=self.threads)
         return file, used

@@ -10,8 +10,9 @@ images' content, so a different sample gives a different file and an identical o
 
 Fidelity is measured, not assumed: `measure_fidelity` compares fp32 and int8 outputs on images
 that were *not* used for calibration (Spearman/Pearson of scores, max/mean absolute difference;
-mean cosine and top-10 neighbour overlap of feature vectors). `--precision auto` uses int8 only
-when this measurement passes (`passes`), and records it in the `.json` beside the int8 file.
+mean cosine and top-10 neighbour overlap of feature vectors). It is measured once per int8 file
+and recorded in the `.json` beside it; `--precision auto` uses int8 only when it passes
+(`passes`), `--precision int8` warns loudly when it does not.
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def passes(fidelity: dict) -> bool:
     return ok and fidelity.get("n", 0) >= 3
 
 
-def measure_fidelity(fp32_session, int8_session, batches: list[np.ndarray], kinds: Sequence[str]) -> dict:
+def measure_fidelity(fp32_session, int8_session, batches: list[np.ndarray], kinds: Sequence[str],
+                     names: Sequence[str] | None = None) -> dict:
     """{output name: fidelity} of int8 against fp32 on `batches`; `kinds[i]` is "score" (values
     compared by rank and difference) or "features" (vectors compared by cosine and neighbours)."""
     if not batches:
@@ -250,7 +252,7 @@ def measure_fidelity(fp32_session, int8_session, batches: list[np.ndarray], kind
     for i, kind in enumerate(kinds):
         a = np.concatenate([o[i].reshape(len(o[i]), -1) for o in outs32])
         b = np.concatenate([o[i].reshape(len(o[i]), -1) for o in outs8])
-        result[f"out{i}"] = {"kind": kind, **(score_fidelity(a, b) if kind == "score" else feature_fidelity(a, b))}
+        result[names[i] if names else f"out{i}"] = {"kind": kind, **(score_fidelity(a, b) if kind == "score" else feature_fidelity(a, b))}
     return result
 
 
@@ -274,7 +276,7 @@ def describe_fidelity(fidelity: dict) -> str:
 
 def precision_file(fp32_path: Path, precision: str, *, calib: Sequence[str], check: Sequence[str],
                    batches_fn: Callable[[list[str]], list[np.ndarray]], source: str, kinds: Sequence[str],
-                   threads: int | None = None) -> tuple[Path, str, dict]:
+                   names: Sequence[str] | None = None, threads: int | None = None) -> tuple[Path, str, dict]:
     """(ONNX file to run, precision used, int8 record) for `precision` fp32 | int8 | auto.
 
     int8 quantizes on first use (cached). auto: int8 when its fidelity, measured once on the
@@ -288,16 +290,21 @@ def precision_file(fp32_path: Path, precision: str, *, calib: Sequence[str], che
         return Path(fp32_path), "fp32", {}
     int8 = ensure_int8(fp32_path, calib, batches_fn, source)
     record = read_record(int8)
-    if precision == "int8":
-        return int8, "int8", record
     fid = record.get("fidelity")
     if fid is None:
         logger.info("measuring int8 fidelity on %d image(s) not used for calibration (once)", len(check))
         fid = measure_fidelity(make_session(fp32_path, threads), make_session(int8, threads),
-                               batches_fn(list(check)), kinds)
+                               batches_fn(list(check)), kinds, names)
         record.update(fidelity=fid, fidelity_images=[Path(p).name for p in sorted(check)])
         write_record(int8, record)
-    if fidelity_passes(fid):
+    good = fidelity_passes(fid)
+    if precision == "int8":
+        if not good:
+            logger.warning("WARNING: int8 fidelity is below the bar (Spearman >= %.2f, cosine >= %.2f) on %d "
+                           "image(s) not used for calibration; scores may rank differently from fp32:\n%s",
+                           MIN_RANK_FIDELITY, MIN_COSINE, len(check), describe_fidelity(fid))
+        return int8, "int8", record
+    if good:
         return int8, "int8", record
     logger.warning("--precision auto: int8 fidelity below the bar (Spearman >= %.2f, cosine >= %.2f); using fp32\n%s",
                    MIN_RANK_FIDELITY, MIN_COSINE, describe_fidelity(fid))
