@@ -192,3 +192,18 @@ def test_measures_symmetry_int8_close_to_fp32(synthetic_collection, tmp_path, ca
     with pytest.raises(ArtmemError, match="holds int8 results"):
         run_measures(synthetic_collection, tmp_path / "m8", config, num_workers=0, progress=False,
                      shard_size=10)
+
+
+def test_analyze_int8_records_precision_and_refuses_a_mixed_rerun(synthetic_collection, tmp_path, cache, capsys):
+    out = tmp_path / "a"
+    args = ["analyze", str(synthetic_collection.root), "-o", str(out), "--model", "tiny_test", "--no-maps",
+            "--no-symmetry", "--device", "cpu", "--precision", "int8"]
+    assert main(args) == 0
+    for step in ("scores", "features"):
+        assert json.loads((out / step / "job.json").read_text())["precision"] == "int8"
+    html = (out / "report" / "report.html").read_text()
+    assert "precision" in html and "int8" in html  # in the report's provenance table
+    capsys.readouterr()
+    assert main([*args[:-1], "fp32"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "holds int8 results; this run computes fp32" in err[0]  # one line

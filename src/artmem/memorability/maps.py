@@ -180,10 +180,32 @@ def _scaled_size(w: int, h: int, window: int, stride: int, g: int) -> tuple[int,
     return window + stride * k, short
 
 
-class MapModel:
-    """A model prepared for maps: the scorer, its preprocessing and the window geometry."""
+def fcn_onnx_file(model: nn.Module, model_name: str) -> Path:
+    """The cached fp32 ONNX export of the fully convolutional ResMem (batch, height, width free)."""
+    from artmem.models.onnx_export import export_module, onnx_cache_dir, onnx_path_for, weights_id
 
-    def __init__(self, model: nn.Module, device="cpu", method: str = "auto", stride: int | None = None):
+    base = onnx_path_for(model_name, ["fcn"], weights_id(model_name, model.pretrained_cfg.source))
+    path = onnx_cache_dir() / f"map-{base.name}"
+    if not path.exists():
+        w = ResMemFCN.window
+        export_module(ResMemFCN(model).eval(), path, torch.zeros(1, 3, w + ResMemFCN.stride, w), ["grid"],
+                      dynamic_spatial=True)
+    return path
+
+
+class MapModel:
+    """A model prepared for maps: the scorer, its preprocessing and the window geometry.
+
+    On CPU the fully convolutional ResMem runs through ONNX Runtime (`precision` "fp32", or "int8"
+    calibrated on `calibration` images at the map scales; "auto" as in `artmem.models.quantize`);
+    `onnx=False` keeps it in torch.
+    """
+
+    def __init__(self, model: nn.Module, device="cpu", method: str = "auto", stride: int | None = None,
+                 precision: str = "fp32", calibration: list[str] | None = None, grids: tuple[int, ...] = (),
+                 onnx: bool = True, model_name: str | None = None, threads: int | None = None):
+        from artmem.models.onnx_export import check_precision_name
+
         self.model = model.eval()
         self.cfg = model.pretrained_cfg
         self.device = torch.device(device)
@@ -201,6 +223,46 @@ class MapModel:
             self.stride = stride or max(1, self.window // 8)
         self.mean = torch.tensor(self.cfg.mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(self.cfg.std, dtype=torch.float32).view(3, 1, 1)
+        self.session = None
+        self.precision = "fp32"
+        check_precision_name(precision)
+        if precision == "int8" and (self.fcn is None or self.device.type != "cpu"):
+            from artmem.errors import ArtmemError
+
+            raise ArtmemError("--precision int8 for maps needs the fully convolutional model on CPU "
+                              "(resmem, --device cpu); use --precision fp32")
+        if self.fcn is not None and self.device.type == "cpu" and onnx:
+            self._open_session(model_name or self.cfg.name, precision, calibration, grids or DEFAULT_GRIDS, threads)
+
+    def _open_session(self, model_name, precision, calibration, grids, threads) -> None:
+        from artmem.data.images import load_image
+        from artmem.models.onnx_export import make_session
+        from artmem.models.quantize import calibration_sets, precision_file
+
+        path = fcn_onnx_file(self.model, model_name)
+        if precision != "fp32" and not (precision == "auto" and torch.cuda.is_available()):
+            calib, check, source = calibration_sets(calibration, "map images")
+
+            def batches(paths):  # every image at every map scale, one input each (sizes differ)
+                out = []
+                for p in paths:
+                    try:
+                        img = load_image(p)
+                    except Exception as exc:  # one bad image must not stop calibration
+                        logger.warning("%s: skipped for calibration (%s)", p, exc)
+                        continue
+                    for g in grids:
+                        size = _scaled_size(*img.size, self.window, self.stride, g)
+                        out.append(self.tensor(img, size)[None].numpy())
+                return out
+
+            path, precision, _ = precision_file(path, precision, calib=calib[:12], check=check[:12],
+                                                batches_fn=batches, source=source, kinds=["score"],
+                                                names=["map"], threads=threads)
+        else:
+            precision = "fp32"
+        self.session = make_session(path, threads)
+        self.precision = precision
 
     def tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         from artmem.models.transforms import _INTERP
@@ -218,9 +280,31 @@ class MapModel:
         with autocast(self.device):
             if naive:
                 return naive_grid(self.model, x, self.window, self.stride).float().cpu()
+            if self.session is not None:
+                return torch.from_numpy(self.session.run(None, {"image": x[None].numpy()})[0][0])
             if self.fcn is not None:
                 return self.fcn(x[None])[0].float().cpu()
             return crops_grid(self.model, x, self.window, self.stride, batch_size).cpu()
+
+    @torch.inference_mode()
+    def grids(self, xs: list[torch.Tensor], batch_size: int = 32) -> list[torch.Tensor]:
+        """Window scores of one image at several scales. Crops: the windows of all scales share
+        full batches (one stream instead of a part-filled batch per scale); fully convolutional:
+        one pass per scale (the scales differ in size)."""
+        from artmem.runtime import autocast
+
+        if self.fcn is not None or self.session is not None:
+            return [self.grid(x, batch_size) for x in xs]
+        cut = [crop_windows(x.to(self.device), self.window, self.stride) for x in xs]
+        crops = torch.cat([c for c, _, _ in cut])
+        with autocast(self.device):
+            scores = torch.cat([_scores(self.model, crops[i:i + batch_size])
+                                for i in range(0, len(crops), batch_size)]).float().cpu()
+        out, start = [], 0
+        for _, gh, gw in cut:
+            out.append(scores[start:start + gh * gw].reshape(gh, gw))
+            start += gh * gw
+        return out
 
     @torch.inference_mode()
     def score(self, imgs: list[Image.Image]) -> np.ndarray:
@@ -243,9 +327,11 @@ def memorability_map(mm: MapModel, img: Image.Image, config: MapConfig | None = 
     s = config.map_size / max(w, h)
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
     acc = np.zeros((oh, ow), dtype=np.float64)
-    for g in config.grids:
-        sw, sh = _scaled_size(w, h, mm.window, mm.stride, g)
-        grid = mm.grid(mm.tensor(img, (sw, sh)), config.batch_size, naive=naive).numpy().astype(np.float64)
+    sizes = [_scaled_size(w, h, mm.window, mm.stride, g) for g in config.grids]
+    xs = [mm.tensor(img, size) for size in sizes]
+    grids = [mm.grid(x, config.batch_size, naive=True) for x in xs] if naive else mm.grids(xs, config.batch_size)
+    for (sw, sh), grid in zip(sizes, grids, strict=True):
+        grid = grid.numpy().astype(np.float64)
         gh, gw = grid.shape
         ry = _interp_matrix(oh, sh, mm.window, mm.stride, gh)
         rx = _interp_matrix(ow, sw, mm.window, mm.stride, gw)
@@ -338,13 +424,15 @@ def map_images(
     config: MapConfig | None = None,
     renderings: bool = True,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> tuple[list[Path], object]:
     """Draw maps for `items` = [(name, absolute path or URL)] into `out`.
 
     Writes per image `<name>.map.npy`, `<name>.overlay.png` and (with `renderings`)
     `<name>.high.png`, `.medium.png`, `.low.png`; then `maps.parquet` (path, map_npy, overlay_png
     relative to `out`, score, score_high/medium/low, method), `maps.json` and `errors.parquet`.
-    A rerun with the same settings skips the images already done.
+    A rerun with the same settings skips the images already done. `precision` applies to the
+    fully convolutional model on CPU (int8: calibrated on a sample of `items`).
 
     Returns:
         (written paths, the maps table).
@@ -361,8 +449,10 @@ def map_images(
     out = ensure_out_dir(out)
     dev = resolve_device(device)
     net = create_model(model) if isinstance(model, (str, Path)) else model
-    mm = MapModel(net.to(dev), dev, config.method, config.stride)
-    settings = {"model": str(model) if isinstance(model, (str, Path)) else net.pretrained_cfg.name,
+    name = str(model) if isinstance(model, (str, Path)) else net.pretrained_cfg.name
+    mm = MapModel(net.to(dev), dev, config.method, config.stride, precision=precision,
+                  calibration=[src for _, src in items if "://" not in src], grids=config.grids, model_name=name)
+    settings = {"model": name, "precision": mm.precision,
                 "method": mm.method, "window": mm.window, "stride": mm.stride,
                 "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
                 "seed": seed}

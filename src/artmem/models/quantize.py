@@ -250,8 +250,10 @@ def measure_fidelity(fp32_session, int8_session, batches: list[np.ndarray], kind
     outs8 = [int8_session.run(None, {"image": b}) for b in batches]
     result = {}
     for i, kind in enumerate(kinds):
-        a = np.concatenate([o[i].reshape(len(o[i]), -1) for o in outs32])
-        b = np.concatenate([o[i].reshape(len(o[i]), -1) for o in outs8])
+        # scores (and map grids, whose size varies with the input) are compared value by value
+        shape = (lambda y: y.ravel()) if kind == "score" else (lambda y: y.reshape(len(y), -1))
+        a = np.concatenate([shape(o[i]) for o in outs32])
+        b = np.concatenate([shape(o[i]) for o in outs8])
         result[names[i] if names else f"out{i}"] = {"kind": kind, **(score_fidelity(a, b) if kind == "score" else feature_fidelity(a, b))}
     return result
 
