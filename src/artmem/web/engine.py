@@ -255,9 +255,10 @@ class Indexer:
     Progress is readable at any time (`status()`); unreadable images are recorded, not fatal.
     """
 
-    def __init__(self, data, engine: Engine, batch_size: int = 16):
+    def __init__(self, data, engine: Engine, batch_size: int = 16, precision: str = "fp32"):
         self.data = data
         self.engine = engine
+        self.precision = precision  # of the bulk pass (uploads and maps stay in the engine's fp32)
         self.batch_size = batch_size
         self.total = 0
         self.done = 0
@@ -311,8 +312,10 @@ class Indexer:
 
         d, e = self.data, self.engine
         emb_ids, emb_vecs = [], []
+        fast, precision = self._fast_path(need_emb)
+        label = f"{e.model_name}" + (f", {precision}" if precision != "fp32" else "")
         if need_scores:
-            d.score_source = f"being computed with {e.model_name}"
+            d.score_source = f"being computed with {label}"
         try:
             for start in range(0, len(ids), self.batch_size):
                 if self._stop.is_set():
@@ -327,7 +330,7 @@ class Indexer:
                         d.errors[int(i)] = exc.reason
                         self.failed += 1
                 if images:
-                    scores, emb = e.score_batch(images)
+                    scores, emb = fast(images) if fast is not None else e.score_batch(images)
                     if need_scores:
                         with d.lock:
                             d.scores[np.array(batch_ids)] = scores
@@ -339,13 +342,37 @@ class Indexer:
                 if need_emb and emb_vecs and (self.done == self.total or len(emb_ids) % 256 < self.batch_size):
                     d.set_embeddings(np.array(emb_ids), np.concatenate(emb_vecs), e.model_name, e.feature_layer)
             if need_scores:
-                d.score_source = f"computed at start with {e.model_name}"
+                d.score_source = f"computed at start with {label}"
             self.state = "complete"
         except Exception:  # keep the server alive; the status page shows the failure
             logger.exception("background scoring failed")
             self.state = "failed"
         finally:
             self.finished_at = time.time()
+
+    def _fast_path(self, need_emb: bool):
+        """(batch function, precision) for `--precision int8|auto` on CPU: the same ONNX Runtime
+        path as `artmem score`, calibrated on a sample of the collection; (None, "fp32") otherwise."""
+        e = self.engine
+        if self.precision == "fp32" or e.device.type != "cpu":
+            return None, "fp32"
+        import torch
+
+        from artmem.batch.processors import ModelProcessor
+
+        layer = e.feature_layer if need_emb else None
+        proc = ModelProcessor(e.model_name, "features" if layer else "scores", layer=layer, with_score=bool(layer),
+                              precision=self.precision, calibration=self.data.collection.abs_paths(),
+                              calibration_name=f"collection {self.data.collection.name}")
+        proc.setup("cpu")
+
+        def run(images):
+            outs = dict(zip([c for c, _ in proc.outputs()], proc.forward(torch.stack([e.transform(im) for im in images])),
+                            strict=True))
+            emb = outs.get("embedding")
+            return outs["score"].reshape(-1), None if emb is None else emb.reshape(len(emb), -1)
+
+        return run, proc.resolved_precision()
 
     def status(self) -> dict:
         return {"state": self.state, "total": self.total, "done": self.done, "unreadable": self.failed}
