@@ -100,7 +100,8 @@ def _run(args, kind: str) -> int:
     coll = open_collection(args.collection)
     processor = model_processor(coll, args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
                                 threads=args.threads, precision=args.precision)
-    processor.spec()  # validate model/layer (and calibrate int8 once) before touching OUT
+    processor.resolved_precision(args.device)  # calibrates int8 once (cached) for this device
+    processor.spec()  # validate model/layer before touching OUT
     opts = _engine_opts(args)
     result = run_job(
         coll, processor, args.out, device=args.device, batch_size=args.batch_size,

@@ -199,6 +199,8 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     from artmem.io import ensure_out_dir
 
     ensure_out_dir(spec.out)
+    if hasattr(spec.processor, "resolved_precision"):  # decided for the job's device, before job.json
+        spec.processor.resolved_precision(spec.device)
     record = _job_record(spec)
     job_file = spec.out / "job.json"
     if job_file.exists():

@@ -267,7 +267,7 @@ def describe_fidelity(fidelity: dict) -> str:
     lines = []
     for name, f in fidelity.items():
         if f.get("kind") == "score":
-            lines.append(f"{name} (score, {f['n']} images): Spearman {f['spearman']:.4f}, Pearson {f['pearson']:.4f}, "
+            lines.append(f"{name} (score, {f['n']} values): Spearman {f['spearman']:.4f}, Pearson {f['pearson']:.4f}, "
                          f"max |diff| {f['max_abs_diff']:.4f}, mean |diff| {f['mean_abs_diff']:.4f}")
         else:
             k = f.get("k", 10)
