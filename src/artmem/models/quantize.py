@@ -318,8 +318,8 @@ MIN_COLLECTION_FOR_CALIBRATION = 8
 
 def calibration_sets(abs_paths: Sequence[str] | None, name: str = "collection") -> tuple[list[str], list[str], str]:
     """(calibration images, fidelity-check images, source label): a seeded disjoint split of the
-    collection's images, or of the bundled real images when it has fewer than 8."""
-    paths = list(abs_paths or [])
+    collection's local images (not URLs), or of the bundled real images when it has fewer than 8."""
+    paths = [p for p in (abs_paths or []) if "://" not in str(p)]
     if len(paths) >= MIN_COLLECTION_FOR_CALIBRATION:
         calib, check = split_calibration(paths)
         return calib, check, f"{name} ({len(calib)} of {len(set(paths))} images)"
