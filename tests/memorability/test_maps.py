@@ -94,3 +94,30 @@ def test_resmem_fully_convolutional_matches_model(real_images):
     with torch.inference_mode():
         corner = model(x2[None, :, :227, :227])
     assert abs(float(fcn[0, 0]) - float(corner)) < 0.15
+
+
+def test_crops_of_all_scales_batched_together_equal_per_scale_loop():
+    mm = MapModel(create_model("tiny_test"), method="crops", stride=8)
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    cfg = MapConfig(grids=(1, 2, 3), map_size=40, batch_size=5)
+    np.testing.assert_allclose(memorability_map(mm, img, cfg), memorability_map(mm, img, cfg, naive=True),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("resmem" not in list_models(), reason="resmem not registered")
+def test_resmem_fcn_onnx_equals_torch_at_every_scale_and_int8_is_close(real_images, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTMEM_CACHE", str(tmp_path / "cache"))
+    model = create_model("resmem")
+    onnx32 = MapModel(model)
+    torch_fcn = MapModel(model, onnx=False)
+    assert onnx32.session is not None and torch_fcn.session is None
+    img = Image.open(sorted(real_images)[0]).convert("RGB")
+    for size in ((227, 227), (291, 355), (355, 291)):  # the ONNX graph has free height and width
+        x = onnx32.tensor(img, size)
+        torch.testing.assert_close(onnx32.grid(x), torch_fcn.grid(x), rtol=1e-4, atol=1e-5)
+    int8 = MapModel(model, precision="int8", grids=(3,))
+    assert int8.precision == "int8"
+    cfg = MapConfig(grids=(3,), map_size=64)
+    a, b = memorability_map(onnx32, img, cfg), memorability_map(int8, img, cfg)
+    assert np.abs(a - b).max() < 0.05 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9

@@ -9,6 +9,7 @@ from artmem.cliutils import (
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_precision_arg,
     print_written,
 )
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=int, default=None, help="actors (engine ray)")
     add_device_arg(p)
     add_csv_arg(p)
+    add_precision_arg(p)
     p.set_defaults(func=cmd_measures)
 
 
@@ -80,7 +82,7 @@ def cmd_measures(args) -> int:
     _, _, written = run_measures(
         args.collection, args.out, config=config, predictions=args.predictions, device=args.device,
         batch_size=args.batch_size, num_workers=args.workers, shard_size=args.shard_size,
-        resume=not args.no_resume, csv=args.csv, engine=args.engine, **opts,
+        resume=not args.no_resume, csv=args.csv, engine=args.engine, precision=args.precision, **opts,
     )
     print_written(written)
     return 0

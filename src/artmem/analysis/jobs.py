@@ -49,6 +49,7 @@ def run_measures(
     csv: bool = False,
     engine: str = "local",
     progress: bool = True,
+    precision: str = "fp32",
     **engine_opts,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
     """Compute the measures of every image of a collection with a batch engine of `artmem.batch`.
@@ -65,6 +66,8 @@ def run_measures(
         resume: skip images finished by an earlier run with the same settings.
         csv: also write CSV copies.
         engine: "local", "serial" or "ray" (engine_opts: `address`, `actors`, ... for Ray).
+        precision: of the symmetry network on CPU: "fp32" (default), "int8" (calibrated on a
+            sample of the collection) or "auto" (see `artmem.models.quantize`).
 
     Returns:
         (measures table in collection order, errors table, written paths).
@@ -77,7 +80,9 @@ def run_measures(
     if len(coll) == 0:
         raise ArtmemError("the collection is empty")
     config = config or MeasureConfig()
-    processor = MeasuresProcessor(config)
+    processor = MeasuresProcessor(config, precision=precision,
+                                  calibration=coll.abs_paths() if precision != "fp32" and config.symmetry else None,
+                                  calibration_name=f"collection {coll.name}")
     result = run_job(coll, processor, out, device=device, batch_size=batch_size, num_workers=num_workers,
                      resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
                      **engine_opts)

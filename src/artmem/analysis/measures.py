@@ -117,11 +117,20 @@ class MeasuresProcessor(BaseProcessor):
 
     kind = "measures"
 
-    def __init__(self, config: MeasureConfig | None = None, symmetry_branch: tuple | None = None):
+    def __init__(self, config: MeasureConfig | None = None, symmetry_branch: tuple | None = None,
+                 precision: str = "fp32", calibration: list[str] | None = None,
+                 calibration_name: str = "collection", threads: int | None = None):
+        from artmem.models.onnx_export import check_precision_name
+
         self.config = config or MeasureConfig()
         if self.config.symmetry and symmetry_branch is None:
             symmetry_branch = alexnet_branch(self.config.symmetry_model)
         self.symmetry_branch = symmetry_branch
+        self.precision = check_precision_name(precision)
+        self.calibration = list(calibration) if calibration is not None else None
+        self.calibration_name = calibration_name
+        self.threads = threads
+        self._resolved = None  # (ONNX file or None for torch, precision used)
         self._scorer: SymmetryScorer | None = None
         self.device = None
 
@@ -137,13 +146,57 @@ class MeasuresProcessor(BaseProcessor):
 
         dev = resolve_device(device)
         if self._scorer is None or str(self.device) != str(dev):
+            if self._resolved is None:
+                self._resolve(str(dev))
             state, mean, std = self.symmetry_branch
-            self._scorer = SymmetryScorer(state, mean=mean, std=std, device=dev)
+            self._scorer = SymmetryScorer(state, mean=mean, std=std, device=dev, onnx_file=self._resolved[0],
+                                          threads=self.threads)
             self.device = dev
 
     def spec(self) -> dict:
         """What makes two runs compatible for resuming."""
-        return {"processor": "measures", "kind": self.kind, "config": self.config.to_dict()}
+        return {"processor": "measures", "kind": self.kind, "config": self.config.to_dict(),
+                "precision": self.resolved_precision()}
+
+    def resolved_precision(self, device: str | None = None) -> str:
+        """Precision of the symmetry network ("fp32" or "int8"; fp32 without symmetry)."""
+        if not self.config.symmetry:
+            return "fp32"
+        if self._resolved is None:
+            self._resolve(device)
+        return self._resolved[1]
+
+    def _resolve(self, device: str | None) -> None:
+        """CPU: the symmetry branch through ONNX Runtime (fp32 export, or int8 calibrated on a
+        sample of the collection); GPU: torch, fp32."""
+        from artmem.analysis.symmetry import CONV_LAYERS, branch_onnx_file, mirrored_input
+        from artmem.data.images import load_image
+        from artmem.models.quantize import calibration_sets, image_batches, precision_file
+        from artmem.runtime import resolve_device
+
+        dev = resolve_device(device or "auto")
+        if dev.type != "cpu":
+            if self.precision == "int8":
+                raise ArtmemError("--precision int8 runs on CPU (ONNX Runtime); use --device cpu, or fp32 on a GPU")
+            self._resolved = (None, "fp32")
+            return
+        state, mean, std = self.symmetry_branch
+        layers = tuple(sorted({v.layer for v in DEFAULT_VARIANTS}, key=CONV_LAYERS.index))
+        path = branch_onnx_file(state, layers)
+        if self.precision == "fp32":
+            self._resolved = (path, "fp32")
+            return
+        calib, check, source = calibration_sets(self.calibration, self.calibration_name)
+
+        def batches(paths):  # images and their mirror images, as the branch sees them
+            b = image_batches(paths, lambda p: mirrored_input(load_image(p), mean, std), 4)
+            return [x.reshape(-1, *x.shape[2:]) for x in b]
+
+        # the maps are large (conv1: 48 x 126 x 126): their fidelity is measured on 8 images
+        file, used, _ = precision_file(path, self.precision, calib=calib, check=check[:8], batches_fn=batches,
+                                       source=source, kinds=["features"] * len(layers), names=list(layers),
+                                       threads=self.threads)
+        self._resolved = (file, used)
 
     def load(self, abs_path: str):
         """(pixel measures dict, (3, S, S) uint8 tensor for symmetry or None)."""

@@ -197,6 +197,59 @@ def alexnet_branch(model: str = DEFAULT_MODEL) -> tuple[dict, tuple, tuple]:
     return state, mean, std
 
 
+def _plain_branch(branch, layers: tuple[str, ...]):
+    """The branch as a module returning a tuple of maps (exportable: no inference-mode decorator)."""
+    import torch
+    from torch.nn import functional as F
+
+    class BranchMaps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = branch
+
+        def forward(self, x):
+            out = {}
+            last = max(CONV_LAYERS.index(n) for n in layers)
+            for i, name in enumerate(CONV_LAYERS[: last + 1]):
+                x = F.relu(self.b.convs[name](x))
+                if name in layers:
+                    out[name] = x
+                if i < 2:
+                    x = self.b.lrn(self.b.pool(x))
+            return tuple(out[n] for n in layers)
+
+    return BranchMaps().eval()
+
+
+def branch_onnx_file(state: dict, layers: tuple[str, ...], size: int = INPUT_SIZE) -> Path:
+    """The cached fp32 ONNX export of the branch's `layers` maps at size x size (dynamic batch)."""
+    import hashlib
+
+    import torch
+
+    from artmem.models.onnx_export import export_module, onnx_cache_dir
+
+    h = hashlib.sha1(f"{'+'.join(layers)}|{size}|torch{torch.__version__}".encode())
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].numpy().tobytes())
+    path = onnx_cache_dir() / f"symmetry-{'+'.join(layers)}-{size}-{h.hexdigest()[:12]}.onnx"
+    if not path.exists():
+        branch = _conv_branch()(state).eval()
+        export_module(_plain_branch(branch, layers), path, torch.zeros(2, 3, size, size), list(layers))
+    return path
+
+
+def mirrored_input(img: Image.Image, mean, std, size: int = INPUT_SIZE) -> np.ndarray:
+    """(2, 3, size, size) float32: the normalised image and its mirror image (the branch's input)."""
+    x = np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255.0
+    x = x.transpose(2, 0, 1)
+    both = np.stack([x, x[:, :, ::-1]])
+    m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((both - m) / s, dtype=np.float32)
+
+
 class SymmetryScorer:
     """Computes the symmetry variants of images, one forward pass for images and mirror images.
 
@@ -206,6 +259,8 @@ class SymmetryScorer:
         mean, std: input normalisation of the network ((0,0,0)/(1,1,1) for ResMem).
         size: side the image is resized to (512 in Brachmann & Redies).
         device: torch device for the convolutions (float32 everywhere).
+        onnx_file: run the branch through this ONNX Runtime graph instead (CPU; the fp32 export of
+            `branch_onnx_file` or its int8 version), with `threads` compute threads.
     """
 
     def __init__(
@@ -216,13 +271,22 @@ class SymmetryScorer:
         std: tuple[float, float, float] = (1.0, 1.0, 1.0),
         size: int = INPUT_SIZE,
         device=None,
+        onnx_file: Path | None = None,
+        threads: int | None = None,
     ):
         import torch
 
         self.device = torch.device(device or "cpu")
-        self.branch = _conv_branch()(state).eval().to(self.device)
         self.variants = tuple(variants)
         self.layers = tuple(sorted({v.layer for v in self.variants}, key=CONV_LAYERS.index))
+        self.session = None
+        if onnx_file is not None:
+            from artmem.models.onnx_export import make_session
+
+            self.session = make_session(onnx_file, threads)
+            self.device = torch.device("cpu")
+        else:
+            self.branch = _conv_branch()(state).eval().to(self.device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.size = size
@@ -249,7 +313,12 @@ class SymmetryScorer:
         x = x.to(self.device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         both = torch.cat([x, torch.flip(x, dims=[3])])
-        out = self.branch((both - self.mean) / self.std, self.layers)
+        z = (both - self.mean) / self.std
+        if self.session is not None:
+            maps = self.session.run(None, {"image": np.ascontiguousarray(z.numpy(), dtype=np.float32)})
+            out = {k: torch.from_numpy(v) for k, v in zip(self.layers, maps, strict=True)}
+        else:
+            out = self.branch(z, self.layers)
         b = len(x)
         return {k: (v[:b], v[b:]) for k, v in out.items()}
 

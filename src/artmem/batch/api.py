@@ -36,9 +36,10 @@ ENGINES = ("local", "serial", "ray")
 SMALL_JOB = 16
 
 
-def backend_for(backend: str, n_images: int) -> str:
-    """The backend a job of `n_images` runs with: "auto" becomes "torch" for a small job."""
-    return "torch" if backend == "auto" and n_images < SMALL_JOB else backend
+def backend_for(backend: str, n_images: int, precision: str = "fp32") -> str:
+    """The backend a job of `n_images` runs with: "auto" becomes "torch" for a small fp32 job (the
+    one-off ONNX export would cost more than it saves; int8 needs ONNX Runtime)."""
+    return "torch" if backend == "auto" and n_images < SMALL_JOB and precision == "fp32" else backend
 
 
 def run_job(
@@ -95,6 +96,15 @@ def run_job(
         return ray_engine.run_job(spec, resume=resume, batch_size=batch_size, progress=progress, **engine_opts)
 
 
+def model_processor(coll, model, kind: str, precision: str = "fp32", **kwargs):
+    """`ModelProcessor` for a job over `coll`: int8/auto calibrate on a sample of its own images."""
+    from artmem.batch.processors import ModelProcessor
+
+    calibration = coll.abs_paths() if precision != "fp32" else None
+    return ModelProcessor(model, kind, precision=precision, calibration=calibration,
+                          calibration_name=f"collection {coll.name}", **kwargs)
+
+
 def score(
     collection,
     model: str | Path = "resmem",
@@ -108,6 +118,7 @@ def score(
     engine: str = "local",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -118,12 +129,14 @@ def score(
     `backend`: "auto" (ONNX Runtime on CPU where the model supports it and the job has at least
     `SMALL_JOB` images, else PyTorch), "torch", "onnx".
     `threads`: compute threads (default: all cores).
+    `precision`: "fp32" (default, equals the reference package), "int8" (CPU, calibrated on a sample
+    of the collection; see docs/batch.md) or "auto".
     """
-    from artmem.batch.processors import ModelProcessor
     from artmem.data.collection import open_inputs
 
     with open_inputs(collection) as coll:
-        proc = ModelProcessor(model, "scores", backend=backend_for(backend, len(coll)), threads=threads)
+        proc = model_processor(coll, model, "scores", backend=backend_for(backend, len(coll), precision),
+                               threads=threads, precision=precision)
         result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
                          resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
                          **engine_opts)
@@ -146,6 +159,7 @@ def extract(
     engine: str = "local",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     **engine_opts,
@@ -155,12 +169,12 @@ def extract(
     With `out`, also writes OUT/features.parquet + OUT/features.json (read them back with
     `artmem.batch.results.read_features`).
     """
-    from artmem.batch.processors import ModelProcessor
     from artmem.data.collection import open_inputs
 
     with open_inputs(collection) as coll:
-        proc = ModelProcessor(model, "features", layer=layer, backend=backend_for(backend, len(coll)),
-                              threads=threads)
+        proc = model_processor(coll, model, "features", layer=layer,
+                               backend=backend_for(backend, len(coll), precision), threads=threads,
+                               precision=precision)
         result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
                          resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
                          **engine_opts)

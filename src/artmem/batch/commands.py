@@ -11,6 +11,7 @@ from artmem.cliutils import (
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_precision_arg,
     print_written,
 )
 
@@ -36,6 +37,7 @@ def _add_job_args(p: argparse.ArgumentParser, out_optional: bool = False) -> Non
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="auto: ONNX Runtime on CPU where the model supports it (faster, same scores "
                    "within 1e-5; exported once, about a minute) for 16 images or more, else PyTorch")
+    add_precision_arg(p)
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this machine with DataLoader workers; ray: Ray Data actors")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (engine ray; default: local Ray)")
@@ -94,16 +96,16 @@ def _engine_opts(args) -> dict:
 
 
 def _run(args, kind: str) -> int:
-    from artmem.batch.api import backend_for, run_job
+    from artmem.batch.api import backend_for, model_processor, run_job
     from artmem.batch.engines.local import summarize_errors
-    from artmem.batch.processors import ModelProcessor
     from artmem.data.collection import open_collection
 
-    processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
-                               threads=args.threads)
-    processor.spec()  # validate model/layer before touching OUT
     coll = open_collection(args.collection)
-    processor.backend = backend_for(args.backend, len(coll))
+    processor = model_processor(coll, args.model, kind, layer=getattr(args, "layer", None),
+                                backend=backend_for(args.backend, len(coll), args.precision),
+                                threads=args.threads, precision=args.precision)
+    processor.resolved_precision(args.device)  # calibrates int8 once (cached) for this device
+    processor.spec()  # validate model/layer before touching OUT
     opts = _engine_opts(args)
     result = run_job(
         coll, processor, args.out, device=args.device, batch_size=args.batch_size,
@@ -121,7 +123,7 @@ def _run(args, kind: str) -> int:
     if result.n_processed and result.seconds:
         msg += f"; {result.n_processed} processed now at {result.images_per_second:.2f} img/s"
     if result.backend:
-        msg += f" [{result.backend}]"
+        msg += f" [{result.backend}, {processor.resolved_precision()}]"
     print(msg, file=sys.stderr)
     if len(result.errors):
         print(summarize_errors(result.errors), file=sys.stderr)

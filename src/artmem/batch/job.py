@@ -171,14 +171,35 @@ def cut_shards(paths: list[str], shard_size: int, first_id: int = 0) -> list[Sha
 def _job_record(spec: JobSpec) -> dict:
     from artmem import __version__
 
+    proc = spec.processor.spec()
     return {
         "kind": spec.kind,
-        "processor": spec.processor.spec(),
+        "processor": proc,
         "shard_size": spec.shard_size,
+        "precision": proc.get("precision", "fp32"),
         "collection": {"name": getattr(spec.collection, "name", None), "root": str(spec.collection.root),
                        "count": len(spec.collection)},
         "artmem": __version__,
     }
+
+
+def _comparable(processor_spec: dict | None) -> dict | None:
+    """A processor spec with the default precision made explicit (job.json files written before
+    precision was recorded hold fp32 results)."""
+    if isinstance(processor_spec, dict) and processor_spec.get("processor") in ("model", "measures"):
+        return {"precision": "fp32", **processor_spec}
+    return processor_spec
+
+
+def _refuse_precision_change(out: Path, old: dict | None, new: dict) -> None:
+    """One-line error when a resumed job differs from the earlier run in precision alone: mixing
+    fp32 and int8 rows in one table would make their scores incomparable."""
+    old, new = _comparable(old) or {}, _comparable(new) or {}
+    if {k: v for k, v in old.items() if k != "precision"} == {k: v for k, v in new.items() if k != "precision"}:
+        raise ArtmemError(
+            f"{out} holds {old.get('precision')} results; this run computes {new.get('precision')}: "
+            f"resume with --precision {old.get('precision')}, or use --no-resume / another output folder"
+        )
 
 
 def _clear(spec: JobSpec) -> None:
@@ -201,6 +222,8 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     from artmem.io import ensure_out_dir
 
     ensure_out_dir(spec.out)
+    if hasattr(spec.processor, "resolved_precision"):  # decided for the job's device, before job.json
+        spec.processor.resolved_precision(spec.device)
     record = _job_record(spec)
     job_file = spec.out / JOB_FILE
     old = read_job_record(spec.out)
@@ -210,8 +233,9 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
             # job.json, errors.parquet and the readers are one job's: a second kind would break both
             raise ArtmemError(f"{spec.out} holds the {other} of another job; write {spec.kind} "
                               "to another output folder")
-        if old.processor != record["processor"]:
+        if _comparable(old.processor) != _comparable(record["processor"]):
             if resume and finished_shards(spec.out, spec.kind):
+                _refuse_precision_change(spec.out, old.processor, record["processor"])
                 raise ArtmemError(
                     f"{spec.out} holds results of another job ({old.processor}); "
                     "use --no-resume to overwrite them or choose another output folder"

@@ -18,10 +18,8 @@ features with a zoo model, via PyTorch or an ONNX Runtime export (`backend="torc
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,79 +83,6 @@ class BaseProcessor:
         return paths
 
 
-def cache_dir() -> Path:
-    """artmem's cache folder: $ARTMEM_CACHE, else ~/.cache/artmem (see `artmem.usercache`)."""
-    from artmem.usercache import cache_dir as user_cache_dir
-
-    return user_cache_dir(create=True)
-
-
-def _outputs_module(model, layers: list[str | None]):
-    """nn.Module returning the requested outputs in order: None = `forward` (score), else a layer."""
-    import torch
-
-    class Outputs(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            named = [n for n in layers if n is not None]
-            feats = self.m.extract(x, named) if named else {}
-            outs = []
-            for name in layers:
-                if name is None:
-                    outs.append(feats["score"] if "score" in named else self.m(x))
-                else:
-                    outs.append(feats[name])
-            return tuple(outs) if len(outs) > 1 else outs[0]
-
-    return Outputs(model).eval()
-
-
-def onnx_path_for(model_name: str, layers: list[str | None], weights_id: str) -> Path:
-    import torch
-
-    tag = "+".join(n or "out" for n in layers)
-    key = hashlib.sha1(f"{model_name}|{tag}|{weights_id}|torch{torch.__version__}".encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(model_name).stem)
-    return cache_dir() / "onnx" / f"{safe}-{tag}-{key}.onnx"
-
-
-def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path:
-    """Export the outputs `layers` of `model` once to `path` (atomic; reused afterwards)."""
-    import warnings
-
-    import torch
-
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    wrapped = _outputs_module(model, layers)
-    x = torch.zeros(2, *input_size)
-    names = [f"out{i}" for i in range(len(layers))]
-    name = getattr(model.pretrained_cfg, "name", "model")
-    logger.info("exporting %s (%s) to ONNX for faster CPU runs: once, about a minute for large "
-                "models; later runs reuse %s (see `artmem cache info`)",
-                name, "+".join(n or "score" for n in layers), path)
-    started = time.perf_counter()
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                wrapped, (x,), str(tmp), input_names=["image"], output_names=names,
-                dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                opset_version=17, dynamo=False,
-            )
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            raise ArtmemError(f"ONNX export failed ({type(exc).__name__}: {exc}); use --backend torch") from exc
-    os.replace(tmp, path)
-    logger.info("exported %s in %.0f s (%.0f MB)", name, time.perf_counter() - started, path.stat().st_size / 1e6)
-    return path
-
-
 class ModelProcessor(BaseProcessor):
     """Score (`kind="scores"`) or extract one feature layer (`kind="features"`) with a zoo model.
 
@@ -170,14 +95,28 @@ class ModelProcessor(BaseProcessor):
         backend: "torch", "onnx" (ONNX Runtime, CPU only) or "auto" (ONNX on CPU for models
             flagged `extra["onnx_export"]`, where it measured faster; else torch).
         threads: intra-op threads for the compute (default: all cores).
+        precision: "fp32" (default; scores equal the reference package), "int8" (ONNX Runtime static
+            quantization on CPU, calibrated on `calibration`) or "auto" (int8 on a machine without
+            a GPU when its measured fidelity passes, see `artmem.models.quantize`; else fp32).
+        calibration: absolute paths of the job's images; int8 is calibrated on a seeded sample of
+            them and checked on another (None or fewer than 8: the bundled real images).
     """
 
     def __init__(self, model: str | os.PathLike = "resmem", kind: str = "scores", layer: str | None = None,
-                 backend: str = "auto", threads: int | None = None, with_score: bool = False):
+                 backend: str = "auto", threads: int | None = None, with_score: bool = False,
+                 precision: str = "fp32", calibration: list[str] | None = None, calibration_name: str = "collection"):
+        from artmem.models.onnx_export import check_precision_name
+
         if kind not in ("scores", "features"):
             raise ValueError(f"kind must be 'scores' or 'features', not {kind!r}")
         if backend not in ("torch", "onnx", "auto"):
             raise ArtmemError(f"--backend must be torch, onnx or auto, not {backend!r}")
+        self.precision = check_precision_name(precision)
+        if precision == "int8" and backend == "torch":
+            raise ArtmemError("--precision int8 runs on ONNX Runtime; use --backend onnx or auto")
+        self.calibration = list(calibration) if calibration is not None else None
+        self.calibration_name = calibration_name
+        self._resolved = None  # (ONNX file or None for torch, precision used), fixed once decided
         self.model_name = str(model)
         self.kind = kind
         self.layer = layer
@@ -263,7 +202,32 @@ class ModelProcessor(BaseProcessor):
 
     def spec(self) -> dict:
         return {"processor": "model", "kind": self.kind, "model": self.model_name,
-                "layer": self.resolved_layer(), "with_score": self.with_score}
+                "layer": self.resolved_layer(), "with_score": self.with_score,
+                "precision": self.resolved_precision()}
+
+    def _uses_onnx(self, dev) -> bool:
+        if self.precision == "int8" or (self.precision == "auto" and dev.type == "cpu" and self.backend != "torch"):
+            return True  # int8 exists only as an ONNX Runtime graph
+        return self.backend == "onnx" or (
+            self.backend == "auto" and dev.type == "cpu" and bool(self.cfg.extra.get("onnx_export")))
+
+    def resolved_precision(self, device: str | None = None) -> str:
+        """The precision this job computes in ("fp32" or "int8"), decided once (int8: after the
+        one-off calibration; auto: after the one-off fidelity measurement)."""
+        if self._resolved is None:
+            self._resolve(device)
+        return self._resolved[1]
+
+    def _resolve(self, device: str | None) -> None:
+        from artmem.runtime import resolve_device
+
+        dev = resolve_device(device or (str(self.device) if self.device is not None else "auto"))
+        if self.precision == "int8" and dev.type != "cpu":
+            raise ArtmemError("--precision int8 runs on CPU (ONNX Runtime); use --device cpu, or fp32 on a GPU")
+        if not self._uses_onnx(dev):
+            self._resolved = (None, "fp32")
+            return
+        self._resolved = self._onnx_file([layer for _, layer in self.outputs()])
 
     # -------------------------------------------------------------- protocol
     def setup(self, device: str = "cpu") -> None:
@@ -276,46 +240,43 @@ class ModelProcessor(BaseProcessor):
             return
         set_torch_threads(self.threads)
         self.device = dev
-        layers = [layer for _, layer in self.outputs()]
         _ = self.preprocess  # resolved before workers fork / the processor is shipped
-        use_onnx = self.backend == "onnx" or (
-            self.backend == "auto" and dev.type == "cpu" and bool(self.cfg.extra.get("onnx_export"))
-        )
-        if use_onnx and dev.type != "cpu":
+        if self.backend == "onnx" and dev.type != "cpu":
             raise ArtmemError("--backend onnx runs on CPU only; use --backend torch (or auto) with a GPU")
-        if use_onnx:
-            self._session = self._onnx_session(layers)
+        if self._resolved is None:
+            self._resolve(str(dev))
+        onnx_file = self._resolved[0]
+        if onnx_file is not None:
+            from artmem.models.onnx_export import make_session
+
+            self._session = make_session(onnx_file, self.threads)
             self._model = None  # the torch weights are not needed once the ONNX graph exists
             self.active_backend = "onnx"
         else:
             self._model = self._load_model().to(dev).to(memory_format=torch.channels_last)
             self.active_backend = "torch"
         self._ready = str(dev)
-        logger.info("%s: %s backend on %s", self.model_name, self.active_backend, dev)
+        logger.info("%s: %s backend, %s, on %s", self.model_name, self.active_backend, self._resolved[1], dev)
 
-    def _onnx_session(self, layers):
-        """ONNX Runtime session over the cached export (exported from the torch model once)."""
-        import onnxruntime as ort
-        import torch
+    def _onnx_file(self, layers) -> tuple:
+        """(ONNX file, precision) of this job: the cached fp32 export (exported from the torch
+        model once) or its int8 version (calibrated once)."""
+        from artmem.models.onnx_export import export_onnx, onnx_path_for, weights_id
+        from artmem.models.quantize import calibration_sets, image_batches, precision_file
 
-        path = onnx_path_for(self.model_name, layers, self._weights_id())
+        path = onnx_path_for(self.model_name, layers, weights_id(self.model_name, self.cfg.source))
         if not path.exists():
             export_onnx(self._load_model(), layers, path, self.cfg.input_size)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = self.threads or max(1, torch.get_num_threads())
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # no busy-waiting between ops: the ops are large, and spinning threads steal the cores the
-        # decode workers (and, on a shared machine, other jobs) need
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    def _weights_id(self) -> str:
-        p = Path(self.model_name)
-        if p.exists():  # a checkpoint: its size and mtime identify the weights
-            files = [p] if p.is_file() else list(p.glob("*.pt"))
-            return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in sorted(files))
-        return self.cfg.source
+        if self.precision == "fp32":
+            return path, "fp32"
+        calib, check, source = calibration_sets(self.calibration, self.calibration_name)
+        kinds = ["score" if column == "score" else "features" for column, _ in self.outputs()]
+        names = [layer or "score" for _, layer in self.outputs()]
+        file, used, _ = precision_file(path, self.precision, calib=calib, check=check, source=source, kinds=kinds,
+                                       names=names,
+                                       batches_fn=lambda ps: image_batches(ps, lambda p: self.load(p).numpy()),
+                                       threads=self.threads)
+        return file, used
 
     def load(self, abs_path: str):
         return self.preprocess.load(abs_path)
@@ -361,7 +322,8 @@ class ModelProcessor(BaseProcessor):
         if self.kind == "scores":
             return write_scores(out, table[["path", "score"]], csv=csv)
         vectors = stack_vectors(table["embedding"]) if len(table) else np.zeros((0, 0), np.float32)
-        meta = {"model": self.model_name, "layer": self.resolved_layer(), "backend": self.active_backend}
+        meta = {"model": self.model_name, "layer": self.resolved_layer(), "backend": self.active_backend,
+                "precision": self.resolved_precision()}
         written = write_features(out, table["path"].tolist(), vectors, meta, csv=csv)
         if self.with_score and "score" in table.columns:
             written += write_scores(out, table[["path", "score"]], csv=csv)

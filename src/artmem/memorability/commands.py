@@ -14,6 +14,7 @@ from artmem.cliutils import (
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_precision_arg,
     print_written,
 )
 
@@ -156,7 +157,7 @@ def _cmd_map(args) -> int:
     config = MapConfig(grids=grids, method=args.method, stride=args.stride, map_size=args.map_size,
                        batch_size=args.batch_size)
     written, _ = map_images(items, args.out, model=args.model, device=args.device, config=config,
-                            renderings=not args.no_renderings, seed=args.seed)
+                            renderings=not args.no_renderings, seed=args.seed, precision=args.precision)
     print_written(written)
     return 0
 
@@ -183,6 +184,7 @@ def _register_memorability(sub) -> None:
                    help="skip the high/medium/low emphasis renderings and their scores")
     m.add_argument("--seed", type=int, default=0, help="seed of the emphasis renderings (default 0)")
     add_device_arg(m)
+    add_precision_arg(m)
     m.set_defaults(func=_cmd_map)
     _register_training(msub)
 

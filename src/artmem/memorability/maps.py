@@ -3,7 +3,7 @@ several scales, averaged into one map per image, plus the paper's emphasis rende
 
 Two ways to evaluate the regions, giving the same output grid:
 
-- fully convolutional (`method="fcn"`): the fully connected layers run as convolutions over the
+- fully convolutional (`method="fcn"`, `artmem.memorability.fcn`): the fully connected layers run as convolutions over the
   whole rescaled image (Long et al.), so every window position comes out of one forward pass.
   Used for ResMem (the default model): its AlexNet-like branch ends in a 6x6x256 pool5 read by
   fc6 (-> a 6x6 convolution), its ResNet152 branch ends in a global average pool + fc (-> an 8x8
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+from artmem.memorability.fcn import fcn_for, fcn_onnx_file
 
 logger = logging.getLogger(__name__)
 
@@ -46,62 +47,6 @@ MAX_MAP_ASPECT = 4.0
 MAX_PAD_ASPECT = 100.0
 PAD_MAX_SIDE = 2048  # an elongated image is shrunk to this longer side before padding (the map
                      # never uses more: its longer side is at most 451 px * MAX_MAP_ASPECT)
-
-
-# ----------------------------------------------------------------------------- fully convolutional
-
-
-def is_resmem_like(model: nn.Module) -> bool:
-    """A ResMem network (the package's module or artmem's `resmem` entry) with its score head."""
-    need = ("features", "conv1", "lrn1", "conv5", "pool5", "fc6", "fc7", "fc11", "fc12")
-    return all(hasattr(model, a) for a in need) and getattr(model, "num_classes", 1) == 1 \
-        and getattr(model.fc6, "in_features", 0) == 9216 + 1000
-
-
-class ResMemFCN(nn.Module):
-    """ResMem made fully convolutional; forward(x: (B,3,H,W)) -> window scores (B, gh, gw).
-
-    Shares (does not copy) the weights of the wrapped network.
-    """
-
-    window = 227
-    stride = 32
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        if not is_resmem_like(net):
-            raise ValueError("ResMemFCN needs a ResMem network with its score head")
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.net
-        c = m.lrn1(m.pool1(F.relu(m.conv1(x))))
-        c = m.lrn2(m.pool2(F.relu(m.conv2(c))))
-        c = F.relu(m.conv3(c))
-        c = F.relu(m.conv4(c))
-        c = m.pool5(F.relu(m.conv5(c)))  # (B, 256, 6 + a, 6 + b)
-        w6 = m.fc6.weight
-        h = F.conv2d(c, w6[:, :9216].reshape(w6.shape[0], 256, 6, 6), m.fc6.bias)
-        r = m.features
-        t = r.maxpool(r.relu(r.bn1(r.conv1(x))))
-        t = r.layer4(r.layer3(r.layer2(r.layer1(t))))  # (B, 2048, 8 + a, 8 + b)
-        t = F.avg_pool2d(t, kernel_size=8, stride=1)
-        t = F.conv2d(t, r.fc.weight[:, :, None, None], r.fc.bias)  # resnet "fc" -> (B, 1000, ...)
-        gh, gw = min(h.shape[2], t.shape[2]), min(h.shape[3], t.shape[3])
-        h, t = h[:, :, :gh, :gw], t[:, :, :gh, :gw]
-        h = F.relu(h + F.conv2d(t, w6[:, 9216:, None, None]))
-        for name in ("fc7", "fc8", "fc9", "fc10", "fc11"):
-            lin = getattr(m, name)
-            h = F.relu(F.conv2d(h, lin.weight[:, :, None, None], lin.bias))
-        y = F.conv2d(h, m.fc12.weight[:, :, None, None], m.fc12.bias)
-        return torch.sigmoid(y[:, 0])
-
-
-def fcn_for(model: nn.Module) -> nn.Module | None:
-    """The fully convolutional version of `model` when its architecture allows it, else None."""
-    if is_resmem_like(model):
-        return ResMemFCN(model)
-    return None
 
 
 # ----------------------------------------------------------------------------- crops
@@ -190,9 +135,18 @@ def _scaled_size(w: int, h: int, window: int, stride: int, g: int) -> tuple[int,
 
 
 class MapModel:
-    """A model prepared for maps: the scorer, its preprocessing and the window geometry."""
+    """A model prepared for maps: the scorer, its preprocessing and the window geometry.
 
-    def __init__(self, model: nn.Module, device="cpu", method: str = "auto", stride: int | None = None):
+    On CPU the fully convolutional ResMem runs through ONNX Runtime (`precision` "fp32", or "int8"
+    calibrated on `calibration` images at the map scales; "auto" as in `artmem.models.quantize`);
+    `onnx=False` keeps it in torch.
+    """
+
+    def __init__(self, model: nn.Module, device="cpu", method: str = "auto", stride: int | None = None,
+                 precision: str = "fp32", calibration: list[str] | None = None, grids: tuple[int, ...] = (),
+                 onnx: bool = True, model_name: str | None = None, threads: int | None = None):
+        from artmem.models.onnx_export import check_precision_name
+
         self.model = model.eval()
         self.cfg = model.pretrained_cfg
         self.device = torch.device(device)
@@ -210,6 +164,46 @@ class MapModel:
             self.stride = stride or max(1, self.window // 8)
         self.mean = torch.tensor(self.cfg.mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(self.cfg.std, dtype=torch.float32).view(3, 1, 1)
+        self.session = None
+        self.precision = "fp32"
+        check_precision_name(precision)
+        if precision == "int8" and (self.fcn is None or self.device.type != "cpu"):
+            from artmem.errors import ArtmemError
+
+            raise ArtmemError("--precision int8 for maps needs the fully convolutional model on CPU "
+                              "(resmem, --device cpu); use --precision fp32")
+        if self.fcn is not None and self.device.type == "cpu" and onnx:
+            self._open_session(model_name or self.cfg.name, precision, calibration, grids or DEFAULT_GRIDS, threads)
+
+    def _open_session(self, model_name, precision, calibration, grids, threads) -> None:
+        from artmem.data.images import load_image
+        from artmem.models.onnx_export import make_session
+        from artmem.models.quantize import calibration_sets, precision_file
+
+        path = fcn_onnx_file(self.model, model_name)
+        if precision != "fp32" and not (precision == "auto" and torch.cuda.is_available()):
+            calib, check, source = calibration_sets(calibration, "map images")
+
+            def batches(paths):  # every image at every map scale, one input each (sizes differ)
+                out = []
+                for p in paths:
+                    try:
+                        img = load_image(p)
+                    except Exception as exc:  # one bad image must not stop calibration
+                        logger.warning("%s: skipped for calibration (%s)", p, exc)
+                        continue
+                    for g in grids:
+                        size = _scaled_size(*img.size, self.window, self.stride, g)
+                        out.append(self.tensor(img, size)[None].numpy())
+                return out
+
+            path, precision, _ = precision_file(path, precision, calib=calib[:12], check=check[:12],
+                                                batches_fn=batches, source=source, kinds=["score"],
+                                                names=["map"], threads=threads)
+        else:
+            precision = "fp32"
+        self.session = make_session(path, threads)
+        self.precision = precision
 
     def tensor(self, img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         from artmem.models.transforms import _INTERP
@@ -227,9 +221,31 @@ class MapModel:
         with autocast(self.device):
             if naive:
                 return naive_grid(self.model, x, self.window, self.stride).float().cpu()
+            if self.session is not None:
+                return torch.from_numpy(self.session.run(None, {"image": x[None].numpy()})[0][0])
             if self.fcn is not None:
                 return self.fcn(x[None])[0].float().cpu()
             return crops_grid(self.model, x, self.window, self.stride, batch_size).cpu()
+
+    @torch.inference_mode()
+    def grids(self, xs: list[torch.Tensor], batch_size: int = 32) -> list[torch.Tensor]:
+        """Window scores of one image at several scales. Crops: the windows of all scales share
+        full batches (one stream instead of a part-filled batch per scale); fully convolutional:
+        one pass per scale (the scales differ in size)."""
+        from artmem.runtime import autocast
+
+        if self.fcn is not None or self.session is not None:
+            return [self.grid(x, batch_size) for x in xs]
+        cut = [crop_windows(x.to(self.device), self.window, self.stride) for x in xs]
+        crops = torch.cat([c for c, _, _ in cut])
+        with autocast(self.device):
+            scores = torch.cat([_scores(self.model, crops[i:i + batch_size])
+                                for i in range(0, len(crops), batch_size)]).float().cpu()
+        out, start = [], 0
+        for _, gh, gw in cut:
+            out.append(scores[start:start + gh * gw].reshape(gh, gw))
+            start += gh * gw
+        return out
 
     @torch.inference_mode()
     def score(self, imgs: list[Image.Image]) -> np.ndarray:
@@ -302,9 +318,11 @@ def memorability_map(mm: MapModel, img: Image.Image, config: MapConfig | None = 
     s = config.map_size / max(w, h)
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
     acc = np.zeros((oh, ow), dtype=np.float64)
-    for g in config.grids:
-        sw, sh = _scaled_size(w, h, mm.window, mm.stride, g)
-        grid = mm.grid(mm.tensor(img, (sw, sh)), config.batch_size, naive=naive).numpy().astype(np.float64)
+    sizes = [_scaled_size(w, h, mm.window, mm.stride, g) for g in config.grids]
+    xs = [mm.tensor(img, size) for size in sizes]
+    grids = [mm.grid(x, config.batch_size, naive=True) for x in xs] if naive else mm.grids(xs, config.batch_size)
+    for (sw, sh), grid in zip(sizes, grids, strict=True):
+        grid = grid.numpy().astype(np.float64)
         gh, gw = grid.shape
         ry = _interp_matrix(oh, sh, mm.window, mm.stride, gh)
         rx = _interp_matrix(ow, sw, mm.window, mm.stride, gw)
@@ -397,6 +415,7 @@ def map_images(
     config: MapConfig | None = None,
     renderings: bool = True,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> tuple[list[Path], object]:
     """Draw maps for `items` = [(name, absolute path or URL)] into `out`.
 
@@ -405,7 +424,8 @@ def map_images(
     relative to `out`, score, score_high/medium/low, method), `maps.json` and `errors.parquet`.
     A batch job (`artmem.memorability.processors.MemorabilityMaps` run by `run_job`): results are
     written in shards under OUT/shards, a rerun with the same settings skips the images already
-    done, other settings start over.
+    done, other settings start over. `precision` applies to the
+    fully convolutional model on CPU (int8: calibrated on a sample of `items`).
 
     Returns:
         (written paths, the maps table).
@@ -418,12 +438,14 @@ def map_images(
     config = config or MapConfig()
     out = ensure_out_dir(out)
     name = str(model) if isinstance(model, (str, Path)) else model.pretrained_cfg.name
-    proc = MemorabilityMaps(model, out, config, renderings, seed, {}, {})
+    calibration = [src for _, src in items if "://" not in src]
+    proc = MemorabilityMaps(model, out, config, renderings, seed, {}, {}, precision=precision,
+                            calibration=calibration, model_name=name)
     proc.setup(device)
     mm = proc.mm
-    proc.settings = {"model": name, "method": mm.method, "window": mm.window, "stride": mm.stride,
-                     "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
-                     "seed": seed}
+    proc.settings = {"model": name, "precision": mm.precision, "method": mm.method, "window": mm.window,
+                     "stride": mm.stride, "grids": list(config.grids), "map_size": config.map_size,
+                     "renderings": renderings, "seed": seed}
     proc.order = {n: k for k, (n, _) in reversed(list(enumerate(items)))}
     proc.names = {src: n for n, src in reversed(items)}
     old = read_job_record(out)

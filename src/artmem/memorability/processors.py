@@ -105,8 +105,12 @@ class MemorabilityMaps(BaseProcessor):
     kind = "maps"
 
     def __init__(self, model, out: Path, config, renderings: bool, seed: int, order: dict[str, int],
-                 settings: dict):
+                 settings: dict, precision: str = "fp32", calibration: list[str] | None = None,
+                 model_name: str | None = None):
         self.model = model
+        self.precision = precision
+        self.calibration = calibration  # images an int8 map model is calibrated on
+        self.model_name = model_name
         self.out = Path(out)
         self.config = config
         self.renderings = renderings
@@ -130,7 +134,8 @@ class MemorabilityMaps(BaseProcessor):
             return
         dev = resolve_device(device)
         net = create_model(self.model) if isinstance(self.model, (str, Path)) else self.model
-        self.mm = MapModel(net.to(dev), dev, self.config.method, self.config.stride)
+        self.mm = MapModel(net.to(dev), dev, self.config.method, self.config.stride, precision=self.precision,
+                           calibration=self.calibration, grids=self.config.grids, model_name=self.model_name)
 
     def load(self, abs_path: str):
         from artmem.data.images import load_image

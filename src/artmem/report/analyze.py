@@ -12,6 +12,7 @@ Every step resumes: finished artefacts in OUT are reused, interrupted batch jobs
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,17 @@ def _covers(table_file: Path, errors_file: Path, paths: set[str]) -> bool:
     return paths <= have
 
 
+def _same_precision(folder: Path, precision: str) -> bool:
+    """Whether a finished job folder was computed in `precision` ("auto" accepts either); a
+    mismatch sends the step to the batch job, which refuses to mix precisions in one table."""
+    import json
+
+    f = folder / "job.json"
+    if precision == "auto" or not f.exists():
+        return True
+    return json.loads(f.read_text()).get("precision", "fp32") == precision
+
+
 def _features_meta(folder: Path) -> dict:
     import json
 
@@ -43,22 +55,23 @@ def _features_meta(folder: Path) -> dict:
 def run_scores_and_features(
     coll, out: Path, model: str, feature_model: str | None, layer: str | None, features: bool,
     device: str, batch_size: int | None, workers: int | None, resume: bool, csv: bool,
+    precision: str = "fp32",
 ) -> list[Path]:
     """OUT/scores (and OUT/features): reused when complete, else computed (one pass when the
     score model also gives the features)."""
-    from artmem.batch.api import run_job
-    from artmem.batch.processors import ModelProcessor
+    from artmem.batch.api import model_processor, run_job
     from artmem.batch.results import write_errors, write_scores
 
     score_dir, feat_dir = out / "scores", out / "features"
     paths = set(coll.paths)
     fmodel = feature_model or model
-    have_scores = resume and _covers(score_dir / "scores.parquet", score_dir / "errors.parquet", paths)
+    have_scores = resume and _covers(score_dir / "scores.parquet", score_dir / "errors.parquet", paths) \
+        and _same_precision(score_dir, precision)
     meta = _features_meta(feat_dir)
     want_layer = layer
     have_feats = (not features) or (
         resume and _covers(feat_dir / "features.parquet", feat_dir / "errors.parquet", paths)
-        and meta.get("model") == fmodel and (want_layer is None or meta.get("layer") == want_layer)
+        and _same_precision(feat_dir, precision) and meta.get("model") == fmodel and (want_layer is None or meta.get("layer") == want_layer)
     )
     if have_scores and have_feats:
         logger.info("analyze: reusing %s%s", score_dir, f" and {feat_dir}" if features else "")
@@ -69,26 +82,37 @@ def run_scores_and_features(
     written: list[Path] = []
     if features and not have_feats and fmodel == model and not have_scores:
         # one forward pass gives both (as the scale demo step does)
-        proc = ModelProcessor(model, "features", layer=layer, with_score=True)
+        proc = model_processor(coll, model, "features", layer=layer, with_score=True, precision=precision)
         result = run_job(coll, proc, feat_dir, **opts)
         (feat_dir / "scores.parquet").unlink(missing_ok=True)
         written += [p for p in result.written if p.name != "scores.parquet"]
         written += write_scores(score_dir, result.table[["path", "score"]], csv=csv)
         written += write_errors(score_dir, result.errors, csv=csv)
+        shutil.copyfile(feat_dir / "job.json", score_dir / "job.json")  # model and precision of the scores
         return written
     if not have_scores:
-        result = run_job(coll, ModelProcessor(model, "scores"), score_dir, **opts)
+        result = run_job(coll, model_processor(coll, model, "scores", precision=precision), score_dir, **opts)
         written += result.written
     if features and not have_feats:
-        result = run_job(coll, ModelProcessor(fmodel, "features", layer=layer), feat_dir, **opts)
+        result = run_job(coll, model_processor(coll, fmodel, "features", layer=layer, precision=precision), feat_dir,
+                         **opts)
         written += result.written
     return written
 
 
+# The report shows each map as a 256-px thumbnail under its image: the analysis computes maps at
+# that size and at the scales whose window step is still visible there (3 and 5 windows: a step
+# of 28 and 23 thumbnail px), skipping the 8-window scale that costs as much as the other two
+# together (bench/memmap.py) and adds detail finer than the thumbnail shows.
+# `artmem memorability map` keeps the paper's 3,5,8.
+ANALYZE_MAP_GRIDS = (3, 5)
+ANALYZE_MAP_SIZE = 256
+
+
 def run_maps(coll, out: Path, scores: pd.DataFrame, model: str, device: str, top_k: int,
-             grids: tuple[int, ...] | None, renderings: bool) -> list[Path]:
+             grids: tuple[int, ...] | None, renderings: bool, precision: str = "fp32") -> list[Path]:
     """Memorability maps of the top/bottom `top_k` images into OUT/maps (images already mapped
-    there are kept)."""
+    there are kept), at the report's display size (`ANALYZE_MAP_GRIDS` unless `grids`)."""
     from artmem.memorability.maps import MapConfig, map_images
 
     ranked = scores.sort_values("score", ascending=False)
@@ -103,8 +127,9 @@ def run_maps(coll, out: Path, scores: pd.DataFrame, model: str, device: str, top
     names = list(dict.fromkeys(existing + picked))
     valid = set(coll.paths)
     items = [(p, coll.abs_path(p)) for p in names if p in valid]
-    config = MapConfig(grids=tuple(grids)) if grids else MapConfig()
-    written, _ = map_images(items, maps_dir, model=model, device=device, config=config, renderings=renderings)
+    config = MapConfig(grids=tuple(grids or ANALYZE_MAP_GRIDS), map_size=ANALYZE_MAP_SIZE)
+    written, _ = map_images(items, maps_dir, model=model, device=device, config=config, renderings=renderings,
+                            precision=precision)
     return written
 
 
@@ -130,10 +155,13 @@ def analyze(
     resume: bool = True,
     csv: bool = False,
     command: str | None = None,
+    precision: str = "fp32",
 ) -> list[Path]:
     """Score, extract features, measure, map the top/bottom images and write the report.
 
     `map_top`: maps for this many most and least memorable images (default: the report's top_k).
+    `precision`: of every model pass on CPU (scores, features, symmetry, maps): "fp32", "int8"
+    (calibrated on a sample of the collection) or "auto"; recorded in each job.json and the report.
     Returns the written paths (the report first).
     """
     from artmem.analysis.jobs import run_measures
@@ -153,7 +181,7 @@ def analyze(
     written: list[Path] = []
     logger.info("analyze: [1/4] memorability scores%s", " and features" if features else "")
     written += run_scores_and_features(coll, out, model, feature_model, layer, features, device,
-                                       batch_size, workers, resume, csv)
+                                       batch_size, workers, resume, csv, precision)
     scores = read_scores(out / "scores")
     if measures:
         logger.info("analyze: [2/4] image measures")
@@ -164,13 +192,13 @@ def analyze(
             logger.info("analyze: reusing %s", mdir)
         else:  # classifier predictions are joined in the report, so these measures stay reusable
             _, _, w = run_measures(coll, mdir, config, (), device=device, num_workers=workers,
-                                   resume=resume, csv=csv, progress=True)
+                                   resume=resume, csv=csv, progress=True, precision=precision)
             written += w
     maps_dir = None
     if maps and len(scores):
         logger.info("analyze: [3/4] memorability maps of the most and least memorable images")
         written += run_maps(coll, out, scores, model, device, map_top or options.top_k, map_grids,
-                            map_renderings)
+                            map_renderings, precision)
         if (out / "maps" / "maps.parquet").exists():
             maps_dir = out / "maps"
     logger.info("analyze: [4/4] report")

@@ -9,6 +9,7 @@ from artmem.cliutils import (
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_precision_arg,
     print_written,
 )
 from artmem.errors import ArtmemError
@@ -151,11 +152,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hue histogram: chromatic (greys left out, default) or paper (every pixel, "
                    "Cetinic 2019); see `artmem measures --help`")
     a.add_argument("--no-maps", action="store_true", help="skip memorability maps of the top/bottom images")
-    a.add_argument("--map-grids", metavar="N[,N]", help="map scales: windows along the shorter side (default 3,5,8)")
+    a.add_argument("--map-grids", metavar="N[,N]",
+                   help="map scales: windows along the shorter side (default 3,5: what the report's "
+                   "256-px map thumbnails show; `memorability map` uses 3,5,8)")
     a.add_argument("--batch-size", type=int, default=None, help="batch size of the model runs")
     a.add_argument("--workers", type=int, default=None, help="worker processes")
     a.add_argument("--no-resume", action="store_true", help="recompute artefacts already in OUT")
     add_device_arg(a)
+    add_precision_arg(a)
     add_csv_arg(a)
     _add_report_options(a)
     a.set_defaults(func=cmd_analyze)
@@ -184,7 +188,7 @@ def cmd_analyze(args) -> int:
         hue_mode=args.hue_mode,
         maps=not args.no_maps, map_grids=_int_list("--map-grids", args.map_grids),
         batch_size=args.batch_size, workers=args.workers,
-        resume=not args.no_resume, csv=args.csv, command=command_from_args(args),
+        resume=not args.no_resume, csv=args.csv, command=command_from_args(args), precision=args.precision,
     )
     print_written(written)
     return 0

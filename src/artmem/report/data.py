@@ -164,6 +164,7 @@ def load_report_data(
         job = read_job_record(base)
         if job is not None:
             inputs["model"] = job.model
+            inputs["precision"] = job.processor.get("precision", "fp32")
         try:
             errors["scores"] = read_errors(base)
         except ArtmemError:

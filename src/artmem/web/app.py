@@ -60,6 +60,7 @@ def create_app(
     similar_k: int = 8,
     maps: bool = True,
     engine: Engine | None = None,
+    precision: str = "fp32",
 ) -> FastAPI:
     """Build the explorer app. The collection, the results and the models are loaded here, once.
 
@@ -76,6 +77,8 @@ def create_app(
         background: score/embed what the results lack in a background thread (False: do it now,
             before returning; tests use this).
         engine: a ready Engine (tests share one between apps).
+        precision: of the background scoring of the collection on CPU ("fp32", "int8", "auto";
+            see docs/batch.md); uploads are scored in fp32.
     """
     use_literal_text()  # category values are drawn as text in the box plots, never as mathtext
     data = ExplorerData(collection, results)
@@ -93,7 +96,7 @@ def create_app(
                        "percentiles compare two different models", data.scores_model, engine.model_name)
     for run, clf in zip(runs, engine.classifiers, strict=False):
         data.add_run_predictions(run, clf.name)
-    indexer = Indexer(data, engine)
+    indexer = Indexer(data, engine, precision=precision)
     if not background:
         indexer.run_sync()
     max_bytes = int(max_upload_mb * 1_000_000)

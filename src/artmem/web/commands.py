@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from artmem.cliutils import add_collection_arg, add_device_arg
+from artmem.cliutils import add_collection_arg, add_device_arg, add_precision_arg
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def register(subparsers) -> None:
                    help="decompression-bomb limit for images, in pixels (default 89,478,485)")
     p.add_argument("--no-maps", action="store_true", help="do not compute memorability maps live")
     add_device_arg(p)
+    add_precision_arg(p)
     p.set_defaults(func=run_serve)
 
 
@@ -58,7 +59,7 @@ def run_serve(args) -> int:
         set_max_image_pixels(args.max_pixels)
     app = create_app(args.collection, results=args.results, model=args.model, runs=args.run,
                      device=args.device, max_upload_mb=args.max_upload_mb, host=args.host,
-                     maps=not args.no_maps)
+                     maps=not args.no_maps, precision=args.precision)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"artmem explorer on http://{shown}:{args.port}/  (Ctrl+C to stop)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, **server_options())

@@ -305,9 +305,11 @@ class Indexer:
     explorer's scores/embeddings are filled in after each finished shard.
     """
 
-    def __init__(self, data, engine: Engine, batch_size: int = 16, shard_size: int = 64):
+    def __init__(self, data, engine: Engine, batch_size: int = 16, shard_size: int = 64,
+                 precision: str = "fp32"):
         self.data = data
         self.engine = engine
+        self.precision = precision  # of the bulk pass (uploads and maps stay in the engine's fp32)
         self.batch_size = batch_size
         self.shard_size = shard_size
         self.total = 0
@@ -369,9 +371,10 @@ class Indexer:
             return
         emb_ids: list[np.ndarray] = []
         emb_vecs: list[np.ndarray] = []
+        proc, precision = self._processor(need_emb)
+        label = e.model_name + (f", {precision}" if precision != "fp32" else "")
         if need_scores:
-            d.score_source = f"being computed with {e.model_name}"
-        proc = _EngineModel(e, with_embedding=need_emb)
+            d.score_source = f"being computed with {label}"
 
         def shard_done(res) -> None:
             rows = pd.read_parquet(res.path)
@@ -401,7 +404,7 @@ class Indexer:
                 run_job(coll, proc, job_dir, device=str(e.device), batch_size=self.batch_size, num_workers=0,
                         resume=False, shard_size=self.shard_size, progress=False, on_shard_done=shard_done)
             if need_scores:
-                d.score_source = f"computed at start with {e.model_name}"
+                d.score_source = f"computed at start with {label}"
             self.state = "complete"
         except _Stopped:
             self.state = "stopped"
@@ -410,6 +413,19 @@ class Indexer:
             self.state = "failed"
         finally:
             self.finished_at = time.time()
+
+    def _processor(self, need_emb: bool):
+        """(processor, precision) of the bulk pass: the engine's loaded model in fp32; for
+        `--precision int8|auto` on CPU the same ONNX Runtime path as `artmem score`, calibrated on a
+        sample of the collection."""
+        e = self.engine
+        if self.precision == "fp32" or e.device.type != "cpu":
+            return _EngineModel(e, with_embedding=need_emb), "fp32"
+        layer = e.feature_layer if need_emb else None
+        proc = ModelProcessor(e.model_name, "features" if layer else "scores", layer=layer, with_score=bool(layer),
+                              precision=self.precision, calibration=self.data.collection.abs_paths(),
+                              calibration_name=f"collection {self.data.collection.name}")
+        return proc, proc.resolved_precision("cpu")
 
     def status(self) -> dict:
         return {"state": self.state, "total": self.total, "done": self.done, "unreadable": self.failed}
