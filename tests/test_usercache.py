@@ -56,13 +56,13 @@ def test_cli_info_and_clear(tmp_path, monkeypatch, capsys):
 
 
 def test_export_says_when_it_starts_and_ends(tmp_path, monkeypatch, caplog):
-    from artmem.batch.processors import export_onnx, onnx_path_for
+    from artmem.models.onnx_export import export_onnx, onnx_path_for
     from artmem.models import create_model
 
     monkeypatch.setenv("ARTMEM_CACHE", str(tmp_path))
     model = create_model("tiny_test")
     path = onnx_path_for("tiny_test", [None], "w")
-    with caplog.at_level(logging.INFO, logger="artmem.batch.processors"):
+    with caplog.at_level(logging.INFO, logger="artmem.models.onnx_export"):
         export_onnx(model, [None], path, model.pretrained_cfg.input_size)
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("exporting tiny_test (score) to ONNX") for m in messages)

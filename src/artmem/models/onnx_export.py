@@ -80,7 +80,8 @@ def onnx_path_for(model_name: str, layers: list[str | None], weights_id: str) ->
     return onnx_cache_dir() / f"{safe}-{tag}-{key}.onnx"
 
 
-def export_module(module, path: Path, example, output_names: list[str], dynamic_spatial: bool = False) -> Path:
+def export_module(module, path: Path, example, output_names: list[str], dynamic_spatial: bool = False,
+                  label: str | None = None) -> Path:
     """Export a torch module taking one image batch `example` to `path` (atomic; reused if present).
 
     Args:
@@ -88,6 +89,7 @@ def export_module(module, path: Path, example, output_names: list[str], dynamic_
         example: an input tensor of the right channel count and (for fixed-size models) size.
         output_names: one name per output.
         dynamic_spatial: also leave H and W free (fully convolutional maps at any scale).
+        label: what the progress messages call it (default: the module's class name).
     """
     import torch
 
@@ -100,8 +102,7 @@ def export_module(module, path: Path, example, output_names: list[str], dynamic_
     dyn = {"image": axes, **{n: {0: "batch"} for n in output_names}}
     if dynamic_spatial:
         dyn.update({n: {0: "batch", 1: "grid_h", 2: "grid_w"} for n in output_names})
-    name = getattr(getattr(module, "m", module), "pretrained_cfg", None)
-    name = getattr(name, "name", None) or type(module).__name__
+    name = label or type(module).__name__
     logger.info("exporting %s to ONNX for faster CPU runs: once, about a minute for large models; "
                 "later runs reuse %s (see `artmem cache info`)", name, path)
     started = time.perf_counter()
@@ -114,7 +115,7 @@ def export_module(module, path: Path, example, output_names: list[str], dynamic_
             tmp.unlink(missing_ok=True)
             raise ArtmemError(f"ONNX export failed ({type(exc).__name__}: {exc}); use --backend torch") from exc
     os.replace(tmp, path)
-    logger.info("exported %s in %.0f s (%.0f MB)", name, time.perf_counter() - started, path.stat().st_size / 1e6)
+    logger.info("exported %s in %.0f s (%.0f MB)", name.split(" (")[0], time.perf_counter() - started, path.stat().st_size / 1e6)
     return path
 
 
@@ -122,8 +123,10 @@ def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path
     """Export the outputs `layers` of a zoo model once to `path` (atomic; reused afterwards)."""
     import torch
 
+    name = getattr(model.pretrained_cfg, "name", "model")
     return export_module(outputs_module(model, layers), path, torch.zeros(2, *input_size),
-                         [f"out{i}" for i in range(len(layers))])
+                         [f"out{i}" for i in range(len(layers))],
+                         label=f"{name} ({'+'.join(n or 'score' for n in layers)})")
 
 
 def make_session(path: Path, threads: int | None = None):
