@@ -56,8 +56,8 @@ def test_cli_info_and_clear(tmp_path, monkeypatch, capsys):
 
 
 def test_export_says_when_it_starts_and_ends(tmp_path, monkeypatch, caplog):
-    from artmem.models.onnx_export import export_onnx, onnx_path_for
     from artmem.models import create_model
+    from artmem.models.onnx_export import export_onnx, onnx_path_for
 
     monkeypatch.setenv("ARTMEM_CACHE", str(tmp_path))
     model = create_model("tiny_test")
