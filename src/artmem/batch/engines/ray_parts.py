@@ -1,0 +1,109 @@
+"""Worker-side output of the Ray engine: per-batch part files, compacted into shard files.
+
+Ray Data hands an actor batches that do not follow shard boundaries, so an actor cannot write a
+whole shard. Each actor writes, for every shard a batch touches, one *part* (that batch's result
+rows and error rows of the shard) under
+
+    OUT/shards/.parts-<kind>/<run id>/<kind>-<NNNNN>/<hash of the part's paths>.parquet
+                                                    /<hash>.errors.parquet
+
+and returns only counts to the driver. When the driver's counts say a shard is complete, a Ray task
+(`compact_shard`) reads that shard's parts, puts the rows in the shard's path order, writes the
+shard with the engine-independent `write_shard_files` (same atomic files, names and schema as the
+local engine) and removes the parts. Result rows never travel to the driver.
+
+A part's name is a hash of its paths, so a batch that Ray re-executes overwrites its own part
+instead of adding a copy; compaction still drops duplicate paths and refuses to write a shard whose
+parts do not cover its images exactly. The run id keeps parts of a killed run apart from a resumed
+run that reuses the same shard numbers; the driver discards every leftover part when a run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from artmem.batch.job import (
+    ShardResult,
+    _concat,
+    _read_shards,
+    shard_errors_file,
+    shard_file,
+    write_shard_files,
+)
+from artmem.batch.results import SHARDS_DIR, atomic_write_parquet, errors_frame
+
+_ERRORS_SUFFIX = ".errors.parquet"
+
+
+def parts_root(out: Path | str, kind: str) -> Path:
+    """Folder of every part file of this job kind (all runs)."""
+    return Path(out) / SHARDS_DIR / f".parts-{kind}"
+
+
+def shard_parts_dir(run_dir: Path | str, kind: str, shard_id: int) -> Path:
+    return Path(run_dir) / f"{kind}-{shard_id:05d}"
+
+
+def write_part(run_dir: Path | str, kind: str, shard_id: int, paths: list[str],
+               rows: pd.DataFrame | None, errors: list[tuple[str, str]]) -> None:
+    """Atomically write one batch's rows (and error rows) of one shard as a part (actor side)."""
+    d = shard_parts_dir(run_dir, kind, shard_id)
+    name = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    if errors:
+        atomic_write_parquet(errors_frame(errors), d / f"{name}{_ERRORS_SUFFIX}")
+    if rows is not None and len(rows):
+        atomic_write_parquet(rows.reset_index(drop=True), d / f"{name}.parquet")
+
+
+def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], run_dir: str) -> ShardResult:
+    """Ray task: the parts of a complete shard -> its shard files (in path order); parts removed.
+
+    Raises:
+        RuntimeError: the parts do not cover the shard's images exactly (e.g. OUT is not one
+            filesystem shared by every node, so some parts were written where this task cannot see
+            them).
+    """
+    d = shard_parts_dir(run_dir, kind, shard_id)
+    if not d.is_dir():
+        if shard_file(out, kind, shard_id).exists():  # a retried task whose first attempt finished
+            return _existing(out, kind, shard_id)
+        raise RuntimeError(f"shard {shard_id}: no part files in {d}; OUT must be a filesystem that "
+                           "every Ray node can write and read (a shared filesystem)")
+    files = sorted(f for f in d.iterdir() if not f.name.startswith("."))
+    order = {p: i for i, p in enumerate(paths)}
+    table = _read_shards([f for f in files if not f.name.endswith(_ERRORS_SUFFIX)])
+    if len(table):
+        table = table.drop_duplicates("path", keep="first")
+        table = table.iloc[np.argsort([order.get(p, -1) for p in table["path"]], kind="stable")]
+        table = table.reset_index(drop=True)
+    errs = _concat([pd.read_parquet(f) for f in files if f.name.endswith(_ERRORS_SUFFIX)])
+    have = set(table["path"])
+    reasons: dict[str, str] = {}  # one reason per image, none for an image that has a result
+    for p, r in zip(errs["path"], errs["reason"], strict=True) if len(errs) else ():
+        if p not in have:
+            reasons.setdefault(str(p), str(r))
+    err_rows = sorted(reasons.items(), key=lambda e: order.get(e[0], -1))
+    covered = have | {p for p, _ in err_rows}
+    if covered != set(paths):
+        missing, extra = set(paths) - covered, covered - set(paths)
+        raise RuntimeError(
+            f"shard {shard_id}: parts in {d} cover {len(covered)} of {len(paths)} image(s) "
+            f"({len(missing)} missing, {len(extra)} foreign); OUT must be a filesystem that every "
+            "Ray node can write and read (a shared filesystem)")
+    result = write_shard_files(Path(out), kind, shard_id, table, err_rows)
+    shutil.rmtree(d, ignore_errors=True)
+    return result
+
+
+def _existing(out: str, kind: str, shard_id: int) -> ShardResult:
+    import pyarrow.parquet as pq
+
+    f = shard_file(out, kind, shard_id)
+    errs = shard_errors_file(out, kind, shard_id)
+    n_err = pq.read_metadata(errs).num_rows if errs.exists() else 0
+    return ShardResult(shard_id, pq.read_metadata(f).num_rows, n_err, f)
