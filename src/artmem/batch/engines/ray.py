@@ -2,7 +2,9 @@
 
 Pipeline (one Ray Data dataset per run):
 
-    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work
+    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work,
+                                                  one Parquet file per shard in OUT; Ray Data gets
+                                                  (file, row group) units, workers read the rows
       -> map_batches(_decode, tasks)              decode + preprocess (`processor.load`), CPU tasks
       -> map_batches(_ProcessActor, actor pool)   `processor.setup` once per actor, then
                                                   `collate` + `process` batch after batch; each
@@ -32,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from artmem.batch.engines.ray_parts import compact_shard, parts_root, write_part
 from artmem.batch.job import (
@@ -216,21 +217,30 @@ def _limit_threads(threads: int) -> None:
 
 
 def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
-    """Ray task: `processor.load` each image of a block; a failure becomes an error row.
+    """Ray task: read the pending images of a block, `processor.load` each; a failure becomes an
+    error row.
 
-    The processor arrives pickled without its model (processors drop heavy state when pickled), so
-    this stays cheap; items go back pickled so that any processor's item type travels unchanged.
+    The block names row groups of the pending-list files (`_write_pending`), read here on the
+    worker. The processor arrives pickled without its model (processors drop heavy state when
+    pickled), so this stays cheap; items go back pickled so that any processor's item type
+    travels unchanged.
     """
+    import pyarrow.parquet as pq
+
     _limit_threads(1)
     processor = pickle.loads(processor_blob)
-    items, reasons = [], []
-    for abs_path in batch["abs_path"]:
-        item, reason = safe_load(processor, str(abs_path))
-        items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
-        reasons.append("" if reason is None else reason)
+    paths, shards, items, reasons = [], [], [], []
+    for file, group in zip(batch["file"], batch["row_group"], strict=True):
+        rows = pq.ParquetFile(str(file)).read_row_group(int(group)).to_pydict()
+        paths += rows["path"]
+        shards += rows["shard"]
+        for abs_path in rows["abs_path"]:
+            item, reason = safe_load(processor, abs_path)
+            items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
+            reasons.append("" if reason is None else reason)
     return {
-        "path": batch["path"],
-        "shard": batch["shard"],
+        "path": np.array(paths, dtype=object),
+        "shard": np.array(shards, dtype=np.int64),
         "item": np.array(items, dtype=object),
         "reason": np.array(reasons, dtype=object),
     }
@@ -296,14 +306,29 @@ class _ProcessActor:
 # ----------------------------------------------------------------------------- driver
 
 
-def _pending_frame(spec: JobSpec, shards: list[Shard]) -> pd.DataFrame:
-    rows_path, rows_abs, rows_shard = [], [], []
+def _write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: int) -> list[dict]:
+    """The pending images as one Parquet file per shard (path, abs_path, shard) in row groups of
+    <= `group_rows`; returns one {file, row_group} per row group, a decode task's unit of work.
+
+    Workers read the rows themselves, so the driver hands Ray Data one small record per row group
+    instead of one per image, and holds one shard's rows at a time while it writes them. `folder`
+    is in OUT, which every node can read since workers write there.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    units = []
     for shard in shards:
-        for p in shard.paths:
-            rows_path.append(p)
-            rows_abs.append(spec.collection.abs_path(p))
-            rows_shard.append(shard.id)
-    return pd.DataFrame({"path": rows_path, "abs_path": rows_abs, "shard": np.array(rows_shard, dtype=np.int64)})
+        table = pa.table({
+            "path": pa.array(shard.paths, pa.string()),
+            "abs_path": pa.array([spec.collection.abs_path(p) for p in shard.paths], pa.string()),
+            "shard": pa.array(np.full(len(shard.paths), shard.id, dtype=np.int64)),
+        })
+        f = str(folder / f"{shard.id:05d}.parquet")
+        pq.write_table(table, f, row_group_size=group_rows)
+        units += [{"file": f, "row_group": g} for g in range(math.ceil(len(shard.paths) / group_rows))]
+    return units
 
 
 class _ShardTracker:
@@ -431,8 +456,8 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     import ray.data
 
     _quiet_ray_data()
-    frame = _pending_frame(spec, shards)
-    n_batches = math.ceil(len(frame) / batch_size)
+    n_pending = sum(len(s.paths) for s in shards)
+    n_batches = math.ceil(n_pending / batch_size)
     device = spec.device
     if device == "cuda" and session.gpus == 0:
         raise ArtmemError("--device cuda but the Ray cluster has no GPU")
@@ -449,15 +474,13 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     # Parts left by a killed run belong to shards that were never finished: start clean.
     shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
     run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
-    # Enough blocks to feed every actor (Ray Data runs one task per block), few enough to amortise.
-    n_blocks = max(math.ceil(len(frame) / DECODE_BLOCK), min(n_batches, 2 * plan.actors))
-    n_blocks = max(1, min(n_blocks, 10_000))
+    # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
+    group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
+    units = _write_pending(spec, shards, run_dir / "pending", group_rows)
     # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
-    # task per block just for that); the rows travel to the workers through the object store, so
-    # the collection table never has to sit on storage the workers can see.
-    ds = ray.data.from_items(frame.to_dict("records"), override_num_blocks=n_blocks)
-    n_pending = len(frame)
-    del frame
+    # task per block just for that); one block per unit, up to 10,000 blocks.
+    ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 10_000)))
+    del units
     ds = ds.map_batches(
         _decode_block, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
         num_cpus=plan.decode_cpus,
