@@ -29,13 +29,11 @@ import pickle
 import shutil
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from artmem.batch.engines.ray_parts import compact_shard, parts_root, write_part
+from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part, write_pending
 from artmem.batch.job import (
     JobResult,
     JobSpec,
@@ -306,87 +304,6 @@ class _ProcessActor:
 # ----------------------------------------------------------------------------- driver
 
 
-def _write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: int) -> list[dict]:
-    """The pending images as one Parquet file per shard (path, abs_path, shard) in row groups of
-    <= `group_rows`; returns one {file, row_group} per row group, a decode task's unit of work.
-
-    Workers read the rows themselves, so the driver hands Ray Data one small record per row group
-    instead of one per image, and holds one shard's rows at a time while it writes them. `folder`
-    is in OUT, which every node can read since workers write there.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True, exist_ok=True)
-    units = []
-    for shard in shards:
-        table = pa.table({
-            "path": pa.array(shard.paths, pa.string()),
-            "abs_path": pa.array([spec.collection.abs_path(p) for p in shard.paths], pa.string()),
-            "shard": pa.array(np.full(len(shard.paths), shard.id, dtype=np.int64)),
-        })
-        f = str(folder / f"{shard.id:05d}.parquet")
-        pq.write_table(table, f, row_group_size=group_rows)
-        units += [{"file": f, "row_group": g} for g in range(math.ceil(len(shard.paths) / group_rows))]
-    return units
-
-
-class _ShardTracker:
-    """Driver-side bookkeeping: images done per shard, and the compaction of complete shards.
-
-    Only counts live here (one per pending shard). Compactions run one at a time, in the order the
-    shards complete: `on_shard_done` then always sees every earlier shard written, and a driver
-    stopped by it (or killed) leaves at most one shard being compacted; the parts of the others
-    are discarded on resume.
-    """
-
-    def __init__(self, spec: JobSpec, shards: list[Shard], run_dir: Path, on_shard_done):
-        import ray
-
-        self.spec, self.run_dir, self.on_shard_done = spec, run_dir, on_shard_done
-        self.shards = {s.id: s for s in shards}
-        self.missing = {s.id: len(s.paths) for s in shards}
-        self.ready: deque[int] = deque()
-        self.in_flight = None
-        self.written = 0
-        self._task = ray.remote(num_cpus=0, max_retries=1)(compact_shard)
-
-    def add(self, shard_id: int, n: int) -> None:
-        self.missing[shard_id] -= n
-        if self.missing[shard_id] < 0:
-            raise RuntimeError(f"shard {shard_id}: got {-self.missing[shard_id]} result(s) more than "
-                               f"its {len(self.shards[shard_id].paths)} images")
-        if self.missing[shard_id] == 0:
-            del self.missing[shard_id]
-            self.ready.append(shard_id)
-        self.pump(block=False)
-
-    def pump(self, block: bool) -> None:
-        """Collect a finished compaction and start the next; `block` waits until all are done."""
-        import ray
-
-        while True:
-            if self.in_flight is not None:
-                done, _ = ray.wait([self.in_flight], timeout=None if block else 0)
-                if not done:
-                    return
-                res = ray.get(self.in_flight)
-                self.in_flight = None
-                self.written += 1
-                if self.on_shard_done is not None:
-                    self.on_shard_done(res)
-            if not self.ready:
-                return
-            sid = self.ready.popleft()
-            shard = self.shards.pop(sid)
-            self.in_flight = self._task.remote(str(self.spec.out), self.spec.kind, sid, shard.paths,
-                                               str(self.run_dir))
-
-    @property
-    def incomplete(self) -> list[int]:
-        return sorted(self.missing)
-
-
 def run_job(
     spec: JobSpec,
     address: str | None = None,
@@ -476,7 +393,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
     # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
     group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
-    units = _write_pending(spec, shards, run_dir / "pending", group_rows)
+    units = write_pending(spec, shards, run_dir / "pending", group_rows)
     # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
     # task per block just for that); one block per unit, up to 10,000 blocks.
     ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 10_000)))
@@ -490,7 +407,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_cpus=plan.cpus_per_actor, num_gpus=plan.gpus_per_actor or None,
     )
-    tracker = _ShardTracker(spec, shards, run_dir, on_shard_done)
+    tracker = ShardTracker(spec, shards, run_dir, on_shard_done)
     bar = tqdm(total=n_pending, desc=f"{spec.kind} on ray ({plan.actors} actor(s))", unit="img",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     backends: set[str] = set()
