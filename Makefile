@@ -39,7 +39,7 @@ web-deps:
 		|| echo "warning: could not install chromium; the web browser test will be skipped"; \
 	else echo "warning: chromium missing and apt-get/root unavailable; the web browser test will be skipped"; fi
 
-test: $(STAMP) web-deps
+test: $(STAMP) web-deps lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     from artmem.data.images import load_image
     from artmem.data.samples import real_photos
     from artmem.memorability.maps import MapConfig, MapModel, memorability_map
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resmem")

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
 
     import faiss
 
-    from artmem.retrieval.index import TUNE_QUERIES, build_index, exact_knn, recall_at_k
+    from artmem.retrieval.backend_base import TUNE_QUERIES, exact_knn, recall_at_k
+    from artmem.retrieval.index import build_index
     from artmem.retrieval.store import FeatureStore
     from artmem.retrieval.synthetic import clustered_vectors
 

@@ -82,7 +82,7 @@ def bench_pipeline(coll_dir: Path, cache_root: Path, args) -> dict:
     from artmem.classify.data import make_dataset, make_loader
     from artmem.data.cache import build_cache
     from artmem.data.collection import Collection
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     coll = Collection.load(coll_dir / "collection.parquet")
     classes = sorted(coll.table["style"].unique())
@@ -137,7 +137,7 @@ def bench_features(coll_dir: Path, cache_root: Path, args) -> dict:
     from artmem.classify.frozen import HeadOnly
     from artmem.data.cache import build_cache
     from artmem.data.collection import Collection
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.models.scenarios import apply_scenario
 
     coll = Collection.load(coll_dir / "collection.parquet")

@@ -11,6 +11,14 @@ collection / model with --collection / --results / --model.
     .venv/bin/python bench/web_load.py                    # 50 clients, 20 s, synthetic 120 images
     .venv/bin/python bench/web_load.py --clients 100 --seconds 60 --collection demo_data --model resmem
     .venv/bin/python bench/web_load.py --url http://127.0.0.1:8000
+    .venv/bin/python bench/web_load.py --mixed             # + a run where 5 of the 50 clients are hostile
+    .venv/bin/python bench/web_load.py --mixed --small     # the same at a size a shared laptop takes
+
+`--mixed` runs the load twice on the same server: clean, then with `--hostile` of the clients
+sending hostile requests (narrow and extreme-aspect images whose maps they fetch, uploads from a
+foreign origin, half-sent requests and bodies trickled slower than the server's read deadline).
+Targets (exit 1 if one is missed): the other clients' p99 within 2x of the clean run's, the
+server's RSS under 2 GB, zero 5xx in either run.
 """
 
 from __future__ import annotations
@@ -122,17 +130,148 @@ async def one_client(client: httpx.AsyncClient, deadline: float, n_ids: int, pay
         out.append((kind, status, time.perf_counter() - t0))
 
 
-async def run_load(base: str, clients: int, seconds: float, n_ids: int, seed: int) -> tuple[list, float]:
+def narrow_png(w: int, h: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(w * h).random((h, w, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+HOSTILE_KINDS = ("narrow_map", "foreign_origin", "half_sent", "slow_body")
+
+
+async def _raw_request(base: str, head: bytes, trickle: bytes, pause: float, give_up: float) -> str:
+    """Send `head`, then `trickle` one byte per `pause` s; the status line the server answers
+    (or 'closed' when it just closes the connection)."""
+    host, port = base.split("//", 1)[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        await writer.drain()
+
+        async def feed():
+            for b in trickle:
+                await asyncio.sleep(pause)
+                writer.write(bytes([b]))
+                await writer.drain()
+
+        feeder = asyncio.ensure_future(feed())
+        try:
+            line = await asyncio.wait_for(reader.readline(), give_up)
+        finally:
+            feeder.cancel()
+        parts = line.split()
+        return parts[1].decode() if len(parts) > 1 else "closed"
+    except (ConnectionError, OSError):
+        return "closed"
+    finally:
+        writer.close()
+
+
+async def hostile_client(client: httpx.AsyncClient, base: str, deadline: float, rng: random.Random,
+                         out: list, max_held: int = 20) -> None:
+    """One hostile client: cycles through HOSTILE_KINDS until the deadline. Half-sent requests and
+    trickled bodies are left open in the background (up to `max_held` at a time, as a slowloris
+    does); the server must cut them at its read deadline while serving everyone else."""
+    shapes = [(1, 64), (1, 3000), (2, 600), (3000, 1), (7, 900)]
+    images = {wh: narrow_png(*wh) for wh in shapes}
+    held: set[asyncio.Task] = set()
+    k = rng.randrange(len(HOSTILE_KINDS))
+
+    def record(kind: str, t0: float):
+        def done(task: asyncio.Task) -> None:
+            held.discard(task)
+            if not task.cancelled():
+                out.append((kind, task.result(), time.perf_counter() - t0))
+        return done
+
+    while time.perf_counter() < deadline:
+        kind = HOSTILE_KINDS[k % len(HOSTILE_KINDS)]
+        k += 1
+        t0 = time.perf_counter()
+        if kind in ("half_sent", "slow_body"):
+            if len(held) >= max_held:
+                await asyncio.sleep(0.05)
+                continue
+            if kind == "half_sent":
+                coro = _raw_request(base, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:", b"", 0, 300)
+            else:
+                head = (b"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")
+                coro = _raw_request(base, head, b"x" * 10_000, pause=0.5, give_up=300)
+            task = asyncio.ensure_future(coro)
+            held.add(task)
+            task.add_done_callback(record(kind, t0))
+            continue
+        try:
+            if kind == "narrow_map":
+                wh = rng.choice(shapes)
+                r = await client.post("/api/upload", files={"file": (f"narrow_{wh[0]}x{wh[1]}.png", images[wh],
+                                                                     "image/png")})
+                status = r.status_code
+                if status == 200:
+                    r = await client.get(r.json()["map_url"])
+                    status = r.status_code
+            else:  # foreign_origin
+                r = await client.post("/api/upload", params={"add": "true"}, headers={"Origin": "null"},
+                                      files={"file": ("x.png", images[(1, 64)], "image/png")})
+                status = r.status_code
+        except httpx.HTTPError as exc:
+            status = f"transport:{type(exc).__name__}"
+        out.append((kind, status, time.perf_counter() - t0))
+    out.append(("still_held_at_end", len(held), 0.0))
+    for task in list(held):
+        task.cancel()
+
+
+async def run_load(base: str, clients: int, seconds: float, n_ids: int, seed: int,
+                   hostile: int = 0) -> tuple[list, list, float]:
+    """(records of the ordinary clients, records of the hostile ones, elapsed seconds)."""
     payload = upload_payload()
     out: list = []
+    bad: list = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client, \
+            httpx.AsyncClient(base_url=base, timeout=120) as hostile_http:
         t0 = time.perf_counter()
         deadline = t0 + seconds
+        bad_tasks = [asyncio.ensure_future(hostile_client(hostile_http, base, deadline,
+                                                          random.Random(seed + 1000 + k), bad))
+                     for k in range(hostile)]
         await asyncio.gather(*(one_client(client, deadline, n_ids, payload, random.Random(seed + k), out)
-                               for k in range(clients)))
-        elapsed = time.perf_counter() - t0
-    return out, elapsed
+                               for k in range(clients - hostile)))
+        elapsed = time.perf_counter() - t0  # the ordinary clients' time
+        await asyncio.gather(*bad_tasks)
+    return out, bad, elapsed
+
+
+class RssSampler:
+    """Peak resident memory of a process (Linux /proc), sampled every 0.2 s in a thread."""
+
+    def __init__(self, pid: int | None):
+        import threading
+
+        self.pid, self.peak_mb = pid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+            except OSError:
+                return
+
+    def __enter__(self):
+        if self.pid is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
 
 
 def summarise(records: list, elapsed: float) -> dict:
@@ -153,11 +292,28 @@ def summarise(records: list, elapsed: float) -> dict:
     }
 
 
+def _print_summary(title: str, summary: dict, clients: int) -> None:
+    print(f"{title}: {summary['requests']} requests in {summary['seconds']} s by {clients} clients: "
+          f"{summary['requests_per_s']} req/s, p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, "
+          f"non-2xx {summary['non_2xx']}, 5xx/transport errors {summary['5xx_or_transport_errors']}")
+    for kind, s in summary["per_kind"].items():
+        print(f"  {kind:15s} n={s['n']:6d}  p50 {s['p50_ms']:8.1f} ms  p99 {s['p99_ms']:8.1f} ms")
+
+
+def _hostile_summary(records: list) -> dict:
+    held = sum(s for k, s, _ in records if k == "still_held_at_end")
+    records = [r for r in records if r[0] != "still_held_at_end"]
+    statuses = Counter(f"{k}:{s}" for k, s, _ in records)
+    fivexx = sum(n for key, n in statuses.items() if key.split(":", 1)[1].startswith(("5", "transport")))
+    return {"requests": len(records), "statuses": dict(sorted(statuses.items())), "5xx_or_transport_errors": fivexx,
+            "held_open_at_end": held}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="an already running explorer (default: start one)")
     p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--seconds", type=float, default=None, help="length of each run (default 20; 8 with --small)")
     p.add_argument("--collection", help="collection for the self-started server (default: synthetic)")
     p.add_argument("--results", help="analysis folder for the self-started server")
     p.add_argument("--model", default="tiny_test", help="memorability model of the self-started server")
@@ -166,7 +322,16 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256, help="synthetic image side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the summary to this JSON file")
+    p.add_argument("--mixed", action="store_true",
+                   help="run clean, then with --hostile of the clients hostile; compare (see above)")
+    p.add_argument("--hostile", type=int, default=None, help="hostile clients in the mixed run (default: 10%%)")
+    p.add_argument("--small", action="store_true",
+                   help="a small run for a shared machine: 10 clients, 8 s (unless --seconds), 36 images of 96 px")
     args = p.parse_args(argv)
+    if args.small:
+        args.clients, args.per_class, args.size = 10, 3, 96
+    args.seconds = args.seconds or (8.0 if args.small else 20.0)
+    hostile = args.hostile if args.hostile is not None else max(1, args.clients // 10)
 
     proc = None
     base = args.url
@@ -180,7 +345,16 @@ def main(argv=None) -> int:
         n_ids = status["collection"]["images"]
         print(f"server ready in {time.time() - t0:.1f} s: {n_ids} images, model {status['model']}; "
               f"{args.clients} clients for {args.seconds:g} s ...", file=sys.stderr)
-        records, elapsed = asyncio.run(run_load(base.rstrip("/"), args.clients, args.seconds, n_ids, args.seed))
+        with RssSampler(proc.pid if proc else None) as rss_clean:
+            records, _, elapsed = asyncio.run(run_load(base.rstrip("/"), args.clients, args.seconds, n_ids,
+                                                       args.seed))
+        mixed = None
+        if args.mixed:
+            print(f"mixed run: {hostile} of {args.clients} clients hostile ...", file=sys.stderr)
+            with RssSampler(proc.pid if proc else None) as rss_mixed:
+                m_records, m_bad, m_elapsed = asyncio.run(run_load(base.rstrip("/"), args.clients, args.seconds,
+                                                                   n_ids, args.seed + 1, hostile=hostile))
+            mixed = (m_records, m_bad, m_elapsed, rss_mixed.peak_mb)
     finally:
         if proc is not None:
             proc.terminate()
@@ -189,15 +363,33 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     summary = summarise(records, elapsed)
-    summary.update(clients=args.clients, images=n_ids, model=status["model"], cpus=os.cpu_count())
-    print(f"{summary['requests']} requests in {summary['seconds']} s by {args.clients} clients: "
-          f"{summary['requests_per_s']} req/s, p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, "
-          f"non-2xx {summary['non_2xx']}, 5xx/transport errors {summary['5xx_or_transport_errors']}")
-    for kind, s in summary["per_kind"].items():
-        print(f"  {kind:15s} n={s['n']:6d}  p50 {s['p50_ms']:8.1f} ms  p99 {s['p99_ms']:8.1f} ms")
+    summary.update(clients=args.clients, images=n_ids, model=status["model"], cpus=os.cpu_count(),
+                   server_rss_peak_mb=round(rss_clean.peak_mb, 1) if proc else None)
+    _print_summary("clean run", summary, args.clients)
+    failed = bool(summary["5xx_or_transport_errors"])
+    if mixed is not None:
+        m_records, m_bad, m_elapsed, rss_mb = mixed
+        ms = summarise(m_records, m_elapsed)
+        hs = _hostile_summary(m_bad)
+        ratio = ms["p99_ms"] / max(summary["p99_ms"], 1e-9)
+        _print_summary(f"mixed run, the {args.clients - hostile} ordinary clients", ms, args.clients - hostile)
+        print(f"  hostile clients ({hostile}): {hs['requests']} requests answered, 5xx/transport errors "
+              f"{hs['5xx_or_transport_errors']}, {hs['held_open_at_end']} slow ones still open at the end; "
+              f"{hs['statuses']}")
+        checks = {"p99 within 2x of the clean run": ratio <= 2.0,
+                  "server RSS < 2 GB": proc is None or rss_mb < 2048,
+                  "zero 5xx": not (summary["5xx_or_transport_errors"] or ms["5xx_or_transport_errors"]
+                                   or hs["5xx_or_transport_errors"])}
+        print(f"p99 ordinary clients: {ms['p99_ms']} ms mixed vs {summary['p99_ms']} ms clean = {ratio:.2f}x; "
+              f"server RSS peak {rss_mb:.0f} MB (clean run {rss_clean.peak_mb:.0f} MB)")
+        for name, ok in checks.items():
+            print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+        failed = failed or not all(checks.values())
+        summary["mixed"] = {**ms, "hostile_clients": hostile, "hostile": hs, "p99_ratio": round(ratio, 2),
+                            "server_rss_peak_mb": round(rss_mb, 1), "checks": checks}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
-    return 1 if summary["5xx_or_transport_errors"] else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

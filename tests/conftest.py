@@ -25,3 +25,15 @@ def real_images() -> dict[Path, str]:
     if len(photos) < 10:
         pytest.skip("bundled sample images are missing (run `make setup`)")
     return photos
+
+
+@pytest.fixture(autouse=True, scope="session")
+def accept_testserver_host():
+    """TestClient sends `Host: testserver`; only tests accept that name (a served app never does).
+    Session-scoped so that it is in place before the module-scoped apps are built."""
+    from artmem.web import app as web_app
+    from artmem.web.middleware import allowed_hosts
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(web_app, "allowed_hosts", lambda host: [*allowed_hosts(host), "testserver"])
+        yield

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 from artmem import __version__
+from artmem.cliutils import check_device, discard_failed_output, new_output_folder
 from artmem.errors import ArtmemError
 
 # Order here is the order of `artmem --help`.
@@ -40,13 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # capability not built yet; any other missing import is a bug
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -63,17 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    from artmem.plotting import use_literal_text
+
+    use_literal_text()  # labels from user data are drawn as text, never as mathtext
+    created = new_output_folder(getattr(args, "out", None))
     try:
+        if isinstance(getattr(args, "device", None), str):
+            check_device(args.device)
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+    except BrokenPipeError:
+        return _reader_went_away()
     except ArtmemError as exc:
+        _after_failure(created)
         if args.debug:
             raise
         print(f"artmem {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("artmem: interrupted (finished shards are kept; rerun to resume)", file=sys.stderr)
+        out = getattr(args, "out", None)
+        note = discard_failed_output(created or (Path(out) if out else None), remove=bool(created))
+        print(f"artmem: interrupted{f' ({note})' if note else ''}", file=sys.stderr)
         return 130
     except Exception as exc:  # unexpected: one line unless --debug
+        _after_failure(created)
         if args.debug:
             raise
         print(
@@ -83,6 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return int(result or 0)
+
+
+def _after_failure(created) -> str | None:
+    """Remove the output folder a failed run made (unless a rerun can resume from it)."""
+    note = discard_failed_output(created)
+    if note:
+        print(f"artmem: {note}", file=sys.stderr)
+    return note
+
+
+def _reader_went_away() -> int:
+    """`artmem models | head`: the reader closed the pipe, which is not an error. Point stdout at
+    /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,7 @@
 """`make demo`: build the demo collection from images shipped in packages, then run the main job.
 
 The main job is a list of steps, one per capability, each `demo_step(collection, out, device)`
-in `artmem.<capability>.demo_step` returning the paths it wrote. A step whose capability is not
-installed is skipped with a note, so the demo always runs end to end.
+in `artmem.<capability>.demo_step` returning the paths it wrote.
 """
 
 from __future__ import annotations
@@ -33,13 +32,7 @@ def run_demo(collection: str | Path, out: str | Path, device: str = "auto") -> d
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[Path]] = {}
     for title, module_name in DEMO_STEPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            logger.info("demo: skipping '%s' (not built yet)", title)
-            continue
+        module = importlib.import_module(module_name)
         t0 = time.perf_counter()
         logger.info("demo: %s ...", title)
         results[title] = [Path(p) for p in module.demo_step(coll, out, device)]

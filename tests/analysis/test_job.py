@@ -61,6 +61,7 @@ def test_measures_cli_rows_errors_attributes_and_resume(small_collection, tmp_pa
     assert err["path"].tolist() == ["broken.jpg"] and err["reason"].str.len().gt(0).all()
     info = json.loads((out / "measures.json").read_text())
     assert info["groups"]["attributes"] == ["p_positive", "p_negative"]
+    assert info["config"]["hue_mode"] == "chromatic"
     assert "year" in info["groups"]["metadata"]
     assert (out / "measures.csv").exists()
     # same values as the one-image path

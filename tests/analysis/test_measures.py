@@ -104,18 +104,41 @@ def test_hsv_matches_colorsys():
         assert s[0, i] == pytest.approx(es) and v[0, i] == pytest.approx(ev)
 
 
-def test_grey_and_dark_pixels_are_excluded():
+def test_greys_are_excluded_but_dark_colours_count():
     img = np.zeros((10, 10, 3))
-    img[:, :5] = [1.0, 0.0, 0.0]  # red half
-    img[:, 5:7] = [0.5, 0.5, 0.5]  # grey: no saturation
-    img[:, 7:] = [0.0, 0.0, 0.1]  # dark blue: value 0.1 < 0.2
+    img[:, :4] = [1.0, 0.0, 0.0]  # red
+    img[:, 4:6] = [0.5, 0.5, 0.5]  # grey: hue undefined
+    img[:, 6:8] = [0.02, 0.01, 0.01]  # near-black: saturation 0.5, but chroma only 0.01
+    img[:, 8:] = [0.25, 0.14, 0.06]  # dark brown (value 0.25, hue 25): an Old Master colour
     hist, frac = hue_histogram(img)
-    assert frac == pytest.approx(0.5)
-    assert hist[0] == pytest.approx(1.0)
+    assert frac == pytest.approx(0.6)
+    assert hist[0] == pytest.approx(4 / 6) and hist[1] == pytest.approx(2 / 6)
+    dark_red, frac = hue_histogram(np.full((4, 4, 3), [0.15, 0.02, 0.02]))  # value 0.15 < the old 0.2 cut
+    assert frac == 1.0 and dark_red[0] == pytest.approx(1.0)
     grey, frac = hue_histogram(np.full((4, 4, 3), 0.7))
     assert frac == 0.0 and np.isnan(grey).all()
     m = color_measures(np.full((4, 4, 3), 0.7))
     assert math.isnan(m["hue_red"]) and m["colorfulness"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("mode", ["chromatic", "paper"])
+def test_hue_histogram_matches_skimage(mode):
+    from skimage.color import rgb2hsv
+
+    rng = np.random.default_rng(1)
+    img = rng.random((24, 32, 3)) ** 2  # many dark pixels
+    img[:6] = img[:6].mean(axis=2, keepdims=True)  # grey rows
+    hsv = rgb2hsv(img)
+    hue = hsv[..., 0] * 360.0
+    keep = np.ones(hue.shape, bool) if mode == "paper" else (img.max(2) - img.min(2)) >= 0.05
+    # bins centred on 0, 30, ..., 330: shift by half a bin, then a plain 12-bin histogram
+    counts, _ = np.histogram((hue[keep] + 15.0) % 360.0, bins=12, range=(0.0, 360.0))
+    hist, frac = hue_histogram(img, mode=mode, max_side=None)
+    np.testing.assert_allclose(hist, counts / keep.sum(), atol=1e-12)
+    assert frac == pytest.approx(keep.mean())
+    assert color_measures(img, hue_mode=mode, max_side=None)["hue_red"] == pytest.approx(counts[0] / keep.sum())
+    with pytest.raises(ValueError, match="hue mode"):
+        hue_histogram(img, mode="hsv")
 
 
 def test_two_hues_split_the_histogram():

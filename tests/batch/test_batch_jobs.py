@@ -156,7 +156,7 @@ def test_trained_checkpoint_path_as_model(synthetic_collection, tmp_path):
     from artmem.models.checkpoint import save_checkpoint
 
     model = create_model("tiny_test", seed=3)
-    ckpt = save_checkpoint(tmp_path / "run" / "best.pt", model, {"base_model": "tiny_test", "num_classes": 1})
+    ckpt = save_checkpoint(tmp_path / "run" / "best.safetensors", model, {"base_model": "tiny_test", "num_classes": 1})
     df = score(synthetic_collection, str(ckpt), tmp_path / "o", num_workers=0, progress=False)
     tf = build_transform(model.pretrained_cfg)
     x = torch.stack([tf(load_image(synthetic_collection.abs_path(p))) for p in df["path"][:4]])
@@ -176,6 +176,7 @@ def test_onnx_backend_matches_torch_and_is_cached(synthetic_collection, tmp_path
     assert files[0].stat().st_mtime_ns == stamp  # exported once, reused
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_job_equals_package_forward_both_backends(real_images, tmp_path, monkeypatch):
     """End to end on real photos: `score` (ONNX and torch) equals the package's own forward."""
     from PIL import Image

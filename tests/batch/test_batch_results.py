@@ -74,6 +74,47 @@ def test_clear_errors_for_missing_or_bad_tables(tmp_path):
         FeatureSet(["a", "b"], np.zeros((3, 2)))
 
 
+def test_interrupted_extract_keeps_its_model_and_layer(synthetic_collection, tmp_path):
+    """An extract killed after its first shard: the reader takes model/layer from job.json (written
+    under `processor`), so training on those features still checks they are of the right model."""
+    from artmem.batch.engines.local import run_local
+    from artmem.batch.job import JobSpec
+    from artmem.batch.processors import ModelProcessor
+    from artmem.memorability.features import features_from_store
+
+    class Killed(Exception):
+        pass
+
+    def kill(result):
+        raise Killed(result.shard_id)
+
+    out = tmp_path / "feats"
+    spec = JobSpec(synthetic_collection, ModelProcessor("tiny_test", "features", layer="conv3"), out,
+                   shard_size=10, device="cpu")
+    with pytest.raises(Killed):
+        run_local(spec, batch_size=5, num_workers=0, progress=False, on_shard_done=kill)
+    assert not (out / "features.json").exists()
+    fs = read_features(out)
+    assert (fs.meta["model"], fs.meta["layer"], len(fs)) == ("tiny_test", "conv3", 10)
+    X = features_from_store(out, synthetic_collection, "tiny_test", "conv3")
+    assert np.isfinite(X).all(axis=1).sum() == 10
+    with pytest.raises(ArtmemError, match="features of tiny_test/conv3"):
+        features_from_store(out, synthetic_collection, "tiny_test", "fc")
+    from artmem.batch.results import read_job_record
+
+    record = read_job_record(out)
+    assert (record.kind, record.model, record.layer) == ("features", "tiny_test", "conv3")
+
+
+def test_job_record_that_is_not_an_object(tmp_path):
+    from artmem.batch.results import read_job_record
+
+    assert read_job_record(tmp_path) is None
+    (tmp_path / "job.json").write_text("[1, 2]")
+    with pytest.raises(ArtmemError, match="job.json: not a job record"):
+        read_job_record(tmp_path)
+
+
 def test_open_dataset_reads_shards_lazily_as_one_table(tmp_path):
     """Finished shards (one of them all errors, so without an embedding column) read as one lazy
     dataset: same paths and vectors as `read_features`, streamed in small chunks."""

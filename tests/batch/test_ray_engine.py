@@ -229,8 +229,9 @@ def photo_coll(tmp_path_factory, real_images):
     return Collection(pd.DataFrame({"path": sorted(p.name for p in picks)}), str(root), "photos")
 
 
+@pytest.mark.slow  # loads a big pretrained network
 @pytest.mark.ray
-@pytest.mark.parametrize("kind", ["scores", pytest.param("features", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["scores", "features"])
 def test_resmem_real_images_same_as_local(ray_session, photo_coll, tmp_path, kind):
     _local(photo_coll, tmp_path / "local", "resmem", kind, shard_size=3)
     res = _ray(photo_coll, tmp_path / "ray", "resmem", kind, shard_size=3, actors=1)

@@ -11,11 +11,11 @@ import torch
 import yaml
 from classify_helpers import tiny_config
 
-from artmem.classify.engine import fit
 from artmem.classify.experiment import run_experiment
 from artmem.classify.train import train_classifier
 from artmem.cli import main
 from artmem.data.collection import Collection
+from artmem.training.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_fit_is_generic_regression(tmp_path):
     h = res.history
     assert h["val_mae"].iloc[-1] < 0.5 * h["val_mae"].iloc[0]
     assert res.best_epoch == int(h["val_mae"].idxmin()) + 1
-    assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.csv").exists()
+    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "summary.csv").exists()
 
 
 def test_experiment_grid_tables(styles_collection, tmp_path):
@@ -92,11 +92,14 @@ def test_experiment_grid_tables(styles_collection, tmp_path):
     assert main(["-q", "experiment", str(gfile), "-o", str(out)]) == 0
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and (results["status"] == "done").all()
-    t2 = pd.read_csv(out / "table2.csv", index_col=0)
+    t2 = pd.read_csv(out / "table2.csv", index_col=[0, 1])
     assert list(t2.columns) == ["seeded", "scratch", "variance_of_accuracies"]
+    assert list(t2.index) == [("style", "tiny test CNN")]  # inits compared within one architecture
     acc = results[results.scenario == "all"].set_index("init")["test_accuracy"]
-    assert t2.loc["style", "seeded"] == pytest.approx(acc["seeded"])
-    assert t2.loc["style", "variance_of_accuracies"] == pytest.approx(np.var([acc["seeded"], acc["scratch"]]))
+    assert t2.loc[("style", "tiny test CNN"), "seeded"] == pytest.approx(acc["seeded"])
+    assert t2.loc[("style", "tiny test CNN"), "variance_of_accuracies"] == pytest.approx(
+        np.var([acc["seeded"], acc["scratch"]]))
+    assert "scratch (random)" in (out / "table2.md").read_text()
     t3 = pd.read_csv(out / "table3.csv", index_col=0)
     assert list(t3.index) == ["all", "only_last3"] and list(t3.columns) == ["style"]
     seeded = results[results.init == "seeded"].set_index("scenario")["test_accuracy"]
@@ -113,9 +116,9 @@ def test_experiment_grid_tables(styles_collection, tmp_path):
     # tiny_test conv3 (16x16x3x3 + 16), fc (16x16 + 16), head for 4 classes (16x4 + 4)
     assert m["trainable_params"] == (16 * 16 * 9 + 16) + (16 * 16 + 16) + (16 * 4 + 4)
     # a rerun skips finished cells
-    stamp = (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns
+    stamp = (out / "runs/style/seeded/all/best.safetensors").stat().st_mtime_ns
     results2, _ = run_experiment(gfile, out)
-    assert (out / "runs/style/seeded/all/best.pt").stat().st_mtime_ns == stamp
+    assert (out / "runs/style/seeded/all/best.safetensors").stat().st_mtime_ns == stamp
     pd.testing.assert_series_equal(results2["test_accuracy"], results["test_accuracy"], check_names=False)
 
 
@@ -139,3 +142,40 @@ def test_demo_step_trains_kind_classifier(styles_collection, tmp_path):
     assert tmp_path / "classify" / "predictions" / "predictions.parquet" in written
     m = json.loads((tmp_path / "classify" / "run" / "metrics.json").read_text())
     assert m["class_names"] == ["painting", "photo"] and m["test_accuracy"] >= 0.75
+
+
+def test_table2_never_compares_one_architecture_with_another():
+    from artmem.classify.experiment import table2
+
+    results = pd.DataFrame({
+        "task": ["style"] * 4, "scenario": ["all"] * 4,
+        "init": ["imagenet", "random", "memnet", "memnet_random"],
+        "model": ["efficientnet_lite0", "efficientnet_lite0", "resmem_alexnet", "resmem_alexnet"],
+        "test_accuracy": [0.8, 0.4, 0.6, 0.3],
+    })
+    t = table2(results, "all", ["imagenet", "random", "memnet", "memnet_random"])
+    eff, alex = t.loc[("style", "EfficientNet-Lite0")], t.loc[("style", "CaffeNet/AlexNet")]
+    assert np.isnan(eff["memnet"]) and np.isnan(alex["imagenet"])
+    assert eff["variance_of_accuracies"] == pytest.approx(np.var([0.8, 0.4]))
+    assert alex["variance_of_accuracies"] == pytest.approx(np.var([0.6, 0.3]))
+
+
+def test_presets_are_one_flag_away_and_recorded(styles_collection, tmp_path):
+    from artmem.classify.config import PRESETS, resolve_config
+
+    cfg = resolve_config(overrides={"preset": "cetinic2018", "epochs": 3})
+    assert (cfg.lr, cfg.schedule, cfg.batch_size, cfg.optimizer, cfg.weight_decay) == (1e-4, "constant", 256,
+                                                                                       "sgd", 5e-4)
+    assert cfg.epochs == 3 and cfg.preset == "cetinic2018"  # flags override the preset
+    yu = resolve_config(overrides={"preset": "yu2017"})
+    assert yu.uses_frozen_features() and yu.head == "mlp" and yu.finetune_last and yu.optimizer == "adam"
+    assert resolve_config().preset is None and resolve_config().lr == 1e-3  # fast defaults stay
+    with pytest.raises(Exception, match="unknown preset"):
+        resolve_config(overrides={"preset": "nope"})
+    assert set(PRESETS) == {"cetinic2018", "cetinic2018_fast", "yu2017"}
+    out = tmp_path / "run"
+    assert main(["train", str(styles_collection), "-o", str(out), "--model", "tiny_test", "--label", "style", "--preset",
+                 "cetinic2018_fast", "--epochs", "1", "--batch-size", "16", "--cache-size", "36",
+                 "--device", "cpu", "--num-workers", "0"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["preset"] == "cetinic2018_fast" and saved["lr"] == 1e-3 and saved["step_size"] == 5

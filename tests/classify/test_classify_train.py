@@ -11,9 +11,11 @@ import torch
 import yaml
 from classify_helpers import tiny_config
 
+from artmem.batch.results import read_features
 from artmem.classify.train import train_classifier
 from artmem.cli import main
-from artmem.models.registry import create_model
+from artmem.models.checkpoint import load_checkpoint, load_weights
+from artmem.models.factory import create_model
 
 
 def test_short_run_far_above_chance(styles_collection, tmp_path):
@@ -22,7 +24,8 @@ def test_short_run_far_above_chance(styles_collection, tmp_path):
     m = res.metrics
     assert m["num_classes"] == 4 and m["majority_baseline"] == pytest.approx(0.25)
     assert m["test_accuracy"] >= 0.7, m  # chance is 0.25
-    for name in ("config.yaml", "summary.csv", "best.pt", "last.pt", "metrics.json", "per_class.csv",
+    for name in ("config.yaml", "summary.csv", "best.safetensors", "best.json", "last.safetensors",
+                 "last.json", "last.training.pt", "metrics.json", "per_class.csv",
                  "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "split.parquet",
                  "test_predictions.parquet", "errors.parquet"):
         assert (run / name).exists(), name
@@ -36,7 +39,7 @@ def test_short_run_far_above_chance(styles_collection, tmp_path):
     split = pd.read_parquet(run / "split.parquet")
     assert split["split"].value_counts().to_dict() == {"train": 44, "test": 12, "val": 8}
     # checkpoint contents, and the trained model works anywhere a model name does
-    state = torch.load(run / "last.pt", weights_only=False)
+    state = load_checkpoint(run / "last.safetensors")
     assert state["epoch"] == 15 and state["optimizer"] and state["scheduler"]
     assert state["config"]["base_model"] == "tiny_test" and state["config"]["num_classes"] == 4
     assert state["class_names"] == ["style_0", "style_1", "style_2", "style_3"]
@@ -61,10 +64,10 @@ def test_kill_and_resume_reaches_the_same_result(styles_collection, tmp_path):
 
     with pytest.raises(Killed):
         train_classifier(styles_collection, tmp_path / "killed", tiny_config(**flags), on_epoch_end=kill)
-    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["epoch"] == 2
+    assert load_checkpoint(tmp_path / "killed" / "last.safetensors")["epoch"] == 2
     assert not (tmp_path / "killed" / "metrics.json").exists()
     # a plain rerun refuses to overwrite; --resume (CLI) continues from the saved config
-    args = ["train", str(styles_collection), "-o", str(tmp_path / "killed")]
+    args = ["train", str(styles_collection), "-o", str(tmp_path / "killed"), "--label", "style"]
     assert main(args + ["--model", "tiny_test"]) == 2
     assert main(args + ["--resume", "--lr", "0.1"]) == 2  # a changed setting is refused
     assert main(args + ["--resume"]) == 0
@@ -75,8 +78,8 @@ def test_kill_and_resume_reaches_the_same_result(styles_collection, tmp_path):
     mb = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert mb["test_accuracy"] == full.metrics["test_accuracy"]
     assert mb["test_macro_f1"] == full.metrics["test_macro_f1"]
-    sa = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["model"]
+    sa = load_weights(tmp_path / "full" / "last.safetensors")
+    sb = load_weights(tmp_path / "killed" / "last.safetensors")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -109,27 +112,62 @@ def test_frozen_features_search_and_finetune_last(styles_collection, tmp_path):
                       finetune_lr=1e-3, cache_dir=str(cache), head_width=32)
     res = train_classifier(styles_collection, tmp_path / "run", cfg)
     run = tmp_path / "run"
-    feats = list((cache / "features").glob("*.npz"))
-    assert len(feats) == 1
-    data = np.load(feats[0])
-    assert data["vectors"].shape == (64, 16)  # tiny_test's 16-d embedding of every image, computed once
+    jobs = [d for d in (cache / "features").iterdir() if d.is_dir()]
+    assert len(jobs) == 1  # a batch-job folder: features.parquet, features.json, job.json, shards/
+    fs = read_features(jobs[0])
+    assert fs.vectors.shape == (64, 16)  # tiny_test's 16-d embedding of every image, computed once
+    # naive reference: the untrained backbone on the cache's centre crops, one image at a time
+    from artmem.data.cache import CachedImageDataset, batch_to_float
+
+    ds = CachedImageDataset(next((cache).glob("images-*")), fs.paths, crop=32, output="uint8")
+    backbone = create_model("tiny_test")
+    with torch.inference_mode():
+        for i in (0, 17, 63):
+            x = batch_to_float(ds[i][0][None], backbone.pretrained_cfg.mean, backbone.pretrained_cfg.std)
+            np.testing.assert_allclose(fs.vectors[i], backbone.forward_features(x)[0].numpy(), atol=1e-5)
     search = pd.read_csv(run / "search.csv")
     assert len(search) == 3 and search["chosen"].sum() == 1
     assert search["head_width"].iloc[0] == 32 and search["head_width"].nunique() == 3
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary["stage"]) == ["head"] * 4 + ["finetune"] * 2
     assert res.metrics["frozen_features"] and "finetune" in res.metrics
-    # the backbone stayed frozen except the last group (fc) during finetuning
-    trained = create_model(str(run / "last.pt"))
+    # the backbone stayed frozen except the last conv module (conv3) and what follows it (fc)
+    assert res.metrics["finetune"]["last_module"] == "conv3"
+    trained = create_model(str(run / "last.safetensors"))
     original = create_model("tiny_test")
-    for g in ("conv1", "conv2", "conv3"):
+    for g in ("conv1", "conv2", "conv3", "fc"):
         a = dict(trained.backbone.layer_groups())[g].state_dict()
         b = dict(original.layer_groups())[g].state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), g
-    fc_a = dict(trained.backbone.layer_groups())["fc"].state_dict()
-    fc_b = dict(original.layer_groups())["fc"].state_dict()
-    assert not all(torch.equal(fc_a[k], fc_b[k]) for k in fc_a)
+        assert all(torch.equal(a[k], b[k]) for k in a) == (g in ("conv1", "conv2")), g
+    # a smooth switch: fine-tuning starts from the head's loss, not from a jump
+    head_last = summary[summary["stage"] == "head"]["train_loss"].iloc[-1]
+    assert summary[summary["stage"] == "finetune"]["train_loss"].iloc[0] < head_last * 1.5 + 0.05
     # a second run with the same backbone reuses the cached features
     res2 = train_classifier(styles_collection, tmp_path / "run2",
                             tiny_config(scenario="only_last", epochs=2, cache_dir=str(cache)))
     assert res2.metrics["feature_time_s"] == 0.0
+
+
+def test_last_module_is_the_last_feature_stage_with_frozen_batchnorm_statistics():
+    from artmem.classify.train import _finetune_wins
+    from artmem.models.scenarios import finetune_last_module, last_module_plan, set_train_mode
+
+    eff = create_model("efficientnet_lite0", pretrained=False)
+    eff.reset_classifier(4)
+    label, params = last_module_plan(eff)
+    assert label == "stage7"  # not the 1x1 head conv
+    stage7 = dict(eff.layer_groups())["stage7"]
+    hand = [stage7, eff._conv_head, eff._bn1, eff._fc]
+    assert params == {id(p) for m in hand for p in m.parameters()}
+    finetune_last_module(eff)
+    set_train_mode(eff, True)
+    bns = [m for m in stage7.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training and m.weight.requires_grad for m in bns)
+    assert not eff._conv_stem.weight.requires_grad
+    before = bns[0].running_mean.clone()
+    eff(torch.randn(2, 3, 224, 224))
+    assert torch.equal(before, bns[0].running_mean)  # the statistics of the cached features
+    # tie rule: accuracy, then loss, then the head-only model
+    assert _finetune_wins((0.8, 0.5), (0.7, 0.1)) and not _finetune_wins((0.7, 0.9), (0.8, 0.1))
+    assert _finetune_wins((0.8, 0.4), (0.8, 0.5)) and not _finetune_wins((0.8, 0.5), (0.8, 0.5))
+    assert not _finetune_wins((float("nan"), 0.1), (0.8, 0.5))

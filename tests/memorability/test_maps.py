@@ -19,7 +19,8 @@ from artmem.memorability.maps import (
     memorability_map,
     naive_grid,
 )
-from artmem.models.registry import create_model, list_models
+from artmem.models.factory import create_model
+from artmem.models.registry import list_models
 
 
 def test_batched_crops_equal_naive_loop():
@@ -74,6 +75,7 @@ def test_map_command_outputs_errors_and_resume(synthetic_collection, tmp_path, c
     assert main(["memorability", "map", str(tmp_path / "nope.jpg"), "-o", str(out)]) == 2
 
 
+@pytest.mark.slow  # loads a big pretrained network
 @pytest.mark.skipif("resmem" not in list_models(), reason="resmem not registered")
 def test_resmem_fully_convolutional_matches_model(real_images):
     model = create_model("resmem")

@@ -79,6 +79,31 @@ def test_fa_corrected_formula():
     assert a["hit_rate"] == pytest.approx(2 / 3) and a["fa_corrected"] == pytest.approx((2 - 1) / 3)
 
 
+def test_fa_and_delay_corrected_score_matches_direct_computation():
+    """m_T_fa (Khosla Table 1 "with FA" + delay correction) against a pandas/numpy computation:
+    alpha by ordinary least squares of hit on log(t/T) with one intercept per image (the fixed
+    point of eq. 5/6), then mean(hit - alpha log(t/T)) - mean(false_alarm) per image."""
+    responses, truth = simulate_memory_game(n_images=200, responses_per_image=20, fa_rate=0.1, seed=2)
+    table, fit = score_images(responses, T=70)
+    df = responses.assign(L=np.log(responses["delay"] / 70.0))
+    g = df.groupby("image")
+    # within-image demeaning removes the per-image intercepts; weights 1/n_i as in E (eq. 4)
+    w = 1.0 / g["hit"].transform("size")
+    Lc = df["L"] - g["L"].transform("mean")
+    hc = df["hit"] - g["hit"].transform("mean")
+    alpha = float((w * Lc * hc).sum() / (w * Lc * Lc).sum())
+    assert fit.alpha == pytest.approx(alpha, abs=1e-7)
+    direct = (df["hit"] - alpha * df["L"] - df["false_alarm"]).groupby(df["image"]).mean()
+    got = table.set_index("image")["m_T_fa"]
+    np.testing.assert_allclose(got.loc[direct.index].to_numpy(), direct.to_numpy(), atol=1e-7)
+    # both corrections rank the true (delay-free, false-alarm-free) memorability at least as well
+    merged = table.merge(truth, on="image")
+    truth_fa = merged["true_m_T"] - merged["true_fa"]
+    assert spearmanr(merged["m_T_fa"], truth_fa)[0] > spearmanr(merged["hit_rate"], truth_fa)[0]
+    per, summary = human_consistency(responses, splits=3, seed=0)
+    assert "delay_fa_corrected" in set(summary["method"])
+
+
 def test_adversarial_split_corrected_beats_uncorrected(game):
     responses, _ = game
     _, summ = human_consistency(responses, splits=4, adversarial=True, T=80)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from artmem.models import create_model, get_pretrained_cfg, list_models
+from artmem.models.resmem_models import FC6_CALIBRATION
 from artmem.models.transforms import build_transform
 
 ZOO = ["resmem", "resmem_alexnet", "resnet152_resmem", "efficientnet_lite0", "efficientnet_lite2",
@@ -44,6 +45,7 @@ def test_registry_lists_every_entry_with_preprocessing_and_licence():
     assert {f"conv{i}" for i in range(1, 6)} | {"fc6", "fc7"} <= set(cfg.feature_layers)
 
 
+@pytest.mark.slow  # loads a big pretrained network
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_resmem_equals_package_forward(parity_images, resmem_model):
     from resmem import ResMem, transformer
@@ -72,19 +74,25 @@ def test_resmem_equals_package_forward(parity_images, resmem_model):
     assert feats["conv5"].shape == (len(parity_images), 256) and feats["pool5"].shape[1] == 9216
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_groups_and_head(resmem_model):
     groups = [g for g, _ in resmem_model.layer_groups()]
-    assert groups == ["resnet", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "head"]
+    assert groups == ["resnet", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "fc9",
+                      "fc10", "fc11", "head"]
+    assert dict(resmem_model.layer_groups())["head"] is resmem_model.fc12  # the classifier alone
     with pytest.raises(KeyError):
         resmem_model.extract(torch.zeros(1, 3, 227, 227), ["nope"])
 
 
+@pytest.mark.slow  # loads a big pretrained network
 def test_resmem_alexnet_and_resnet_trunk(parity_images):
     alex = create_model("resmem_alexnet", num_classes=4)
     assert [g for g, _ in alex.layer_groups()] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "head"]
     sd = torch.load(__import__("resmem").path, map_location="cpu", mmap=True, weights_only=True)
     assert torch.equal(alex.branch.conv1.weight, sd["conv1.weight"])
-    assert torch.equal(alex.fc6.weight, sd["fc6.weight"][:, :9216])
+    # fc6: the AlexNet columns times the calibration gain (resmem_alexnet_fc6.npz)
+    gain = float(np.load(FC6_CALIBRATION)["gain"])
+    torch.testing.assert_close(alex.fc6.weight, gain * sd["fc6.weight"][:, :9216])
     trunk = create_model("resnet152_resmem")
     assert torch.equal(trunk.resnet.layer4[0].conv1.weight, sd["features.layer4.0.conv1.weight"])
     assert [g for g, _ in trunk.layer_groups()] == ["conv1", "layer1", "layer2", "layer3", "layer4", "head"]

@@ -38,6 +38,7 @@ def artefacts(synthetic_collection, tmp_path_factory):
         m[c] = hue[:, i]
     m["p_positive"] = score + rng.normal(0, 0.05, len(t))
     m.to_parquet(root / "measures.parquet")
+    (root / "measures.json").write_text(json.dumps({"config": {"hue_mode": "paper"}}))
     return root, m, score
 
 
@@ -84,10 +85,12 @@ def test_report_cli_writes_a_self_contained_report(synthetic_collection, artefac
     assert set(synthetic_collection.table.set_index("path").loc[ts["path"], "genre"]) <= {"portrait", "landscape"}
     info = json.loads((out / "report.json").read_text())
     assert info["n_images"] == len(synthetic_collection.table) and info["categories"] == ["style", "genre"]
+    assert info["inputs"]["hue_mode"] == "paper" and "Hue histogram: paper mode" in html
 
 
 def test_report_from_a_collection_column_and_tiny_sets(synthetic_collection, tmp_path):
-    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import ReportOptions, load_report_data
 
     coll = synthetic_collection.subset(synthetic_collection.table.index[:3])
     data = load_report_data(coll, score_column="true_memorability")

@@ -38,11 +38,8 @@ def make_store_fixture():
 @pytest.fixture(scope="module")
 def tiny_features(tmp_path_factory, synthetic_collection):
     """tiny_test fc features of the session's synthetic collection, in `artmem extract` layout."""
-    from artmem.batch.results import write_features
-    from artmem.retrieval.query import embed_images
+    from artmem.batch.api import extract
 
     out = tmp_path_factory.mktemp("tinyfeat")
-    coll = synthetic_collection
-    vectors = embed_images(coll.abs_paths(), "tiny_test", "conv3", "cpu")
-    write_features(out, coll.paths, vectors, {"model": "tiny_test", "layer": "conv3"})
+    extract(synthetic_collection, "tiny_test", "conv3", out, device="cpu", num_workers=0, progress=False)
     return out

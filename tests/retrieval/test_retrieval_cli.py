@@ -70,6 +70,21 @@ def test_similar_filter_and_include_self(built, synthetic_collection, tmp_path):
     assert main(["-q", "similar", "no/such/file.jpg", "--index", str(built), "-o", str(tmp_path / "y")]) == 2
 
 
+@pytest.mark.parametrize("expr", [
+    "__import__('os').system('touch {marker}')",
+    "@pd.io.common.os.system('touch {marker}')",
+    "genre.__class__.__init__.__globals__",
+])
+def test_a_crafted_filter_runs_no_code(built, synthetic_collection, tmp_path, capsys, expr):
+    marker = tmp_path / "MARKER"
+    query = synthetic_collection.paths[0]
+    assert main(["similar", query, "--index", str(built), "--filter", expr.format(marker=marker),
+                 "-o", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad filter" in err and len(err.splitlines()) == 1, err
+    assert not marker.exists()
+
+
 def test_add_and_check_via_cli(tmp_path, synthetic_collection, tiny_features):
     from artmem.batch.results import read_features, write_features
 
@@ -100,9 +115,36 @@ def test_build_lancedb_backend_via_cli(tmp_path, synthetic_collection, tiny_feat
     assert main(["index", "check", str(out)]) == 0
 
 
-def test_build_needs_features_or_model(tmp_path, synthetic_collection):
+def test_build_without_features_extracts_with_the_extract_default(tmp_path, synthetic_collection,
+                                                                 monkeypatch):
+    import artmem.batch.api
+
+    seen = {}
+
+    def fake_extract(coll, model, layer, out, device):
+        seen["model"] = model
+        raise SystemExit  # enough: the default was applied before any compute
+
+    monkeypatch.setattr(artmem.batch.api, "extract", fake_extract)
     coll_file = f"{synthetic_collection.root}/collection.parquet"
-    assert main(["-q", "index", "build", coll_file, "-o", str(tmp_path / "i")]) == 2
+    with pytest.raises(SystemExit):
+        main(["-q", "index", "build", coll_file, "-o", str(tmp_path / "i")])
+    assert seen["model"] == "resmem"
+    # features already extracted and a model to extract with: ambiguous, refused
+    assert main(["-q", "index", "build", coll_file, "--features", "f", "--model", "tiny_test",
+                 "-o", str(tmp_path / "j")]) == 2
+
+
+def test_similar_without_out_prints_results_and_writes_nothing(built, synthetic_collection, tmp_path,
+                                                               capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    query = synthetic_collection.paths[0]
+    assert main(["similar", query, "--index", str(built), "-k", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["rank", "similarity", "path"] and len(out) == 4
+    expected = search(built, query, k=3)["path"].tolist()
+    assert [line.split()[2] for line in out[1:]] == expected
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_build_extracts_features_when_given_a_model(tmp_path, synthetic_collection):

@@ -9,16 +9,14 @@ import pandas as pd
 import pytest
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.index import (
+from artmem.retrieval.backend_base import (
     AUTO_FLAT_MAX,
     AUTO_HNSW_MAX,
-    add_to_index,
-    build_index,
     choose_kind,
     exact_knn,
-    open_index,
     recall_at_k,
 )
+from artmem.retrieval.index import add_to_index, build_index, open_index
 from artmem.retrieval.pca import fit_pca
 from artmem.retrieval.store import FeatureStore, l2_normalize, store_checksum
 from artmem.retrieval.synthetic import clustered_vectors
@@ -193,13 +191,6 @@ def test_filter_matches_numpy_on_subset(tmp_path, store):
         index.search(q, 5, filter="nosuchcolumn == 1")
 
 
-def test_filter_translation():
-    from artmem.retrieval.filters import to_pandas_query, to_sql_where
-
-    assert to_pandas_query("genre = 'a=b' AND year <> 3") == "genre == 'a=b' and year != 3"
-    assert to_sql_where("genre == 'x' and style in ['a', 'b']") == "genre = 'x' AND style IN ('a', 'b')"
-
-
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_add_to_approximate_index_after_reload(tmp_path, kind):
     v, _ = clustered_vectors(3000, 32, n_clusters=10, latent_dim=6, seed=7)
@@ -230,3 +221,16 @@ def test_large_filter_uses_faiss_id_selector(tmp_path, monkeypatch):
     odd = np.flatnonzero(np.arange(3000) % 2 == 1)
     _, local = exact_knn(q, v[odd], 10)
     assert recall_at_k(ids, odd[local]) >= 0.9
+
+
+def test_backends_import_the_base_module_not_index():
+    import ast
+    from pathlib import Path
+
+    import artmem.retrieval as pkg
+
+    folder = Path(pkg.__file__).parent
+    for name in ("faiss_backend.py", "lance_backend.py", "backend_base.py"):
+        tree = ast.parse((folder / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "artmem.retrieval.index" not in imported, name

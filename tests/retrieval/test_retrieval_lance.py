@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artmem.retrieval.index import add_to_index, build_index, exact_knn, open_index, recall_at_k
+from artmem.retrieval.backend_base import exact_knn, recall_at_k
+from artmem.retrieval.index import add_to_index, build_index, open_index
 from artmem.retrieval.store import FeatureStore
 
 pytest.importorskip("lancedb")

@@ -56,13 +56,13 @@ def _mk(p: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier_run(tmp_path_factory):
-    """A 3-class tiny_test classifier saved as a run folder (best.pt with class names)."""
+    """A 3-class tiny_test classifier saved as a run folder (best.safetensors + best.json with class names)."""
     from artmem.models.checkpoint import save_checkpoint
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     run = tmp_path_factory.mktemp("runs") / "style-tiny"
     model = create_model("tiny_test", num_classes=3)
-    save_checkpoint(run / "best.pt", model, {"base_model": "tiny_test", "num_classes": 3},
+    save_checkpoint(run / "best.safetensors", model, {"base_model": "tiny_test", "num_classes": 3},
                     class_names=CLASS_NAMES)
     return run
 

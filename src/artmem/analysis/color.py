@@ -3,12 +3,17 @@
 Hue histogram: the image is converted to HSV (hue in degrees). The 12 bins are 30 degrees wide and
 centred on the 12 hues of the HSV colour wheel (red 0, orange 30, yellow 60, chartreuse 90,
 green 120, spring green 150, cyan 180, azure 210, blue 240, violet 270, magenta 300, rose 330), so
-bin k holds hues in [30k - 15, 30k + 15). Hue is undefined for grey pixels and meaningless for very
-dark or washed-out ones, so pixels with saturation < `min_saturation` (default 0.2) or value <
-`min_value` (default 0.2) are *excluded*; the histogram is normalised over the remaining
-("chromatic") pixels and sums to 1. Their share of the image is reported as `chromatic_fraction`;
-an image with no chromatic pixel (a greyscale image) gets NaN in every hue bin, so it drops out
-of the hue correlations instead of counting as "all red".
+bin k holds hues in [30k - 15, 30k + 15). Two modes (`hue_mode`):
+
+- "chromatic" (default): hue is undefined on the grey axis, so pixels whose chroma
+  C = max(R, G, B) - min(R, G, B) is below `min_chroma` (default 0.05, about 13 of 255 grey
+  levels) are left out and the histogram is normalised over the rest. Chroma, unlike HSV
+  saturation C / V, does not grow as a pixel darkens, so the dark reds and browns of Old Master
+  paintings count while near-black noise and greys do not. Their share of the image is
+  `chromatic_fraction`; an image with no chromatic pixel gets NaN in every hue bin, so it drops
+  out of the hue correlations instead of counting as "all red".
+- "paper": the plain normalised 12-bin histogram of every pixel's hue as the paper describes it
+  (greys get hue 0, i.e. count as red, as in the usual RGB->HSV conversions).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ HUE_NAMES = (
 )
 HUE_CENTERS_DEG = tuple(30.0 * k for k in range(12))
 HUE_COLUMNS = tuple(f"hue_{n}" for n in HUE_NAMES)
-DEFAULT_MIN_SATURATION = 0.2
-DEFAULT_MIN_VALUE = 0.2
+DEFAULT_MIN_CHROMA = 0.05
+HUE_MODES = ("chromatic", "paper")
 DEFAULT_MAX_SIDE = 256
 
 
@@ -65,18 +70,24 @@ def hue_bin(hue_deg: np.ndarray) -> np.ndarray:
 
 def hue_histogram(
     img: Image.Image | np.ndarray,
-    min_saturation: float = DEFAULT_MIN_SATURATION,
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_chroma: float = DEFAULT_MIN_CHROMA,
     max_side: int | None = DEFAULT_MAX_SIDE,
+    mode: str = "chromatic",
 ) -> tuple[np.ndarray, float]:
-    """Normalised 12-bin hue histogram over chromatic pixels, and the chromatic share of the image.
+    """Normalised 12-bin hue histogram, and the share of the image's pixels it counts.
 
     Returns:
-        (hist (12,) summing to 1, or all NaN when no pixel is chromatic; chromatic_fraction).
+        (hist (12,) summing to 1, or all NaN when no pixel counts; counted fraction: the
+        chromatic share in "chromatic" mode, 1 in "paper" mode).
     """
+    if mode not in HUE_MODES:
+        raise ValueError(f"hue mode must be one of {', '.join(HUE_MODES)} (got {mode!r})")
     rgb = to_rgb_array(img, max_side)
-    h, s, v = rgb_to_hsv(rgb)
-    keep = (s >= min_saturation) & (v >= min_value)
+    h, _, _ = rgb_to_hsv(rgb)
+    if mode == "paper":
+        keep = np.ones(h.shape, dtype=bool)
+    else:
+        keep = (rgb.max(axis=-1) - rgb.min(axis=-1)) >= min_chroma
     n = int(keep.sum())
     frac = n / keep.size if keep.size else 0.0
     if n == 0:
@@ -94,14 +105,14 @@ def colorfulness(rgb: np.ndarray) -> float:
 
 def color_measures(
     img: Image.Image | np.ndarray,
-    min_saturation: float = DEFAULT_MIN_SATURATION,
-    min_value: float = DEFAULT_MIN_VALUE,
+    min_chroma: float = DEFAULT_MIN_CHROMA,
     max_side: int | None = DEFAULT_MAX_SIDE,
+    hue_mode: str = "chromatic",
 ) -> dict[str, float]:
     """Hue histogram columns (`hue_red` ... `hue_rose`), `chromatic_fraction`, mean saturation,
     mean value (brightness) and colourfulness of one image."""
     rgb = to_rgb_array(img, max_side)
-    hist, frac = hue_histogram(rgb, min_saturation, min_value, max_side=None)
+    hist, frac = hue_histogram(rgb, min_chroma, max_side=None, mode=hue_mode)
     _, s, v = rgb_to_hsv(rgb)
     out = {col: float(x) for col, x in zip(HUE_COLUMNS, hist, strict=True)}
     out["chromatic_fraction"] = float(frac)

@@ -36,10 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gradient magnitude (0-1 intensity) of an edge pixel (default 0.1)")
     p.add_argument("--edge-tolerance", type=float, default=22.5,
                    help="degrees from an axis within which a gradient counts as horizontal/vertical (default 22.5)")
-    p.add_argument("--min-saturation", type=float, default=0.2,
-                   help="pixels below this HSV saturation are left out of the hue histogram (default 0.2)")
-    p.add_argument("--min-value", type=float, default=0.2,
-                   help="pixels below this HSV value are left out of the hue histogram (default 0.2)")
+    p.add_argument("--hue-mode", choices=("chromatic", "paper"), default="chromatic",
+                   help="chromatic: greys (chroma < --min-chroma) left out of the hue histogram; "
+                   "paper: the plain 12-bin histogram of every pixel (Cetinic 2019). Default chromatic")
+    p.add_argument("--min-chroma", type=float, default=0.05,
+                   help="chroma max(RGB) - min(RGB) below which a pixel is grey (default 0.05)")
     p.add_argument("--symmetry-model", default="resmem_alexnet",
                    help="model whose AlexNet-like conv1..conv5 filters measure symmetry (default resmem_alexnet)")
     p.add_argument("--workers", type=int, default=None,
@@ -65,8 +66,8 @@ def cmd_measures(args) -> int:
         edge_threshold=args.edge_threshold,
         edge_tolerance_deg=args.edge_tolerance,
         color=not args.no_color,
-        min_saturation=args.min_saturation,
-        min_value=args.min_value,
+        hue_mode=args.hue_mode,
+        min_chroma=args.min_chroma,
         symmetry=not args.no_symmetry,
         symmetry_model=args.symmetry_model,
     )

@@ -45,8 +45,8 @@ class MeasureConfig:
     edge_tolerance_deg: float = edges_mod.DEFAULT_TOLERANCE_DEG
     edge_max_side: int = edges_mod.DEFAULT_MAX_SIDE
     color: bool = True
-    min_saturation: float = color_mod.DEFAULT_MIN_SATURATION
-    min_value: float = color_mod.DEFAULT_MIN_VALUE
+    hue_mode: str = "chromatic"  # chromatic (greys left out) | paper (plain histogram, color.py)
+    min_chroma: float = color_mod.DEFAULT_MIN_CHROMA
     color_max_side: int = color_mod.DEFAULT_MAX_SIDE
     symmetry: bool = True
     symmetry_model: str = DEFAULT_MODEL
@@ -96,7 +96,7 @@ def pixel_measures(img, config: MeasureConfig) -> dict[str, float]:
     if c.edges:
         out.update(edges_mod.edge_ratios(img, c.edge_threshold, c.edge_tolerance_deg, c.edge_max_side))
     if c.color:
-        out.update(color_mod.color_measures(img, c.min_saturation, c.min_value, c.color_max_side))
+        out.update(color_mod.color_measures(img, c.min_chroma, c.color_max_side, c.hue_mode))
     return out
 
 

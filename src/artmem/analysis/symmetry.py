@@ -174,7 +174,7 @@ def alexnet_branch(model: str = DEFAULT_MODEL) -> tuple[dict, tuple, tuple]:
     p = Path(model)
     if p.suffix in (".pt", ".pth") and p.is_file():
         return _state_from_file(p), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     try:
         net = create_model(model, pretrained=True)

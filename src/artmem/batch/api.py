@@ -2,7 +2,12 @@
 
     >>> import artmem
     >>> scores = artmem.score("my_images/", model="resmem", out="out/scores")   # DataFrame[path, score]
+    >>> artmem.score("photo.jpg")["score"][0]                                   # one image
+    >>> artmem.score([pil_image, numpy_array])                                  # in memory: image_0.png, ...
     >>> feats = artmem.extract("my_images/", model="resmem", layer="fc7")      # DataFrame[path, embedding]
+
+Inputs: an image file, a folder, a collection file, a list of paths, a PIL image, a numpy array
+(HxWx3 uint8 or floats in 0..1) or a list of in-memory images (named image_0.png, ... in the result).
 
 With `out`, results are written incrementally in shards under OUT and a rerun resumes; without it
 the job runs in a temporary folder that is removed afterwards.
@@ -19,11 +24,21 @@ from pathlib import Path
 import pandas as pd
 
 from artmem.batch.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
+from artmem.batch.lock import output_lock
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "serial", "ray")
+
+# Below this many images `backend="auto"` means PyTorch: ONNX Runtime is faster per image, but its
+# one-off export (about a minute for resmem) costs more than it saves on a handful of images.
+SMALL_JOB = 16
+
+
+def backend_for(backend: str, n_images: int) -> str:
+    """The backend a job of `n_images` runs with: "auto" becomes "torch" for a small job."""
+    return "torch" if backend == "auto" and n_images < SMALL_JOB else backend
 
 
 def run_job(
@@ -44,22 +59,24 @@ def run_job(
     """Run any `Processor` over a collection with the chosen engine; returns the `JobResult`.
 
     Args:
-        collection: a Collection, collection file or image folder (see `open_collection`).
+        collection: an image file, a folder, a collection file, a Collection, a list of paths, or
+            in-memory images (a PIL image, a numpy array or a list of them; see `open_inputs`).
         processor: e.g. `ModelProcessor("resmem")` or a measures processor.
         out: job folder (results + shards); None = a temporary folder, removed afterwards.
         engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.batch.engines.ray`).
         engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
     """
-    from artmem.data.collection import open_collection
+    from artmem.data.collection import open_inputs
 
     if engine not in ENGINES:
         raise ArtmemError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    coll = open_collection(collection)
     with contextlib.ExitStack() as stack:
+        coll = stack.enter_context(open_inputs(collection))
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
             resume = False
         spec = JobSpec(coll, processor, Path(out), shard_size=shard_size, device=device, csv=csv)
+        stack.enter_context(output_lock(spec.out, spec.kind))
         if engine == "local":
             from artmem.batch.engines.local import run_local
 
@@ -98,14 +115,18 @@ def score(
     """Memorability score of every image: DataFrame[path, score] sorted by path.
 
     Unreadable images are skipped and listed in OUT/errors.parquet (and in `df.attrs["errors"]`).
-    `backend`: "auto" (ONNX Runtime on CPU where the model supports it, else PyTorch), "torch", "onnx".
+    `backend`: "auto" (ONNX Runtime on CPU where the model supports it and the job has at least
+    `SMALL_JOB` images, else PyTorch), "torch", "onnx".
     `threads`: compute threads (default: all cores).
     """
     from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_inputs
 
-    result = run_job(collection, ModelProcessor(model, "scores", backend=backend, threads=threads), out, device=device,
-                     batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
-                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    with open_inputs(collection) as coll:
+        proc = ModelProcessor(model, "scores", backend=backend_for(backend, len(coll)), threads=threads)
+        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
+                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
+                         **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
@@ -135,10 +156,14 @@ def extract(
     `artmem.batch.results.read_features`).
     """
     from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_inputs
 
-    result = run_job(collection, ModelProcessor(model, "features", layer=layer, backend=backend, threads=threads), out,
-                     device=device, batch_size=batch_size, num_workers=num_workers, resume=resume, csv=csv,
-                     engine=engine, shard_size=shard_size, progress=progress, **engine_opts)
+    with open_inputs(collection) as coll:
+        proc = ModelProcessor(model, "features", layer=layer, backend=backend_for(backend, len(coll)),
+                              threads=threads)
+        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
+                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
+                         **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df

@@ -17,9 +17,11 @@ from artmem.cliutils import (
 logger = logging.getLogger(__name__)
 
 
-def _add_job_args(p: argparse.ArgumentParser) -> None:
+def _add_job_args(p: argparse.ArgumentParser, out_optional: bool = False) -> None:
     add_collection_arg(p)
-    add_out_arg(p)
+    add_out_arg(p, optional=out_optional,
+                help="output folder (created; resumable)" + (
+                    "; without it the scores are printed, path and score per line" if out_optional else ""))
     add_device_arg(p)
     add_csv_arg(p)
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
@@ -33,7 +35,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="start over instead of skipping images already done in OUT")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="auto: ONNX Runtime on CPU where the model supports it (faster, same scores "
-                   "within 1e-5), else PyTorch")
+                   "within 1e-5; exported once, about a minute) for 16 images or more, else PyTorch")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this machine with DataLoader workers; ray: Ray Data actors")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (engine ray; default: local Ray)")
@@ -49,11 +51,12 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "score",
-        help="memorability score of every image (OUT/scores.parquet: path, score)",
-        description="Score every image of COLLECTION with a memorability model. Writes "
-        "OUT/scores.parquet (path, score) and OUT/errors.parquet (path, reason); resumable.",
+        help="memorability score of images (printed, or OUT/scores.parquet with -o)",
+        description="Score images with a memorability model: `artmem score photo.jpg` prints the "
+        "path and score of each image; with -o OUT it writes OUT/scores.parquet (path, score) and "
+        "OUT/errors.parquet (path, reason) instead, in shards that a rerun resumes.",
     )
-    _add_job_args(p)
+    _add_job_args(p, out_optional=True)
     p.add_argument("--model", default="resmem",
                    help="registry name (`artmem models`) or a trained checkpoint/run folder (default resmem)")
     p.set_defaults(func=run_score)
@@ -91,20 +94,26 @@ def _engine_opts(args) -> dict:
 
 
 def _run(args, kind: str) -> int:
-    from artmem.batch.api import run_job
+    from artmem.batch.api import backend_for, run_job
     from artmem.batch.engines.local import summarize_errors
     from artmem.batch.processors import ModelProcessor
+    from artmem.data.collection import open_collection
 
     processor = ModelProcessor(args.model, kind, layer=getattr(args, "layer", None), backend=args.backend,
                                threads=args.threads)
     processor.spec()  # validate model/layer before touching OUT
+    coll = open_collection(args.collection)
+    processor.backend = backend_for(args.backend, len(coll))
     opts = _engine_opts(args)
     result = run_job(
-        args.collection, processor, args.out, device=args.device, batch_size=args.batch_size,
+        coll, processor, args.out, device=args.device, batch_size=args.batch_size,
         resume=args.resume, csv=args.csv, engine=args.engine, shard_size=args.shard_size,
         progress=args.progress, **opts,
     )
-    print_written(result.written)
+    if args.out is None:
+        _print_scores(result, coll)
+    else:
+        print_written(result.written)
     n_ok = len(result.table)
     msg = f"{kind}: {n_ok} of {result.n_total} image(s) done"
     if result.n_resumed:
@@ -117,6 +126,23 @@ def _run(args, kind: str) -> int:
     if len(result.errors):
         print(summarize_errors(result.errors), file=sys.stderr)
     return 0
+
+
+def _print_scores(result, coll) -> None:
+    """Without -o: one `path<TAB>score` line per image, paths as the user can open them."""
+    import os
+
+    from artmem.errors import ArtmemError
+
+    if not len(result.table) and len(result.errors):
+        first = result.errors.iloc[0]
+        raise ArtmemError(f"no image could be scored ({len(result.errors)} unreadable; "
+                          f"first: {first['path']}: {first['reason']})")
+    cwd = os.getcwd()
+    for rel, value in zip(result.table["path"], result.table["score"], strict=True):
+        path = coll.abs_path(rel)
+        shown = path if "://" in path else os.path.relpath(path, cwd)
+        print(f"{path if shown.startswith('..') else shown}\t{value:.6f}")
 
 
 def run_score(args) -> int:

@@ -19,7 +19,6 @@ Any engine drives a job with the same four calls:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -31,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from artmem.batch.results import (
+    JOB_FILE,
     SHARDS_DIR,
     atomic_write_parquet,
     errors_frame,
+    read_job_record,
     write_errors,
     write_json,
 )
@@ -137,6 +138,28 @@ def _done_paths(files: Iterable[Path]) -> set[str]:
     return done
 
 
+def _readable_shards(spec: JobSpec) -> dict[int, Path]:
+    """The finished shards whose files can be read; an unreadable one (a disk error, a copy cut
+    short) is renamed `*.corrupt` with a warning, so its images are simply computed again."""
+    import pyarrow.parquet as pq
+
+    good: dict[int, Path] = {}
+    for sid, f in finished_shards(spec.out, spec.kind).items():
+        errs = shard_errors_file(spec.out, spec.kind, sid)
+        try:
+            pq.read_table(f, columns=["path"])
+            if errs.exists():
+                pq.read_metadata(errs)
+        except Exception as exc:  # Arrow raises several types for a damaged file
+            logger.warning("%s: unreadable shard (%s); its images are computed again", f, exc)
+            for bad in (f, errs):
+                if bad.exists():
+                    bad.replace(bad.with_name(bad.name + ".corrupt"))
+            continue
+        good[sid] = f
+    return good
+
+
 def cut_shards(paths: list[str], shard_size: int, first_id: int = 0) -> list[Shard]:
     """Fixed-size shards of `paths` (already sorted), numbered from `first_id`."""
     return [
@@ -179,20 +202,25 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
 
     ensure_out_dir(spec.out)
     record = _job_record(spec)
-    job_file = spec.out / "job.json"
-    if job_file.exists():
-        old = json.loads(job_file.read_text())
-        if old.get("processor") != record["processor"]:
+    job_file = spec.out / JOB_FILE
+    old = read_job_record(spec.out)
+    if old is not None:
+        other = old.kind
+        if other and other != spec.kind and (finished_shards(spec.out, other) or (spec.out / f"{other}.parquet").exists()):
+            # job.json, errors.parquet and the readers are one job's: a second kind would break both
+            raise ArtmemError(f"{spec.out} holds the {other} of another job; write {spec.kind} "
+                              "to another output folder")
+        if old.processor != record["processor"]:
             if resume and finished_shards(spec.out, spec.kind):
                 raise ArtmemError(
-                    f"{spec.out} holds results of another job ({old.get('processor')}); "
+                    f"{spec.out} holds results of another job ({old.processor}); "
                     "use --no-resume to overwrite them or choose another output folder"
                 )
             _clear(spec)
     if not resume:
         _clear(spec)
     write_json(record, job_file)
-    done_files = finished_shards(spec.out, spec.kind)
+    done_files = _readable_shards(spec)
     wanted = spec.all_paths()
     if not wanted:
         raise ArtmemError("the collection has no images")

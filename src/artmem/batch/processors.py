@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,11 +86,10 @@ class BaseProcessor:
 
 
 def cache_dir() -> Path:
-    """artmem's cache folder: $ARTMEM_CACHE, else ~/.cache/artmem."""
-    root = os.environ.get("ARTMEM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "artmem")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """artmem's cache folder: $ARTMEM_CACHE, else ~/.cache/artmem (see `artmem.usercache`)."""
+    from artmem.usercache import cache_dir as user_cache_dir
+
+    return user_cache_dir(create=True)
 
 
 def _outputs_module(model, layers: list[str | None]):
@@ -137,7 +137,11 @@ def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path
     wrapped = _outputs_module(model, layers)
     x = torch.zeros(2, *input_size)
     names = [f"out{i}" for i in range(len(layers))]
-    logger.info("exporting %s to ONNX (once) -> %s", getattr(model.pretrained_cfg, "name", "model"), path)
+    name = getattr(model.pretrained_cfg, "name", "model")
+    logger.info("exporting %s (%s) to ONNX for faster CPU runs: once, about a minute for large "
+                "models; later runs reuse %s (see `artmem cache info`)",
+                name, "+".join(n or "score" for n in layers), path)
+    started = time.perf_counter()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
@@ -150,6 +154,7 @@ def export_onnx(model, layers: list[str | None], path: Path, input_size) -> Path
             tmp.unlink(missing_ok=True)
             raise ArtmemError(f"ONNX export failed ({type(exc).__name__}: {exc}); use --backend torch") from exc
     os.replace(tmp, path)
+    logger.info("exported %s in %.0f s (%.0f MB)", name, time.perf_counter() - started, path.stat().st_size / 1e6)
     return path
 
 
@@ -180,6 +185,7 @@ class ModelProcessor(BaseProcessor):
         self.backend = backend
         self.threads = threads
         self._cfg = None
+        self._preprocess = None
         self._model = None
         self._session = None
         self.device = None
@@ -198,20 +204,32 @@ class ModelProcessor(BaseProcessor):
     @property
     def cfg(self):
         if self._cfg is None:
-            from artmem.models.registry import get_pretrained_cfg, is_checkpoint_path, list_models
+            from artmem.models.checkpoint import is_run_path
+            from artmem.models.registry import get_pretrained_cfg, is_registered
 
-            if self.model_name in list_models() or not is_checkpoint_path(self.model_name):
+            if is_registered(self.model_name) or not is_run_path(self.model_name):
                 self._cfg = get_pretrained_cfg(self.model_name)
             else:
                 self._cfg = self._load_model().pretrained_cfg
         return self._cfg
 
+    @property
+    def preprocess(self):
+        """The model's evaluation preprocessing (`artmem.models.preprocess.preprocess_for`)."""
+        if self._preprocess is None:
+            from artmem.models.preprocess import Preprocess
+
+            self._preprocess = Preprocess.from_pretrained_cfg(self.cfg)  # a zoo name; a run sets it on load
+        return self._preprocess
+
     def _load_model(self):
         if self._model is None:
-            from artmem.models.registry import create_model
+            from artmem.models.factory import create_model
+            from artmem.models.preprocess import preprocess_for
 
             self._model = create_model(self.model_name).eval()
             self._cfg = self._model.pretrained_cfg
+            self._preprocess = preprocess_for(self._model)
         return self._model
 
     def _require_score(self) -> None:
@@ -259,6 +277,7 @@ class ModelProcessor(BaseProcessor):
         set_torch_threads(self.threads)
         self.device = dev
         layers = [layer for _, layer in self.outputs()]
+        _ = self.preprocess  # resolved before workers fork / the processor is shipped
         use_onnx = self.backend == "onnx" or (
             self.backend == "auto" and dev.type == "cpu" and bool(self.cfg.extra.get("onnx_export"))
         )
@@ -299,10 +318,7 @@ class ModelProcessor(BaseProcessor):
         return self.cfg.source
 
     def load(self, abs_path: str):
-        from artmem.data.images import load_image
-        from artmem.models.transforms import build_transform
-
-        return build_transform(self.cfg)(load_image(abs_path))
+        return self.preprocess.load(abs_path)
 
     def process(self, batch) -> pd.DataFrame:
         cols = {}

@@ -32,6 +32,7 @@ SCORES = "scores"
 FEATURES = "features"
 ERRORS = "errors"
 SHARDS_DIR = "shards"
+JOB_FILE = "job.json"
 
 
 @dataclass
@@ -197,6 +198,53 @@ def write_features(
 # ----------------------------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """A job folder's OUT/job.json, as `artmem.batch.job` writes it.
+
+    Attributes:
+        kind: result name ("scores", "features", "measures", ...).
+        processor: the processor's `spec()` (model, layer, ... for model jobs).
+        raw: the whole record.
+    """
+
+    kind: str | None
+    processor: dict
+    raw: dict
+
+    @property
+    def model(self) -> str | None:
+        return self.processor.get("model")
+
+    @property
+    def layer(self) -> str | None:
+        return self.processor.get("layer")
+
+
+def read_job_record(folder: str | Path) -> JobRecord | None:
+    """The job record of a job folder (or of the folder holding a result file); None without one.
+
+    The one reader of job.json: the results readers, the web explorer and the report use it.
+
+    Raises:
+        ArtmemError: job.json exists but is not a JSON object.
+    """
+    base = Path(folder)
+    if not base.is_dir():
+        base = base.parent
+    path = base / JOB_FILE
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtmemError(f"{path}: not a readable job record ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ArtmemError(f"{path}: not a job record (a JSON object is expected)")
+    proc = raw.get("processor")
+    return JobRecord(raw.get("kind"), dict(proc) if isinstance(proc, dict) else {}, raw)
+
+
 def _resolve(file_or_dir: str | Path, kind: str) -> Path | list[Path]:
     """The table file of `kind` in a job folder (or the file itself), else the finished shards."""
     p = Path(file_or_dir)
@@ -279,9 +327,8 @@ def read_features(file_or_dir: str | Path) -> FeatureSet:
     meta_file = base / f"{FEATURES}.json"
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())
-    elif (base / "job.json").exists():
-        job = json.loads((base / "job.json").read_text())
-        meta = {"model": job.get("model"), "layer": job.get("layer")}
+    elif (job := read_job_record(base)) is not None:  # an interrupted job: no features.json yet
+        meta = {"model": job.model, "layer": job.layer}
     meta.setdefault("dim", int(vectors.shape[1]) if vectors.ndim == 2 else 0)
     meta["count"] = len(paths)
     return FeatureSet(paths, vectors, meta)

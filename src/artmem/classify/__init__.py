@@ -2,5 +2,5 @@
 
 Public entry points: `train_classifier` (one run), `predict` (top-k labels and probabilities),
 `run_experiment` (initialisations x scenarios x tasks grids and the papers' tables), and the
-generic training loop `artmem.classify.engine.fit`.
+generic training loop `artmem.training.loop.fit`.
 """

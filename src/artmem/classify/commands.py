@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from artmem.cliutils import (
+    RATIOS_HELP,
     add_collection_arg,
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_ratios_arg,
     print_written,
 )
 
@@ -26,7 +28,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig setting as a flag (default None: the config file or built-in default applies)."""
     g = p.add_argument_group("what to train")
     g.add_argument("--config", help="YAML file of settings (flags override it)")
-    g.add_argument("--label", help="class column (style, genre, artist, ...); default style")
+    g.add_argument("--preset", choices=["cetinic2018", "cetinic2018_fast", "yu2017"],
+                   help="a paper's settings (flags and --config override them): cetinic2018 = lr 1e-4 "
+                   "constant, 100 epochs, batch 256, SGD; yu2017 = frozen features, MLP head, Adam, "
+                   "search, last-module fine-tuning (see docs/classify.md)")
+    g.add_argument("--label", help="class column (style, genre, artist, ...); required unless --config gives it")
     g.add_argument("--model", help="zoo entry (`artmem models`) or trained run/checkpoint; default efficientnet_lite0")
     g.add_argument("--init", choices=["pretrained", "random"], help="weights to start from (default pretrained)")
     g.add_argument("--scenario", choices=["all", "skip_first", "skip_first2", "only_last3", "only_last"],
@@ -43,9 +49,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="default 32")
     g.add_argument("--dropout", type=float, help="dropout probability of the model's dropout layers / MLP head")
     g.add_argument("--seed", type=int, help="default 0")
-    g.add_argument("--monitor", choices=["val_acc", "val_loss"], help="metric choosing best.pt (default val_acc)")
+    g.add_argument("--monitor", choices=["val_acc", "val_loss"], help="metric choosing the best checkpoint (default val_acc)")
     g = p.add_argument_group("data")
-    g.add_argument("--split", help="train/val/test fractions, e.g. 70/10/20 (an existing split column is reused)")
+    add_ratios_arg(g, default=None, deprecated="--split",
+                   help=RATIOS_HELP + " (default 70/10/20; an existing split column is reused)")
     g.add_argument("--min-count", type=int, help="leave out classes with fewer images")
     g.add_argument("--max-per-class", type=int, help="cap images per class (seeded sample)")
     g.add_argument("--cache-size", type=int, help="side of the resized image cache (default 256 for 224 px models)")
@@ -70,6 +77,8 @@ def config_from_args(args, base: dict | None = None):
     from artmem.classify.config import FIELD_NAMES, resolve_config
 
     overrides = {k: getattr(args, k) for k in FIELD_NAMES if k != "device" and hasattr(args, k)}
+    if getattr(args, "ratios", None) is not None:
+        overrides["split"] = args.ratios
     if getattr(args, "device", None) not in (None, "auto"):
         overrides["device"] = args.device
     return resolve_config(getattr(args, "config", None), overrides, base=base)
@@ -114,7 +123,7 @@ def register(subparsers) -> None:
         "train", help="train a classifier (style, genre, artist...) with the papers' scenarios",
         description="Fine-tune a zoo model (or train one from scratch) on a label column, with the "
         "frozen-layer scenarios of Cetinic et al. 2018 or frozen-feature transfer with a head search "
-        "(Yu, Jin & Hsu). Writes config.yaml, summary.csv, best.pt/last.pt, metrics.json, "
+        "(Yu, Jin & Hsu). Writes config.yaml, summary.csv, best/last checkpoints (.safetensors + .json), metrics.json, "
         "confusion matrix and curves into the run folder.",
     )
     add_collection_arg(p)
@@ -130,10 +139,10 @@ def register(subparsers) -> None:
         "(p_<class> per image, usable as image attributes).",
     )
     add_collection_arg(p)
-    p.add_argument("--run", required=True, help="training run folder (or a best.pt/last.pt checkpoint)")
+    p.add_argument("--run", required=True, help="training run folder (or one of its checkpoints, e.g. RUN/last.safetensors)")
     add_out_arg(p)
     p.add_argument("--topk", type=int, default=3, help="labels per image (default 3)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     add_csv_arg(p)
     add_device_arg(p)
     p.set_defaults(func=cmd_predict)

@@ -1,4 +1,16 @@
-"""Training configuration: defaults < YAML config file < command-line flags.
+"""Training configuration: defaults < paper preset < YAML config file < command-line flags.
+
+The built-in defaults are fast settings for small collections and CPUs (lr 1e-3 stepped, 10
+epochs, batch 32), not a paper's. A paper's settings are one flag away (`--preset`, `PRESETS`):
+
+- `cetinic2018`: Cetinic et al. 2018, the Table 2/3 protocol: SGD, momentum 0.9, weight decay
+  5e-4, constant lr 1e-4, 100 epochs, batch 256, dropout 0.5, random 227 crops of 256x256 images
+  and mirroring, 70/10/20 split.
+- `cetinic2018_fast`: their short schedule (sec. 5.4): lr 1e-3 divided by 10 after 5 epochs, 20
+  epochs, otherwise as `cetinic2018`.
+- `yu2017`: Yu, Jin & Hsu: frozen backbone, features computed once, dropout-FC-ReLU-dropout-FC
+  head trained with Adam (their best: 650 units, dropout 0.7, lr 1.95e-5) with a randomized
+  search, then the last conv module fine-tuned with Adam at a very low lr; no augmentation.
 
 The resolved configuration is written to every run folder as `config.yaml`; `--resume` reads it
 back, so a resumed run continues with exactly the settings it started with.
@@ -19,7 +31,7 @@ class TrainConfig:
     """Every setting of a classification run (Cetinic 2018 defaults where the paper gives them).
 
     Attributes:
-        label: the collection column with the classes (style, genre, artist, ...).
+        label: the collection column with the classes (style, genre, artist, ...); no default.
         model: a registry name (`artmem models`) or a trained checkpoint / run folder.
         init: "pretrained" (the entry's weights, head replaced) or "random" (same architecture,
             freshly initialised weights).
@@ -46,10 +58,11 @@ class TrainConfig:
         search: number of random trials over head width, dropout and lr on cached features (0: off).
         finetune_last: after the head, unfreeze the last backbone group and continue training.
         finetune_lr, finetune_epochs, finetune_optimizer: settings of that second stage.
-        monitor: validation metric that picks best.pt ("val_acc" or "val_loss").
+        monitor: validation metric that picks the best checkpoint ("val_acc" or "val_loss").
+        preset: the paper preset these settings started from (None: the built-in defaults).
     """
 
-    label: str = "style"
+    label: str | None = None  # required: no silent default column
     model: str = "efficientnet_lite0"
     init: str = "pretrained"
     scenario: str = "all"
@@ -82,6 +95,7 @@ class TrainConfig:
     finetune_epochs: int = 5
     finetune_optimizer: str = "adam"
     monitor: str = "val_acc"
+    preset: str | None = None
 
     def validate(self) -> TrainConfig:
         from artmem.models.scenarios import SCENARIOS
@@ -100,6 +114,7 @@ class TrainConfig:
             (len(self.split) == 3, "split needs three fractions train/val/test"),
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.step_size >= 1, "step_size must be >= 1"),
+            (self.preset is None or self.preset in PRESETS, f"unknown preset {self.preset!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -119,23 +134,25 @@ class TrainConfig:
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
+_CETINIC2018 = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr": 1e-4, "schedule": "constant",
+                "epochs": 100, "batch_size": 256, "dropout": 0.5, "augment": True, "split": [0.7, 0.1, 0.2],
+                "cache_size": 256}
+PRESETS: dict[str, dict] = {
+    "cetinic2018": _CETINIC2018,
+    "cetinic2018_fast": {**_CETINIC2018, "lr": 1e-3, "schedule": "step", "step_size": 5, "gamma": 0.1,
+                         "epochs": 20},
+    "yu2017": {"scenario": "only_last", "frozen_features": "on", "head": "mlp", "head_width": 650,
+               "dropout": 0.7, "optimizer": "adam", "lr": 1.95e-5, "weight_decay": 0.0, "schedule": "constant",
+               "epochs": 50, "search": 10, "augment": False, "finetune_last": True,
+               "finetune_optimizer": "adam", "finetune_lr": 1e-5, "finetune_epochs": 10},
+}
+
 
 def parse_split(text: str | list) -> list[float]:
-    """'70/10/20', '0.7,0.1,0.2' or a list -> three fractions."""
-    if isinstance(text, (list, tuple)):
-        vals = [float(v) for v in text]
-    else:
-        parts = str(text).replace(",", "/").split("/")
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError as exc:
-            raise ArtmemError(f"--split {text!r}: expected e.g. 70/10/20") from exc
-    if len(vals) != 3:
-        raise ArtmemError(f"--split {text!r}: expected three numbers train/val/test")
-    total = sum(vals)
-    if total <= 0:
-        raise ArtmemError(f"--split {text!r}: fractions must be positive")
-    return [round(v / total, 10) for v in vals]  # rounded: re-parsing a saved config is stable
+    """'70/10/20', '0.7,0.1,0.2' or a list -> three fractions (the `--ratios` parser)."""
+    from artmem.cliutils import parse_ratios
+
+    return list(parse_ratios(text, "--ratios"))
 
 
 def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> dict:
@@ -164,12 +181,17 @@ def load_config_file(path: str | Path) -> dict:
 
 def resolve_config(file: str | Path | None = None, overrides: dict | None = None,
                    base: dict | None = None) -> TrainConfig:
-    """Defaults, then `base`, then the config file, then non-None `overrides` (command-line flags)."""
-    values: dict = {}
+    """Defaults, then the paper preset (`preset` from the flags, file or base), then `base`, then
+    the config file, then non-None `overrides` (command-line flags)."""
+    from_file = load_config_file(file) if file else {}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    preset = flags.get("preset", from_file.get("preset", (base or {}).get("preset")))
+    if preset is not None and preset not in PRESETS:
+        raise ArtmemError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values: dict = dict(PRESETS.get(preset, {}))
     values.update(base or {})
-    if file:
-        values.update(load_config_file(file))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update(from_file)
+    values.update(flags)
     unknown = set(values) - FIELD_NAMES
     if unknown:
         raise ArtmemError(f"unknown setting(s) {', '.join(sorted(unknown))}")

@@ -3,7 +3,7 @@
 Grid file (YAML):
 
     collection: data/collection.parquet      # optional when given on the command line
-    tasks: [style, genre]                     # label columns (default: settings.label)
+    tasks: [style, genre]                     # label columns (else settings.label; one is required)
     inits:                                    # name -> settings (or a list of model names)
       imagenet: {model: efficientnet_lite0}
       memnet:   {model: resmem_alexnet}
@@ -15,7 +15,9 @@ Grid file (YAML):
 
 Writes into OUT: runs/<task>/<init>/<scenario>/ (one resumable training run per cell; a finished
 cell is skipped on rerun), results.parquet/.csv (one row per cell), table2.csv/.md (test accuracy
-per task and initialisation with the variance of those accuracies, their Table 2), table3.csv/.md
+per task, architecture and initialisation with the variance of those accuracies, their Table 2:
+initialisations are compared within one architecture, e.g. ImageNet vs random vs memorability-trained
+weights of the same network, never one network against another), table3.csv/.md
 (test accuracy per scenario and task, their Table 3), validation-curve plots per task
 (curves_<task>_inits.png for Table 2's scenario and curves_<task>_inits_<scenario>.png for the
 others: Figures 5/6; curves_<task>_scenarios.png for Table 3's init and
@@ -68,7 +70,9 @@ def load_grid(path: str | Path) -> dict:
     for s in scenarios:
         if s not in SCENARIOS:
             raise ArtmemError(f"{path}: unknown scenario {s!r} (choose from {', '.join(SCENARIOS)})")
-    tasks = [str(t) for t in (grid.get("tasks") or [settings.get("label", "style")])]
+    tasks = [str(t) for t in (grid.get("tasks") or ([settings["label"]] if settings.get("label") else []))]
+    if not tasks:
+        raise ArtmemError(f"{path}: give `tasks:` (the label columns to classify) or `settings: label:`")
     t2 = str(grid.get("table2_scenario") or ("all" if "all" in scenarios else scenarios[0]))
     t3 = str(grid.get("table3_init") or next(iter(inits)))
     if t2 not in scenarios:
@@ -169,13 +173,46 @@ def run_experiment(grid_file: str | Path, out: str | Path, collection=None, devi
     return results, written
 
 
+# The network each zoo entry is (Table 2 compares initialisations of one network only).
+ARCHITECTURES = {"resmem_alexnet": "CaffeNet/AlexNet", "resnet152_resmem": "ResNet-152",
+                 "resmem": "ResMem (AlexNet + ResNet-152)", "efficientnet_lite0": "EfficientNet-Lite0",
+                 "efficientnet_lite2": "EfficientNet-Lite2", "hybrid_cnn": "hybrid CNN",
+                 "tiny_test": "tiny test CNN"}
+
+
+def base_model_name(model: str) -> str:
+    """The zoo entry behind `model` (a registry name, or a trained run/checkpoint)."""
+    from artmem.models.checkpoint import is_run_path, read_description
+    from artmem.models.registry import list_models
+
+    if model not in list_models() and is_run_path(model):
+        return str(read_description(model)["config"]["base_model"])
+    return model
+
+
+def init_kind(model: str, init: str) -> str:
+    """What the weights were trained on: random, memorability (ResMem), ImageNet, or seeded."""
+    from artmem.models.registry import get_pretrained_cfg
+
+    if init == "random":
+        return "random"
+    cfg = get_pretrained_cfg(base_model_name(model))
+    if "resmem" in cfg.source.lower():
+        return "memorability (LaMem + MemCat)"
+    if "imagenet" in cfg.description.lower():
+        return "ImageNet"
+    return "built-in seeded weights"
+
+
 def table2(results: pd.DataFrame, scenario: str, inits: list[str]) -> pd.DataFrame:
-    """Test accuracy per task (rows) and initialisation (columns) + population variance across inits."""
-    sub = results[(results["scenario"] == scenario)]
-    t = sub.pivot_table(index="task", columns="init", values="test_accuracy", aggfunc="first")
+    """Test accuracy per (task, architecture) row and initialisation column + the population
+    variance of the accuracies in the row: only initialisations of the same architecture share a
+    row, so the variance measures the effect of the initialisation alone."""
+    sub = results[(results["scenario"] == scenario)].copy()
+    sub["architecture"] = [ARCHITECTURES.get(base_model_name(m), base_model_name(m)) for m in sub["model"]]
+    t = sub.pivot_table(index=["task", "architecture"], columns="init", values="test_accuracy", aggfunc="first")
     t = t.reindex(columns=[i for i in inits if i in t.columns])
     t["variance_of_accuracies"] = t.var(axis=1, ddof=0)  # as the paper (ddof=0 reproduces its values)
-    t.index.name = "task"
     return t
 
 
@@ -188,6 +225,10 @@ def table3(results: pd.DataFrame, init: str, scenarios: list[str], tasks: list[s
     return t
 
 
+def _init_of(grid: dict, name: str) -> str:
+    return str({**grid["settings"], **grid["inits"][name]}.get("init", "pretrained"))
+
+
 def write_tables(results: pd.DataFrame, grid: dict, out: Path) -> list[Path]:
     written = []
     if "test_accuracy" not in results:
@@ -196,11 +237,21 @@ def write_tables(results: pd.DataFrame, grid: dict, out: Path) -> list[Path]:
     t3 = table3(results, grid["table3_init"], grid["scenarios"], grid["tasks"])
     t2.to_csv(out / "table2.csv")
     t3.to_csv(out / "table3.csv")
-    var = t2.pop("variance_of_accuracies")
-    md2 = t2.copy()
-    md2["variance of accuracies"] = [f"{v * 1e4:.2f}×10⁻⁴" if not np.isnan(v) else "" for v in var]
-    (out / "table2.md").write_text(
-        f"Table 2: test accuracy per initialisation (scenario `{grid['table2_scenario']}`)\n\n" + _markdown(md2))
+    kinds = results.drop_duplicates("init").set_index("init")
+    parts = [f"Table 2: test accuracy per initialisation, within each architecture "
+             f"(scenario `{grid['table2_scenario']}`)\n"]
+    for arch, block in t2.groupby(level="architecture", sort=False):
+        block = block.droplevel("architecture").dropna(axis=1, how="all")
+        var = block.pop("variance_of_accuracies") if "variance_of_accuracies" in block else None
+        block.columns = [f"{c} ({init_kind(kinds.loc[c, 'model'], _init_of(grid, c))})" for c in block.columns]
+        note = ""
+        if block.shape[1] < 2:
+            note = "Only one initialisation of this architecture in the grid: nothing to compare.\n\n"
+        elif var is not None:
+            block["variance of accuracies"] = [f"{v * 1e4:.2f}×10⁻⁴" if not np.isnan(v) else "" for v in var]
+        block.index.name = "task"
+        parts.append(f"### {arch}\n\n{note}" + _markdown(block))
+    (out / "table2.md").write_text("\n".join(parts))
     (out / "table3.md").write_text(
         f"Table 3: test accuracy per fine-tuning scenario (initialisation `{grid['table3_init']}`)\n\n"
         + _markdown(t3))

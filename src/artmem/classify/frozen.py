@@ -1,8 +1,9 @@
 """Frozen-feature transfer (Yu, Jin & Hsu): backbone features computed once, the dense head trained on them.
 
 When only the head is trained, the frozen backbone gives the same output every epoch, so its
-embedding (`forward_features`, the input of the head) is computed once per image, cached on disk
-under `<cache_dir>/features/`, and the head trains on those vectors (epochs take milliseconds).
+embedding (`forward_features`, the input of the head) is computed once per image by a batch job
+(`artmem.classify.processors.CachedEmbeddings`) into `<cache_dir>/features/<key>/`, and the head
+trains on those vectors (epochs take milliseconds).
 `search_heads` runs a randomized search over head width, dropout and learning rate.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from artmem.runtime import autocast, resolve_device
+from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,26 @@ class HeadOnly(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.head = dict(model.layer_groups())["head"]
-        object.__setattr__(self, "_forward_head", model.forward_head)
+        object.__setattr__(self, "_model", model)
+
+    def train(self, mode: bool = True):
+        """The whole model follows: dropout outside the head group (e.g. EfficientNet's dropout
+        before its classifier) acts here as it will when the last module is fine-tuned, while
+        the frozen backbone stays in eval mode (`set_train_mode`)."""
+        from artmem.models.scenarios import set_train_mode
+
+        super().train(mode)
+        set_train_mode(self._model, mode)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # `.to(device)` moves the whole model: forward_head may use frozen layers outside the
+        # head group (ResMem's fc8..fc11 before its classifier fc12)
+        self._model._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self._forward_head(f)
+        return self._model.forward_head(f)
 
 
 def feature_key(model_name: str, init: str, seed: int, cache_size: int, crop: int) -> str:
@@ -44,48 +61,36 @@ def feature_key(model_name: str, init: str, seed: int, cache_size: int, crop: in
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def compute_features(model: nn.Module, dataset, device="auto", batch_size: int = 64,
-                     num_workers: int | None = None) -> np.ndarray:
-    """`forward_features` of every item of `dataset` (centre crops), float32 (N, D)."""
-    from tqdm.auto import tqdm
+def cached_features(model: nn.Module, collection, cache, crop: int, job_dir: Path, identity: dict,
+                    device="auto", batch_size: int = 64) -> tuple[np.ndarray, float]:
+    """`forward_features` of every collection image's cached centre crop, in collection order.
 
-    from artmem.classify.data import make_loader
-
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, device=dev)
-    out = []
-    with torch.inference_mode(), autocast(dev):
-        for x, _ in tqdm(loader, desc="backbone features", unit="batch", leave=False, disable=None):
-            out.append(model.forward_features(x.to(dev)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def cached_features(model: nn.Module, dataset, cache_file: Path, device="auto",
-                    batch_size: int = 64) -> tuple[np.ndarray, float]:
-    """Features of `dataset.paths`, read from `cache_file` (.npz) when present, else computed and saved.
+    A batch job (`CachedEmbeddings` run by `run_job`) in `job_dir`: computed once, resumed when
+    interrupted, reused by later runs with the same `identity` (model, init, seed, cache size,
+    crop); the images of a new collection that the folder lacks are added.
 
     Returns:
-        (features (N, D) in dataset order, seconds spent computing; 0 when read from disk).
+        (features (N, D) float32, seconds spent computing; 0 when everything was on disk).
     """
-    import time
+    from artmem.batch.api import run_job
+    from artmem.batch.results import stack_vectors
+    from artmem.classify.processors import CachedEmbeddings
 
-    paths = list(dataset.paths)
-    if cache_file.exists():
-        data = np.load(cache_file, allow_pickle=False)
-        known = {p: i for i, p in enumerate(data["paths"].tolist())}
-        if all(p in known for p in paths):
-            logger.info("reusing cached backbone features %s", cache_file)
-            return data["vectors"][[known[p] for p in paths]], 0.0
-    t0 = time.perf_counter()
-    feats = compute_features(model, dataset, device=device, batch_size=batch_size)
-    elapsed = time.perf_counter() - t0
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npz")
-    np.savez(tmp, paths=np.asarray(paths, dtype=str), vectors=feats.astype(np.float32))
-    tmp.replace(cache_file)
-    logger.info("backbone features: %d images in %.1f s (%.1f img/s), cached in %s",
-                len(paths), elapsed, len(paths) / max(elapsed, 1e-9), cache_file)
+    proc = CachedEmbeddings(model, cache, crop, identity)
+    # decoding is already done (memmap reads): no worker processes, they would only add IPC
+    result = run_job(collection, proc, job_dir, device=device, batch_size=batch_size, num_workers=0,
+                     progress=False)
+    if len(result.errors):
+        raise ArtmemError(f"{job_dir}: {len(result.errors)} cached image(s) could not be read, e.g. "
+                          f"{result.errors['path'].iloc[0]}: {result.errors['reason'].iloc[0]}")
+    pos = {p: i for i, p in enumerate(result.table["path"])}
+    feats = stack_vectors(result.table["embedding"])[[pos[p] for p in collection.paths]]
+    elapsed = result.seconds if result.n_processed else 0.0
+    if result.n_processed:
+        logger.info("backbone features: %d images in %.1f s (%.1f img/s), kept in %s", result.n_processed,
+                    elapsed, result.n_processed / max(elapsed, 1e-9), job_dir)
+    else:
+        logger.info("reusing cached backbone features %s", job_dir)
     return feats, elapsed
 
 

@@ -49,6 +49,21 @@ class MLPHeadClassifier(ZooModel):
         groups = list(self.backbone.layer_groups())[:-1]
         return groups + [("head", self.head)]
 
+    def conv_blocks(self):
+        from artmem.models.scenarios import conv_blocks
+
+        return conv_blocks(self.backbone)
+
+    def last_module(self):
+        """The backbone's last module (without its unused classifier) and the MLP head."""
+        from artmem.models.scenarios import last_module_plan
+
+        label, params = last_module_plan(self.backbone)
+        old_head = {id(p) for p in dict(self.backbone.layer_groups())["head"].parameters()}
+        mods = [m for m in self.backbone.modules()
+                if not list(m.children()) and any(id(p) in params - old_head for p in m.parameters())]
+        return label, [*mods, self.head]
+
     def reset_classifier(self, num_classes: int) -> None:
         width = self.head[1].out_features
         self.head = mlp_head(self.head[1].in_features, width, num_classes, self.head[0].p)
@@ -67,7 +82,7 @@ def feature_dim(model: nn.Module) -> int:
 
 
 def wrap_mlp_head(model: nn.Module, config: dict) -> MLPHeadClassifier:
-    """Checkpoint wrapper hook (`artmem.classify.model:wrap_mlp_head`)."""
+    """Checkpoint wrapper `mlp_head` (see `artmem.models.checkpoint.TRAINED_BUILDERS`)."""
     return MLPHeadClassifier(model, int(config["num_classes"]), int(config.get("head_width", 512)),
                              float(config.get("head_dropout", 0.5)))
 
@@ -102,12 +117,13 @@ def build_classifier(model_name: str, num_classes: int, init: str = "pretrained"
         (model, checkpoint_config) where checkpoint_config has base_model, num_classes and, for an
         MLP head, the `wrapper` hook with head_width and head_dropout.
     """
-    from artmem.models.checkpoint import load_checkpoint
-    from artmem.models.registry import create_model, is_checkpoint_path, list_models
+    from artmem.models.checkpoint import is_run_path, read_description
+    from artmem.models.factory import create_model
+    from artmem.models.registry import is_registered
 
     base_model = model_name
-    if model_name not in list_models() and is_checkpoint_path(model_name):
-        base_model = load_checkpoint(model_name)["config"]["base_model"]  # fine-tune a trained run
+    if not is_registered(model_name) and is_run_path(model_name):  # fine-tune a trained run
+        base_model = read_description(model_name)["config"]["base_model"]
     torch.manual_seed(seed)  # the new head's initial weights come from the seed
     model = create_model(model_name, pretrained=init == "pretrained")
     if not hasattr(model, "reset_classifier") or not hasattr(model, "layer_groups"):
@@ -122,7 +138,7 @@ def build_classifier(model_name: str, num_classes: int, init: str = "pretrained"
         p = 0.5 if dropout is None else dropout
         torch.manual_seed(seed)
         model = MLPHeadClassifier(model, num_classes, head_width, p)
-        ckpt.update(wrapper="artmem.classify.model:wrap_mlp_head", head_width=head_width, head_dropout=p)
+        ckpt.update(wrapper="mlp_head", head_width=head_width, head_dropout=p)
     else:
         set_dropout(model, dropout)
     model.pretrained_cfg = model.pretrained_cfg.replace(num_classes=num_classes, output="logits")

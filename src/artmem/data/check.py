@@ -19,12 +19,12 @@ def _init(max_pixels: int) -> None:
     set_max_image_pixels(max_pixels)
 
 
-def check_one(source: str) -> tuple[bool, str, int, int]:
-    """(ok, reason, width, height) of one image after a full decode."""
+def check_one(source: str, max_pixels: int | None = None) -> tuple[bool, str, int, int]:
+    """(ok, reason, width, height) of one image after a full decode (`max_pixels`: bomb limit)."""
     from artmem.data.images import ImageReadError, load_image
 
     try:
-        img = load_image(source)
+        img = load_image(source, max_pixels=max_pixels)
     except ImageReadError as exc:
         return False, exc.reason, -1, -1
     except Exception as exc:  # a decoder bug must not stop the check
@@ -54,8 +54,8 @@ def _verify_checksums(source: str) -> str | None:
     return None
 
 
-def _check_chunk(sources: list[str]) -> list[tuple]:
-    return [check_one(s) for s in sources]
+def _check_chunk(sources: list[str], max_pixels: int | None = None) -> list[tuple]:
+    return [check_one(s, max_pixels) for s in sources]
 
 
 def check_collection(collection, workers: int | None = None, max_pixels: int | None = None,
@@ -70,7 +70,7 @@ def check_collection(collection, workers: int | None = None, max_pixels: int | N
     """
     from tqdm.auto import tqdm
 
-    from artmem.data.images import get_max_image_pixels, set_max_image_pixels
+    from artmem.data.images import get_max_image_pixels
 
     coll: Collection = open_collection(collection)
     limit = int(max_pixels) if max_pixels else get_max_image_pixels()
@@ -82,14 +82,9 @@ def check_collection(collection, workers: int | None = None, max_pixels: int | N
     bar = tqdm(total=len(sources), unit="img", desc="checking", disable=not progress)
     try:
         if workers <= 1 or len(sources) < 64:
-            old = get_max_image_pixels()
-            set_max_image_pixels(limit)
-            try:
-                for c in chunks:
-                    results.extend(_check_chunk(c))
-                    bar.update(len(c))
-            finally:
-                set_max_image_pixels(old)
+            for c in chunks:
+                results.extend(_check_chunk(c, limit))
+                bar.update(len(c))
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(limit,)) as pool:
                 for c, res in zip(chunks, pool.map(_check_chunk, chunks), strict=False):

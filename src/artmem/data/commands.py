@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 from artmem.cliutils import (
+    RATIOS_HELP,
     add_collection_arg,
     add_csv_arg,
     add_device_arg,
     add_out_arg,
+    add_ratios_arg,
+    parse_ratios,
     print_written,
 )
 
@@ -44,6 +47,9 @@ def register(subparsers) -> None:
     add_out_arg(p)
     add_csv_arg(p)
     p.add_argument("--root", help="image folder the paths are relative to (csv, wga, memcat, lamem, wikiart)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="csv: keep rows whose path leads outside --root (`..`, a symlink out); refused by "
+                   "default, as the web explorer refuses to serve them")
     p.add_argument("--path-column", default="path", help="csv: column with the image path (default: path)")
     p.add_argument("--label-columns", help="csv: comma-separated columns to keep (default: all)")
     p.add_argument("--sep", help="csv: field separator (default: sniffed)")
@@ -96,9 +102,9 @@ def register(subparsers) -> None:
     p.add_argument("--label", required=True, help="class column (e.g. style)")
     p.add_argument("--min-count", type=_positive_int, default=1, help="drop classes with fewer images (default 1)")
     p.add_argument("--max-per-class", type=_positive_int, help="cap images per class (seeded sample)")
-    p.add_argument("--ratios", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    add_ratios_arg(p, default="70/10/20", help=RATIOS_HELP + " (default 70/10/20)")
     p.add_argument("--folds", type=int, help="also add a stratified `fold` column with this many folds")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the class sample and the split (default 0)")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("info", help="print a collection's size, root and columns")
@@ -131,7 +137,7 @@ def cmd_import(args) -> int:
     options = {"root": args.root}
     if args.format == "csv":
         options.update(path_column=args.path_column, label_columns=args.label_columns, sep=args.sep,
-                       encoding=args.encoding)
+                       encoding=args.encoding, allow_outside_root=args.allow_outside_root)
     elif args.format == "folder":
         options.update(levels=args.levels)
     elif args.format == "wikiart":
@@ -207,7 +213,7 @@ def cmd_split(args) -> int:
 
     coll = open_collection(args.collection)
     sub = filter_classes(coll, args.label, min_count=args.min_count, max_per_class=args.max_per_class, seed=args.seed)
-    sub = stratified_split(sub, args.label, ratios=args.ratios, seed=args.seed)
+    sub = stratified_split(sub, args.label, ratios=parse_ratios(args.ratios), seed=args.seed)
     if args.folds:
         sub = kfold_assign(sub, k=args.folds, label=args.label, seed=args.seed)
     out = ensure_out_dir(args.out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,23 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 89_478_485
 _max_pixels = DEFAULT_MAX_PIXELS
 
+# artmem checks the decompression-bomb limit itself, per call (`decode_image(max_pixels=...)`), with
+# a message naming the file. Pillow's own check reads one process-wide global; it is switched off
+# once here, at import, and never swapped per call: swapping it raced between the web server's
+# threads (one thread restoring the limit while another was decoding a trusted large image).
+Image.MAX_IMAGE_PIXELS = None
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jfif", ".ppm"}
 )
 
 
 def set_max_image_pixels(n: int | None) -> None:
-    """Set the decompression-bomb limit in pixels (None restores the default)."""
+    """Set the process default decompression-bomb limit in pixels (None restores the default).
+
+    Set it once at start-up (a command's --max-pixels, a worker initialiser); code that needs
+    another limit for one image passes `max_pixels` to `decode_image` / `load_image` instead.
+    """
     global _max_pixels
     _max_pixels = DEFAULT_MAX_PIXELS if n is None else int(n)
 
@@ -69,19 +78,20 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _check_size(path: str | Path, img: Image.Image) -> None:
+def _check_size(path: str | Path, img: Image.Image, limit: int) -> None:
     w, h = img.size
-    if w * h > _max_pixels:
+    if w * h > limit:
         raise ImageReadError(
             path,
             f"image is {w}x{h} = {w * h:,} pixels, above the decompression-bomb limit of "
-            f"{_max_pixels:,} (raise it with --max-pixels if the file is trusted)",
+            f"{limit:,} (raise it with --max-pixels if the file is trusted)",
         )
     if w < 1 or h < 1:
         raise ImageReadError(path, f"image has no pixels ({w}x{h})")
 
 
-def decode_image(data: bytes, path: str | Path = "<bytes>", draft_size: int | None = None) -> Image.Image:
+def decode_image(data: bytes, path: str | Path = "<bytes>", draft_size: int | None = None,
+                 max_pixels: int | None = None) -> Image.Image:
     """Decode image bytes to an RGB PIL image; raise ImageReadError with a reason otherwise.
 
     Args:
@@ -89,50 +99,44 @@ def decode_image(data: bytes, path: str | Path = "<bytes>", draft_size: int | No
         path: named in error messages.
         draft_size: when set, JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
             still keeps both sides >= this many pixels: 3-10x faster when the caller downsizes.
+        max_pixels: decompression-bomb limit for this call (default: `get_max_image_pixels()`).
     """
     if not data:
         raise ImageReadError(path, "file is empty (0 bytes)")
-    with warnings.catch_warnings():
-        # We enforce the limit ourselves (with a clear message) instead of Pillow's warning/error.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        old_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+    limit = _max_pixels if max_pixels is None else int(max_pixels)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # e.g. a JPEG cut off inside its header: Pillow fails before identifying it
+        raise ImageReadError(path, f"truncated or corrupt image header ({exc})") from None
+    _check_size(path, img, limit)
+    original = img.size
+    if draft_size and img.format == "JPEG":
         try:
-            try:
-                img = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
-                raise ImageReadError(path, "not an image (unrecognised format)") from None
-            except (OSError, SyntaxError, ValueError) as exc:
-                # e.g. a JPEG cut off inside its header: Pillow fails before identifying it
-                raise ImageReadError(path, f"truncated or corrupt image header ({exc})") from None
-            _check_size(path, img)
-            original = img.size
-            if draft_size and img.format == "JPEG":
-                try:
-                    img.draft("RGB", (int(draft_size), int(draft_size)))
-                except Exception as exc:  # draft is an optimisation only
-                    logger.debug("%s: draft mode unavailable (%s)", path, exc)
-            try:
-                img.load()
-            except OSError as exc:
-                msg = str(exc)
-                if "truncated" in msg.lower() or "image file is" in msg.lower():
-                    raise ImageReadError(path, f"truncated or corrupt image data ({msg})") from None
-                raise ImageReadError(path, f"cannot decode image ({msg})") from None
-            except (SyntaxError, ValueError) as exc:
-                raise ImageReadError(path, f"corrupt image ({exc})") from None
-            loaded = img.size
-            try:
-                img = ImageOps.exif_transpose(img)
-            except Exception as exc:  # broken EXIF must not lose an otherwise good image
-                logger.debug("%s: ignoring unreadable EXIF (%s)", path, exc)
-            if img.size != loaded:  # rotated by 90/270 degrees
-                original = (original[1], original[0])
-            rgb = _to_rgb(img)
-            rgb.info["original_size"] = original  # (w, h) before any draft reduction, as displayed
-            return rgb
-        finally:
-            Image.MAX_IMAGE_PIXELS = old_limit
+            img.draft("RGB", (int(draft_size), int(draft_size)))
+        except Exception as exc:  # draft is an optimisation only
+            logger.debug("%s: draft mode unavailable (%s)", path, exc)
+    try:
+        img.load()
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower() or "image file is" in msg.lower():
+            raise ImageReadError(path, f"truncated or corrupt image data ({msg})") from None
+        raise ImageReadError(path, f"cannot decode image ({msg})") from None
+    except (SyntaxError, ValueError) as exc:
+        raise ImageReadError(path, f"corrupt image ({exc})") from None
+    loaded = img.size
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as exc:  # broken EXIF must not lose an otherwise good image
+        logger.debug("%s: ignoring unreadable EXIF (%s)", path, exc)
+    if img.size != loaded:  # rotated by 90/270 degrees
+        original = (original[1], original[0])
+    rgb = _to_rgb(img)
+    rgb.info["original_size"] = original  # (w, h) before any draft reduction, as displayed
+    return rgb
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -161,17 +165,18 @@ def read_bytes(path: str | Path) -> bytes:
         raise ImageReadError(path, f"cannot read ({exc})") from None
 
 
-def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+def load_image(path: str | Path, draft_size: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Load an image as RGB with EXIF orientation applied.
 
     Args:
         path: local path or fsspec URL.
         draft_size: see `decode_image` (fast reduced-size JPEG decoding before a downsize).
+        max_pixels: decompression-bomb limit for this call (default: `get_max_image_pixels()`).
 
     Raises:
         ImageReadError: missing, empty, truncated, non-image or over-limit file, with the reason.
     """
-    return decode_image(read_bytes(path), path, draft_size=draft_size)
+    return decode_image(read_bytes(path), path, draft_size=draft_size, max_pixels=max_pixels)
 
 
 def try_load_image(path: str | Path) -> tuple[Image.Image | None, str | None]:

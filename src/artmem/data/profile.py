@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from artmem.data.collection import Collection, open_collection
+from artmem.errors import CollectionError
 from artmem.io import ensure_out_dir, write_table
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 def header_info(source: str) -> tuple:
     """(width, height, format, mode, file_bytes, ok, reason) from the header only."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
+
+    import artmem.data.images  # noqa: F401  (switches Pillow's global size check off, once)
 
     try:
         if "://" in source and not source.startswith("file://"):
@@ -42,21 +43,16 @@ def header_info(source: str) -> tuple:
             if nbytes == 0:
                 return -1, -1, "", "", 0, False, "file is empty (0 bytes)"
             fh = open(source, "rb")  # noqa: SIM115 - closed below
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # profiling reads sizes only; bombs are the check's job
-            try:
-                with fh, Image.open(fh) as img:
-                    w, h = img.size
-                    try:  # EXIF lives in the header of these formats (PNG's may follow the pixels)
-                        if img.format in ("JPEG", "MPO", "TIFF", "WEBP") and img.getexif().get(0x0112) in _ROTATED:
-                            w, h = h, w
-                    except Exception:  # broken EXIF: keep the stored size
-                        pass
-                    return w, h, img.format or "", img.mode, nbytes, True, ""
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        # profiling reads sizes only; bombs are the check's job (artmem.data.images, imported
+        # above, leaves Pillow's global size check off for the whole process)
+        with fh, Image.open(fh) as img:
+            w, h = img.size
+            try:  # EXIF lives in the header of these formats (PNG's may follow the pixels)
+                if img.format in ("JPEG", "MPO", "TIFF", "WEBP") and img.getexif().get(0x0112) in _ROTATED:
+                    w, h = h, w
+            except Exception:  # broken EXIF: keep the stored size
+                pass
+            return w, h, img.format or "", img.mode, nbytes, True, ""
     except FileNotFoundError:
         return -1, -1, "", "", -1, False, "file not found"
     except UnidentifiedImageError:
@@ -221,6 +217,8 @@ def profile_collection(collection, out: str | Path, csv: bool = False, workers: 
                        progress: bool = True) -> list[Path]:
     """Profile image sizes and label counts; returns the written paths."""
     coll = open_collection(collection)
+    if len(coll) == 0:
+        raise CollectionError(coll.meta.get("source") or collection, "the collection has no images to profile")
     out = ensure_out_dir(out)
     sizes = image_sizes(coll, workers=workers, progress=progress)
     written = write_table(sizes, out, "sizes", csv=csv)

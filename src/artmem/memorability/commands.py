@@ -89,7 +89,7 @@ def _cmd_memgame_simulate(args) -> int:
 
 
 def _register_memgame(sub) -> None:
-    p = sub.add_parser("memgame", help="scores and human consistency from memory-game responses",
+    p = sub.add_parser("memgame", help="run memory-game studies; scores and human consistency from responses",
                        description="Memory-game responses (participant, image, delay, hit "
                        "[, false_alarm]) -> per-image scores (Khosla et al. 2015, eq. 2-6).")
     msub = p.add_subparsers(dest="memgame_command", metavar="SUBCOMMAND", required=True)
@@ -100,7 +100,7 @@ def _register_memgame(sub) -> None:
     s.add_argument("--T", type=float, default=None,
                    help="reference delay of the corrected score m_T (default: median delay)")
     s.add_argument("--tol", type=float, default=1e-8, help="stopping tolerance of eq. 5/6 updates")
-    s.add_argument("--max-iter", type=int, default=1000)
+    s.add_argument("--max-iter", type=int, default=1000, help="at most this many updates (default 1000)")
     add_csv_arg(s)
     s.set_defaults(func=_cmd_memgame_scores)
 
@@ -112,25 +112,33 @@ def _register_memgame(sub) -> None:
                    help="split each image's low- and high-delay responses into different halves "
                    "(`--adversarial both` runs random and adversarial splits)")
     c.add_argument("--T", type=float, default=None, help="reference delay (default: median delay)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
     add_csv_arg(c)
     c.set_defaults(func=_cmd_memgame_consistency)
 
     m = msub.add_parser("simulate", help="simulate a memory game under the log-linear delay model")
     add_out_arg(m)
-    m.add_argument("--images", type=int, default=1000)
-    m.add_argument("--responses-per-image", type=int, default=80)
+    m.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
+    m.add_argument("--responses-per-image", type=int, default=80,
+                   help="target repeats per image (default 80)")
     m.add_argument("--alpha", type=float, default=-0.08, help="decay per log-delay unit")
     m.add_argument("--T", type=float, default=80.0, help="delay at which true_m_T is defined")
-    m.add_argument("--min-delay", type=float, default=35)
-    m.add_argument("--max-delay", type=float, default=150)
-    m.add_argument("--fa-rate", type=float, default=0.05)
-    m.add_argument("--participant-sd", type=float, default=0.05)
+    m.add_argument("--min-delay", type=float, default=35,
+                   help="shortest delay between an image and its repeat, in images (default 35)")
+    m.add_argument("--max-delay", type=float, default=150, help="longest delay, in images (default 150)")
+    m.add_argument("--fa-rate", type=float, default=0.05,
+                   help="false-alarm rate on first showings (default 0.05)")
+    m.add_argument("--participant-sd", type=float, default=0.05,
+                   help="spread of participants' hit rates (default 0.05)")
     m.add_argument("--image-delay-spread", type=float, default=0.0,
                    help="> 0: each image gets its own typical delay (0..1 of the log-delay range)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_csv_arg(m)
     m.set_defaults(func=_cmd_memgame_simulate)
+
+    from artmem.memgame.commands import add_subcommands  # design | serve | export: running a study
+
+    add_subcommands(msub)
 
 
 # ----------------------------------------------------------------------------- maps
@@ -170,17 +178,18 @@ def _register_memorability(sub) -> None:
                    help="windows along the shorter side at each scale (default 3,5,8)")
     m.add_argument("--stride", type=int, default=None, help="window step in px for crops")
     m.add_argument("--map-size", type=int, default=256, help="longer side of the saved map array")
-    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--batch-size", type=int, default=32, help="crops per forward pass (default 32)")
     m.add_argument("--no-renderings", action="store_true",
                    help="skip the high/medium/low emphasis renderings and their scores")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the emphasis renderings (default 0)")
     add_device_arg(m)
     m.set_defaults(func=_cmd_map)
     _register_training(msub)
 
 
 def _cmd_train(args) -> int:
-    from artmem.memorability.train import TrainConfig, train_predictor
+    from artmem.memorability.train import train_predictor
+    from artmem.memorability.train_plan import TrainConfig
 
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip()) if args.hidden else ()
     cfg = TrainConfig(
@@ -188,6 +197,7 @@ def _cmd_train(args) -> int:
         model2=args.model2, layer2=args.layer2, head=args.head, k=args.k, finetune=args.finetune,
         folds=args.folds, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, hidden=hidden,
         dropout=args.dropout, weight_decay=args.weight_decay, C=args.C, epsilon=args.epsilon,
+        gamma=args.gamma, svr_kernel=args.svr_kernel, inner_folds=args.inner_folds,
         seed=args.seed, device=args.device, refit=not args.no_refit, features=args.features,
         num_workers=args.num_workers,
     )
@@ -196,12 +206,12 @@ def _cmd_train(args) -> int:
     print(f"# Spearman {metrics['spearman_mean']:.3f} +- {metrics['spearman_sd']:.3f} over "
           f"{metrics['folds']} folds ({metrics['folds_from']})", file=sys.stderr)
     print_written([out / n for n in ("config.yaml", "summary.csv", "folds.csv", "metrics.json",
-                                     "predictions.parquet", "errors.parquet", "model.pt")])
+                                     "predictions.parquet", "errors.parquet", "model.safetensors", "model.json")])
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from artmem.memorability.train import evaluate_predictor
+    from artmem.memorability.evaluate import evaluate_predictor
 
     m = evaluate_predictor(args.model, args.collection, args.out, score_column=args.score_column,
                            split=args.split, device=args.device, batch_size=args.batch_size)
@@ -215,16 +225,19 @@ def _register_training(msub) -> None:
     t = msub.add_parser("train", help="train a memorability predictor (regression, K-class, fusion, SVR, ridge)",
                         description="Train on a collection with a score column; evaluates by Spearman "
                         "on the collection's splits (split_1..split_5 or split) or k-fold; writes "
-                        "config.yaml, summary.csv, folds.csv, metrics.json and model.pt "
+                        "config.yaml, summary.csv, folds.csv, metrics.json and model.safetensors + model.json "
                         "(usable as --model PATH).")
     add_collection_arg(t)
     add_out_arg(t)
-    t.add_argument("--score-column", default="score")
-    t.add_argument("--method", default="regression", choices=["regression", "kclass", "fusion", "svr", "ridge"])
+    t.add_argument("--score-column", default="score",
+                   help="numeric collection column with the memorability to learn (default score)")
+    t.add_argument("--method", default="regression", choices=["regression", "kclass", "fusion", "svr", "ridge"],
+                   help="regression (MLP on features), kclass (K-class with probability aggregation), "
+                   "fusion (two backbones), svr or ridge (default regression)")
     t.add_argument("--model", default="resmem", help="backbone (registry name)")
     t.add_argument("--layer", default=None, help="feature layer (default: the model's default layer)")
     t.add_argument("--model2", default=None, help="second backbone for --method fusion (e.g. magenta_style)")
-    t.add_argument("--layer2", default=None)
+    t.add_argument("--layer2", default=None, help="feature layer of --model2 (default: its default layer)")
     t.add_argument("--head", default="regression", choices=["regression", "kclass"], help="fusion head")
     t.add_argument("--k", type=int, default=4, help="classes of the K-class method (2..8, default 4)")
     t.add_argument("--finetune", action="store_true",
@@ -233,18 +246,24 @@ def _register_training(msub) -> None:
                    help="precomputed features (`artmem extract` folder) of --model/--layer")
     t.add_argument("--splits-dir", default=None, help="LaMem split files {train,val,test}_<k>.txt")
     t.add_argument("--folds", type=int, default=5, help="k of k-fold when the collection has no splits")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=None,
+                   help="default 100 for a head on frozen features, 30 with --finetune")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    t.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     t.add_argument("--hidden", default="256", help="MLP hidden sizes, comma-separated ('' = linear)")
-    t.add_argument("--dropout", type=float, default=0.2)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--C", type=float, default=1.0, help="SVR C")
-    t.add_argument("--epsilon", type=float, default=0.05, help="SVR epsilon")
+    t.add_argument("--dropout", type=float, default=0.2, help="dropout of the MLP head (default 0.2)")
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay (default 1e-4)")
+    t.add_argument("--svr-kernel", default="rbf", choices=["rbf", "linear"],
+                   help="SVR kernel: rbf (Squalli-Houssaini 2018) or linear (Khosla 2015 Table 1)")
+    t.add_argument("--C", type=float, default=None, help="fix the SVR C (default: tuned by inner CV)")
+    t.add_argument("--epsilon", type=float, default=None, help="fix the SVR epsilon (default: tuned)")
+    t.add_argument("--gamma", type=float, default=None, help="fix the RBF SVR gamma (default: tuned)")
+    t.add_argument("--inner-folds", type=int, default=3,
+                   help="inner cross-validation folds (on each training part) that tune the SVR")
     t.add_argument("--no-refit", action="store_true",
-                   help="model.pt = the first fold's model instead of a refit on all images")
-    t.add_argument("--num-workers", type=int, default=0)
-    t.add_argument("--seed", type=int, default=0)
+                   help="model.safetensors = the first fold's model instead of a refit on all images")
+    t.add_argument("--num-workers", type=int, default=0, help="image-decoding worker processes (default 0)")
+    t.add_argument("--seed", type=int, default=0, help="seed of folds, initialisation and shuffling (default 0)")
     add_device_arg(t)
     t.set_defaults(func=_cmd_train)
 
@@ -252,9 +271,10 @@ def _register_training(msub) -> None:
     e.add_argument("model", help="registry name or trained checkpoint/run folder")
     add_collection_arg(e)
     add_out_arg(e)
-    e.add_argument("--score-column", default="score")
+    e.add_argument("--score-column", default="score",
+                   help="numeric collection column with the true memorability (default score)")
     e.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     add_device_arg(e)
     e.set_defaults(func=_cmd_evaluate)
 

@@ -1,4 +1,5 @@
-"""`make demo` step: memorability maps (+ emphasis renderings) for a few demo images into out/maps."""
+"""`make demo` step: memorability maps (+ emphasis renderings) for a few demo images into out/maps,
+and a tiny memory-game study over the demo collection into out/memgame_study."""
 
 from __future__ import annotations
 
@@ -28,4 +29,22 @@ def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     items = [(table.at[i, "path"], collection.abs_path(table.at[i, "path"])) for i in picked]
     written, _ = map_images(items, Path(out) / "maps", model=model, device=device,
                             config=MapConfig(grids=(3,)), renderings=True)
+    return written + design_demo_study(collection, Path(out) / "memgame_study")
+
+
+def design_demo_study(collection, study: Path) -> list[Path]:
+    """A memory-game study small enough for the 22 demo images (8 targets, 4 fillers and 2
+    vigilance repeats per level, delays 3-12; a 6-trial practice); play it with
+    `artmem memgame serve STUDY`. An existing study is kept (its database may hold responses)."""
+    from artmem.memgame.design import DesignConfig, design_study
+
+    if (study / "study.json").exists():
+        return [study / "study.json"]
+    if len(collection) < 18:  # 8 targets + 6 fillers/vigilance + 4 practice images per session
+        logger.info("demo: %d images are too few for a memory-game study; skipped", len(collection))
+        return []
+    cfg = DesignConfig(targets_per_level=8, fillers=4, vigilance=2, min_delay=3, max_delay=12,
+                       vigilance_within=4, responses_per_image=3, practice_trials=6, practice_repeats=2)
+    written = design_study(collection, study, cfg)
+    logger.info("demo: play the memory game with `artmem memgame serve %s`", study)
     return written

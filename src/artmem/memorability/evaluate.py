@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from artmem.errors import ArtmemError
 
@@ -25,16 +24,20 @@ def spearman(a, b) -> float:
 
 
 def evaluate_predictor(model: str | Path, collection, out: str | Path, score_column: str = "score",
-                       split: str | None = None, device: str = "auto", batch_size: int = 32) -> dict:
+                       split: str | None = None, device: str = "auto", batch_size: int = 32,
+                       num_workers: int | None = None) -> dict:
     """Score `collection` with `model` (name or checkpoint) and compare with `score_column`.
 
-    Writes predictions.parquet (path, score_true, score_pred), metrics.json and errors.parquet.
+    The scores are an `artmem score` job in OUT/scores (resumed when interrupted, redone for
+    another model; its errors.parquet lists the unreadable images); writes predictions.parquet (path, score_true, score_pred), metrics.json and
+    errors.parquet.
     `split`: only rows whose `split` column (or every split_<k> column) equals this value.
     """
+    from artmem.batch.api import run_job
+    from artmem.batch.processors import ModelProcessor
+    from artmem.batch.results import read_job_record
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir, write_table
-    from artmem.models.registry import create_model
-    from artmem.runtime import resolve_device
 
     coll = open_collection(collection)
     if score_column not in coll.table.columns:
@@ -48,37 +51,18 @@ def evaluate_predictor(model: str | Path, collection, out: str | Path, score_col
     coll = coll.subset(np.isfinite(y))
     y = y[np.isfinite(y)]
     out = ensure_out_dir(out)
-    dev = resolve_device(device)
-    net = create_model(model)
-    errors = []
-    from artmem.data.images import load_image
-    from artmem.errors import ImageReadError
-    from artmem.models.transforms import build_transform
-    from artmem.runtime import autocast
-
-    tf = build_transform(net.pretrained_cfg)
-    pred = np.full(len(coll), np.nan)
-    net.eval().to(dev)
-    paths = coll.abs_paths()
-    with torch.inference_mode():
-        for s in range(0, len(coll), batch_size):
-            xs, idx = [], []
-            for i in range(s, min(s + batch_size, len(coll))):
-                try:
-                    xs.append(tf(load_image(paths[i])))
-                    idx.append(i)
-                except ImageReadError as exc:
-                    errors.append({"path": coll.paths[i], "reason": exc.reason})
-            if xs:
-                with autocast(dev):
-                    o = net(torch.stack(xs).to(dev)).float().cpu()
-                pred[idx] = (o[:, 0] if o.ndim == 2 else o).numpy()
+    proc = ModelProcessor(model, "scores")
+    old = read_job_record(out / "scores")
+    job = run_job(coll, proc, out / "scores", device=device, batch_size=batch_size, num_workers=num_workers,
+                  resume=old is None or old.processor == proc.spec())  # another model's scores: redone
+    pred = job.table.set_index("path")["score"].reindex(coll.paths).to_numpy(np.float64)
+    errors = job.errors
     ok = np.isfinite(pred)
     metrics = {"model": str(model), "n": int(ok.sum()), "spearman": spearman(pred, y),
                "pearson": float(np.corrcoef(pred[ok], y[ok])[0, 1]) if ok.sum() > 2 else float("nan"),
                "rmse": float(np.sqrt(np.mean((pred[ok] - y[ok]) ** 2))) if ok.any() else float("nan"),
                "score_column": score_column, "split": split, "unreadable": len(errors)}
     write_table(pd.DataFrame({"path": coll.paths, "score_true": y, "score_pred": pred}), out, "predictions")
-    write_table(pd.DataFrame(errors, columns=["path", "reason"]), out, "errors")
+    write_table(errors, out, "errors")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,5 +1,6 @@
-"""Images through a frozen scorer: the image dataset, feature extraction and image-level prediction.
-Unreadable images are recorded and skipped, never fatal for a batch."""
+"""Images through a memorability scorer: the training dataset, and feature extraction and
+image-level prediction as batch jobs (`ScorerOutputs` run by `run_job`). Unreadable images are
+recorded and skipped, never fatal for a batch."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ logger = logging.getLogger("artmem.memorability.train")
 
 
 class ImageTable(torch.utils.data.Dataset):
-    """(tensor, row index) per collection row; unreadable images yield None (dropped by collate)."""
+    """(tensor, target) per training image; an unreadable image yields an error marker, dropped by
+    `collate_readable` (fine-tuning skips it; the evaluation jobs list it in errors.parquet)."""
 
-    def __init__(self, sources: list[str], transform, targets: np.ndarray | None = None):
+    def __init__(self, sources: list[str], transform, targets: np.ndarray):
         self.sources, self.transform, self.targets = sources, transform, targets
 
     def __len__(self) -> int:
@@ -32,8 +34,6 @@ class ImageTable(torch.utils.data.Dataset):
             x = self.transform(load_image(self.sources[i]))
         except ImageReadError as exc:
             return ("error", i, exc.reason)
-        if self.targets is None:
-            return x, i
         return x, torch.as_tensor(self.targets[i], dtype=torch.float32)
 
 
@@ -45,42 +45,37 @@ def collate_readable(batch):
     return torch.utils.data.default_collate(ok)
 
 
-@torch.inference_mode()
-def compute_features(scorer_like, coll, device, batch_size: int = 32, num_workers: int = 0):
+def compute_features(scorer_like, coll, device, batch_size: int = 32, num_workers: int | None = 0,
+                     out=None, identity: dict | None = None):
     """Features of every collection image through `scorer_like.features` (a frozen scorer).
+
+    A batch job (`ScorerOutputs`) in `out` (None: a temporary folder): unreadable images are
+    listed in its errors whatever `num_workers` is, and an interrupted run resumes; features of
+    another network in `out` are replaced.
 
     Returns:
         (features float32 (N, D) with NaN rows for unreadable images, errors DataFrame).
     """
-    from tqdm.auto import tqdm
+    from artmem.batch.api import run_job
+    from artmem.batch.results import read_job_record, stack_vectors
+    from artmem.memorability.processors import ScorerOutputs
 
-    from artmem.data.images import try_load_image  # noqa: F401  (documented loader)
-    from artmem.models.transforms import build_transform
-    from artmem.runtime import autocast
-
-    ds = ImageTable(coll.abs_paths(), build_transform(scorer_like.pretrained_cfg))
-    errors = []
-
-    def collate(batch):
-        for b in batch:
-            if b[0] == "error" if isinstance(b[0], str) else False:
-                errors.append({"path": coll.paths[b[1]], "reason": b[2]})
-        return collate_readable(batch)
-
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    feats = None
-    scorer_like.eval().to(device)
-    for x, idx in tqdm(dl, desc="features", unit="batch", leave=False, disable=None):
-        if len(x) == 0:
-            continue
-        with autocast(device):
-            f = scorer_like.features(x.to(device)).float().cpu().numpy()
-        if feats is None:
-            feats = np.full((len(ds), f.shape[1]), np.nan, dtype=np.float32)
-        feats[idx.numpy()] = f
-    if feats is None:
+    proc = ScorerOutputs(scorer_like, "features", identity or {"model": scorer_like.pretrained_cfg.name})
+    old = read_job_record(out) if out is not None else None
+    resume = old is None or old.processor == proc.spec()
+    if not resume:
+        logger.info("%s holds features of %s/%s: recomputing them", out, old.model, old.layer)
+    result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
+                     resume=resume)
+    if not len(result.table):
         raise ArtmemError("no readable image in the collection")
-    return feats, pd.DataFrame(errors, columns=["path", "reason"])
+    vectors = stack_vectors(result.table["embedding"])
+    feats = np.full((len(coll), vectors.shape[1]), np.nan, dtype=np.float32)
+    pos = pd.Series(np.arange(len(result.table)), index=result.table["path"].to_numpy())
+    idx = pos.reindex(coll.paths).to_numpy()
+    have = ~np.isnan(idx)
+    feats[have] = vectors[idx[have].astype(int)]
+    return feats, result.errors.reset_index(drop=True)
 
 
 def feature_dim(scorer) -> int:
@@ -91,27 +86,20 @@ def feature_dim(scorer) -> int:
         return int(scorer.eval().features(x).shape[1])
 
 
-@torch.inference_mode()
-def predict_images(scorer, coll, rows, device, batch_size):
-    """Scores of the collection rows `rows` from images; (predictions with NaN where unreadable, errors)."""
-    from artmem.models.transforms import build_transform
+def predict_images(scorer, coll, rows, device, batch_size, num_workers: int | None = 0, identity: dict | None = None):
+    """Scores of the collection rows `rows` from images (a `ScorerOutputs` batch job).
 
-    ds = ImageTable([coll.abs_paths()[r] for r in rows], build_transform(scorer.pretrained_cfg))
-    pred = np.full(len(rows), np.nan)
-    errors = []
+    Returns:
+        (predictions with NaN where unreadable, errors as [{path, reason}]).
+    """
+    from artmem.batch.api import run_job
+    from artmem.memorability.processors import ScorerOutputs
 
-    def collate(batch):
-        errors.extend({"path": coll.paths[rows[b[1]]], "reason": b[2]} for b in batch
-                      if isinstance(b[0], str))
-        return collate_readable(batch)
-
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-    scorer.eval().to(device)
-    for x, idx in dl:
-        if len(x):
-            pred[idx.numpy()] = scorer(x.to(device)).float().cpu().numpy()
-    return pred, errors
-
+    part = coll.subset(np.asarray(rows))
+    proc = ScorerOutputs(scorer, "scores", identity or {"model": scorer.pretrained_cfg.name})
+    result = run_job(part, proc, None, device=device, batch_size=batch_size, num_workers=num_workers)
+    pred = result.table.set_index("path")["score"].reindex(part.paths).to_numpy(np.float64)
+    return pred, result.errors.to_dict("records")
 
 
 def features_from_store(path, coll, model: str, layer: str) -> np.ndarray:

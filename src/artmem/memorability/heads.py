@@ -10,9 +10,9 @@ layer(s), concatenated -> head -> score:
   (a linear layer; an RBF-kernel expansion over the support vectors).
 
 Checkpoints are saved with `save_checkpoint(..., config={'base_model': ..., 'wrapper':
-'artmem.memorability.heads:build_scorer', ...})`. A frozen backbone's pretrained weights are not
-stored (they ship with the package): the wrapper rebuilds it with `pretrained=True`, so a
-checkpoint holds only the head.
+'memorability_scorer', ...})` (`artmem.models.checkpoint.TRAINED_BUILDERS` maps that name to
+`build_scorer`). A frozen backbone's pretrained weights are not stored (they ship with the
+package): the wrapper rebuilds it with `pretrained=True`, so a checkpoint holds only the head.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WRAPPER = "artmem.memorability.heads:build_scorer"
+WRAPPER = "memorability_scorer"
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std with the training-set statistics as buffers."""
+    """(x - mean) / std with the training-set statistics as buffers (`std` is 1 on columns that
+    are constant in training, as in scikit-learn's StandardScaler; see `models.standardize`)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -33,8 +34,11 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(dim))
 
     def set(self, x: torch.Tensor) -> None:
-        self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
+        from artmem.models.standardize import standard_scale
+
+        mean, scale = standard_scale(x)
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(scale, dtype=self.std.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -207,13 +211,13 @@ def scorer_config(scorer: MemorabilityScorer, base_model: str, second_model: str
 
 def build_scorer(model: nn.Module, config: dict) -> MemorabilityScorer:
     """Checkpoint wrapper: (freshly built base model, saved config) -> MemorabilityScorer."""
-    from artmem.models.registry import create_model
+    from artmem.models.registry import build_model
 
     frozen = bool(config.get("frozen_backbone", True))
-    backbone = create_model(config["base_model"], pretrained=True) if frozen else model
+    backbone = build_model(config["base_model"], pretrained=True) if frozen else model
     second = None
     if config.get("second_model"):
-        second = create_model(config["second_model"], pretrained=True)
+        second = build_model(config["second_model"], pretrained=True)
     head = build_head(config["head_type"], config["head_dim"], config["head_out"],
                       tuple(config.get("hidden") or ()), config.get("dropout", 0.0),
                       config.get("n_support", 0))

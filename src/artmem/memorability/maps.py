@@ -23,9 +23,8 @@ perceptually uniform and readable with colour-vision deficiencies) instead of th
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GRIDS = (3, 5, 8)
 MAP_CMAP = "inferno"  # overlays: 0 = the image's least, 1 = its most memorable region
+# The work of a map grows with the image's aspect ratio (the shorter side is scaled to hold g
+# windows, the longer side follows): a 1x3000 px PNG asked for a 1.35-Mpx-long input and GBs of
+# activations. Images more elongated than MAX_MAP_ASPECT are padded to it; beyond MAX_PAD_ASPECT
+# there is too little image left in the padded map to be worth a map, and it is refused.
+MAX_MAP_ASPECT = 4.0
+MAX_PAD_ASPECT = 100.0
+PAD_MAX_SIDE = 2048  # an elongated image is shrunk to this longer side before padding (the map
+                     # never uses more: its longer side is at most 451 px * MAX_MAP_ASPECT)
 
 
 # ----------------------------------------------------------------------------- fully convolutional
@@ -226,20 +233,70 @@ class MapModel:
 
     @torch.inference_mode()
     def score(self, imgs: list[Image.Image]) -> np.ndarray:
-        """The model's ordinary score of whole images (its own preprocessing)."""
-        from artmem.models.transforms import build_transform
+        """The model's ordinary score of whole images (its own evaluation preprocessing)."""
+        from artmem.models.preprocess import preprocess_for
         from artmem.runtime import autocast
 
-        tf = build_transform(self.cfg)
+        tf = preprocess_for(self.model)
         x = torch.stack([tf(im) for im in imgs]).to(self.device)
         with autocast(self.device):
             return _scores(self.model, x).float().cpu().numpy()
+
+
+def bounded_map_input(img: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """The image a map is computed on, and where the original lies in it (None: the image itself).
+
+    The one bound on a map's work, by the image's real size and aspect (used by `artmem memorability
+    map`, `artmem analyze` and the explorer alike): up to MAX_MAP_ASPECT an image is mapped as it
+    is (its work is at most that of a 451 x 1804 px input); a more elongated one is shrunk to
+    PAD_MAX_SIDE on its longer side and padded with its mean colour to MAX_MAP_ASPECT; beyond
+    MAX_PAD_ASPECT it is refused. (A departure from Khosla et al., who map ordinary photographs.)
+
+    Raises:
+        ImageReadError: the image is too elongated to map (the explorer answers 422).
+    """
+    from artmem.errors import ImageReadError
+
+    w, h = img.size
+    aspect = max(w, h) / max(1, min(w, h))
+    if aspect <= MAX_MAP_ASPECT:
+        return img, None
+    if aspect > MAX_PAD_ASPECT:
+        raise ImageReadError(getattr(img, "filename", "") or "image",
+                             f"too elongated for a memorability map ({w}x{h} px, {aspect:.0f}:1; maps are "
+                             f"drawn up to {MAX_PAD_ASPECT:.0f}:1)")
+    s = min(1.0, PAD_MAX_SIDE / max(w, h))
+    sw, sh = max(1, round(w * s)), max(1, round(h * s))
+    small = img.convert("RGB").resize((sw, sh), Image.BILINEAR) if s < 1.0 else img.convert("RGB")
+    pw, ph = (sw, math.ceil(sw / MAX_MAP_ASPECT)) if sw >= sh else (math.ceil(sh / MAX_MAP_ASPECT), sh)
+    pw, ph = max(pw, sw), max(ph, sh)
+    mean = tuple(int(round(c)) for c in np.asarray(small, dtype=np.float64).reshape(-1, 3).mean(0))
+    canvas = Image.new("RGB", (pw, ph), mean)
+    x0, y0 = (pw - sw) // 2, (ph - sh) // 2
+    canvas.paste(small, (x0, y0))
+    return canvas, (x0, y0, x0 + sw, y0 + sh)
+
+
+def _unpad(m: np.ndarray, padded_size: tuple[int, int], box: tuple[int, int, int, int],
+           size: tuple[int, int], map_size: int) -> np.ndarray:
+    """The part of a padded image's map over the original image, at that image's map size."""
+    pw, ph = padded_size
+    mh, mw = m.shape
+    x0, x1 = math.floor(box[0] * mw / pw), math.ceil(box[2] * mw / pw)
+    y0, y1 = math.floor(box[1] * mh / ph), math.ceil(box[3] * mh / ph)
+    w, h = size
+    s = map_size / max(w, h)
+    return upsample(m[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)], (max(1, round(w * s)), max(1, round(h * s))))
 
 
 def memorability_map(mm: MapModel, img: Image.Image, config: MapConfig | None = None,
                      naive: bool = False) -> np.ndarray:
     """The multi-scale memorability map of one image: float32 (h, w) in the model's score units,
     h x w = the image's aspect with the longer side `config.map_size`."""
+    work, box = bounded_map_input(img)  # bounds the work by the image's real size and aspect
+    if box is not None:
+        return _unpad(memorability_map(mm, work, config, naive), work.size, box, img.size,
+                      (config or MapConfig()).map_size)
     config = config or MapConfig()
     w, h = img.size
     s = config.map_size / max(w, h)
@@ -346,118 +403,51 @@ def map_images(
     Writes per image `<name>.map.npy`, `<name>.overlay.png` and (with `renderings`)
     `<name>.high.png`, `.medium.png`, `.low.png`; then `maps.parquet` (path, map_npy, overlay_png
     relative to `out`, score, score_high/medium/low, method), `maps.json` and `errors.parquet`.
-    A rerun with the same settings skips the images already done.
+    A batch job (`artmem.memorability.processors.MemorabilityMaps` run by `run_job`): results are
+    written in shards under OUT/shards, a rerun with the same settings skips the images already
+    done, other settings start over.
 
     Returns:
         (written paths, the maps table).
     """
-    import pandas as pd
-
-    from artmem.data.images import load_image
-    from artmem.errors import ImageReadError
-    from artmem.io import ensure_out_dir, write_table
-    from artmem.models.registry import create_model
-    from artmem.runtime import resolve_device
+    from artmem.batch.api import run_job
+    from artmem.batch.results import read_job_record
+    from artmem.io import ensure_out_dir
+    from artmem.memorability.processors import MemorabilityMaps, items_collection
 
     config = config or MapConfig()
     out = ensure_out_dir(out)
-    dev = resolve_device(device)
-    net = create_model(model) if isinstance(model, (str, Path)) else model
-    mm = MapModel(net.to(dev), dev, config.method, config.stride)
-    settings = {"model": str(model) if isinstance(model, (str, Path)) else net.pretrained_cfg.name,
-                "method": mm.method, "window": mm.window, "stride": mm.stride,
-                "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
-                "seed": seed}
-    done: dict[str, dict] = {}
-    table_path = out / "maps.parquet"
-    meta_path = out / "maps.json"
-    if table_path.exists() and meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in settings} == settings:
-            prev = pd.read_parquet(table_path)
-            done = {r["path"]: r for r in prev.to_dict("records") if (out / r["map_npy"]).exists()}
-            if done:
-                logger.info("resuming: %d image(s) already mapped", len(done))
-    meta_path.write_text(json.dumps(settings, indent=2) + "\n")
+    name = str(model) if isinstance(model, (str, Path)) else model.pretrained_cfg.name
+    proc = MemorabilityMaps(model, out, config, renderings, seed, {}, {})
+    proc.setup(device)
+    mm = proc.mm
+    proc.settings = {"model": name, "method": mm.method, "window": mm.window, "stride": mm.stride,
+                     "grids": list(config.grids), "map_size": config.map_size, "renderings": renderings,
+                     "seed": seed}
+    proc.order = {n: k for k, (n, _) in reversed(list(enumerate(items)))}
+    proc.names = {src: n for n, src in reversed(items)}
+    old = read_job_record(out)
+    resume = old is None or old.processor == proc.spec()
     logger.info("maps with %s: %s evaluation, window %d px every %d px, grids %s",
-                settings["model"], mm.method, mm.window, mm.stride, list(config.grids))
-    rows, errors = [], []
-    written: set[Path] = set()
-    t0 = time.perf_counter()
-    last_save = t0
-    for k, (name, source) in enumerate(items):
-        if name in done:
-            rows.append(done[name])
-            continue
-        try:
-            img = load_image(source)
-        except ImageReadError as exc:
-            errors.append({"path": name, "reason": exc.reason})
-            logger.warning("%s: %s", name, exc.reason)
-            continue
-        stem = _rel_stem(name)
-        m = memorability_map(mm, img, config)
-        files = {"map_npy": f"{stem}.map.npy", "overlay_png": f"{stem}.overlay.png"}
-        (out / files["map_npy"]).parent.mkdir(parents=True, exist_ok=True)
-        np.save(out / files["map_npy"], m)
-        shown = _display_image(img)
-        overlay(shown, m).save(out / files["overlay_png"])
-        row = {"path": name, **files, "score": float(mm.score([img])[0]),
-               "map_min": float(m.min()), "map_max": float(m.max()), "method": mm.method}
-        if renderings:
-            rend = emphasis_renderings(shown, m, seed=seed + k)
-            scores = mm.score(list(rend.values()))
-            for (kind, im), sc in zip(rend.items(), scores, strict=True):
-                files[f"{kind}_png"] = f"{stem}.{kind}.png"
-                im.save(out / files[f"{kind}_png"])
-                row[f"{kind}_png"] = files[f"{kind}_png"]
-                row[f"score_{kind}"] = float(sc)
-            row["ordered"] = bool(row["score_high"] > row["score_medium"] > row["score_low"])
-        rows.append(row)
-        written.update(out / f for f in files.values())
-        if time.perf_counter() - last_save > 20:
-            write_table(pd.DataFrame(rows), out, "maps")
-            last_save = time.perf_counter()
-        logger.info("[%d/%d] %s: score %.3f (%.1f s/image)", k + 1, len(items), name, row["score"],
-                    (time.perf_counter() - t0) / (k + 1))
-    table = pd.DataFrame(rows)
-    paths = write_table(table, out, "maps")
-    paths += write_table(pd.DataFrame(errors, columns=["path", "reason"]), out, "errors")
-    if errors:
-        logger.warning("%d unreadable image(s) listed in %s", len(errors), out / "errors.parquet")
+                name, mm.method, mm.window, mm.stride, list(config.grids))
+    # one image per step and no decoding workers: the map's own windows are the batch
+    result = run_job(items_collection(items, "maps"), proc, out, device=device, batch_size=1, num_workers=0,
+                     resume=resume, shard_size=4)
+    table = result.table
+    if len(result.errors):
+        logger.warning("%d unreadable image(s) listed in %s", len(result.errors), out / "errors.parquet")
     if renderings and len(table):
-        ordered = table["ordered"].mean()
         logger.info("renderings: mean score high %.3f / medium %.3f / low %.3f; high>medium>low for %.0f%%",
                     table["score_high"].mean(), table["score_medium"].mean(), table["score_low"].mean(),
-                    100 * ordered)
-    return sorted(written) + paths + [meta_path], table
+                    100 * table["ordered"].mean())
+    files = sorted({out / f for col in table.columns if col.endswith(("_npy", "_png")) for f in table[col]})
+    return files + result.written, table
 
 
 def collect_inputs(sources: list[str]) -> list[tuple[str, str]]:
-    """IMAGES_OR_COLLECTION arguments -> [(name, absolute path)]: image files keep their file
-    name, collections and folders their collection-relative paths; duplicate names get a suffix."""
+    """IMAGES_OR_COLLECTION arguments -> [(name, absolute path)], names relative to the inputs'
+    common folder (`open_collection`, the resolver every command uses)."""
     from artmem.data.collection import open_collection
-    from artmem.data.images import is_image_file
-    from artmem.errors import ArtmemError
 
-    items: list[tuple[str, str]] = []
-    for src in sources:
-        p = Path(src)
-        if p.is_file() and is_image_file(p):
-            items.append((p.name, str(p.resolve())))
-        elif p.exists():
-            coll = open_collection(p)
-            items += list(zip(coll.paths, coll.abs_paths(), strict=True))
-        else:
-            raise ArtmemError(f"{src}: no such image, folder or collection file")
-    seen: dict[str, int] = {}
-    out = []
-    for name, path in items:
-        if name in seen:
-            seen[name] += 1
-            stem = Path(name)
-            name = (stem.parent / f"{stem.stem}_{seen[name]}{stem.suffix}").as_posix()
-        else:
-            seen[name] = 0
-        out.append((name, path))
-    return out
+    coll = open_collection(list(sources))
+    return list(zip(coll.paths, coll.abs_paths(), strict=True))

@@ -10,6 +10,12 @@ m_t(i) = m_T(i) + alpha * log(t / T), with one decay alpha shared by all images.
 alternating updates (eq. 5 for alpha, eq. 6 for every m_T(i)), started from the hit rate, are run
 to a tolerance; each is the exact minimiser of the per-image-normalised squared error
 E = sum_i 1/n_i sum_j (x_ij - m_T(i) - alpha log(t_ij / T))^2 with the other held fixed.
+
+Scores with false alarms (Khosla Table 1 "with FA", after Isola et al.): `fa_corrected` =
+(hits - false alarms) / n; `m_T_fa` applies both corrections, m_T(i) - FA(i) / n_i. The decay
+alpha is fitted on the hits only: a false alarm happens at the first showing, before the delay,
+so it carries no information about forgetting over the delay; subtracting the image's false-alarm
+rate from its delay-corrected hit rate is then eq. 6 with x_ij = hit_ij - fa_ij at that alpha.
 """
 
 from __future__ import annotations
@@ -180,7 +186,7 @@ def score_images(
 
     Returns:
         (table with columns image, n, hits, hit_rate, [false_alarms, fa_corrected], mean_delay,
-        m_T; the DelayFit with alpha, iterations, convergence).
+        m_T, [m_T_fa]; the DelayFit with alpha, iterations, convergence).
     """
     codes, index = _encode(responses, images)
     n_images = len(index)
@@ -211,6 +217,8 @@ def score_images(
             table["fa_corrected"] = (stats["sx"] - fa) / n
         table["mean_delay"] = np.bincount(codes, weights=delay, minlength=n_images) / n
         table["m_T"] = fit.m_T
+        if "false_alarm" in responses.columns:
+            table["m_T_fa"] = fit.m_T - fa / n  # both corrections (Khosla Table 1 "with FA")
     if not fit.converged:
         logger.warning("delay model did not converge in %d iterations (tol %g)", max_iter, tol)
     return table, fit
@@ -241,6 +249,7 @@ def _half_scores(codes, n_images, hit, logd, fa, mask, tol, max_iter, T):
         if fa is not None:
             fas = np.bincount(c, weights=fa[mask], minlength=n_images)
             out["fa_corrected"] = (stats["sx"] - fas) / stats["n"]
+            out["delay_fa_corrected"] = fit.m_T - fas / stats["n"]
     return out, fit.alpha
 
 

@@ -7,16 +7,18 @@ Methods (all end in a `MemorabilityScorer` checkpoint usable as `--model PATH`):
 - `kclass`: Squalli-Houssaini et al. 2018: K balanced classes from the training scores'
   quantiles, softmax, m = sum_k p(k|i) s_k;
 - `fusion`: features of two models concatenated into one MLP (regression or K-class head);
-- `svr`, `ridge`: scikit-learn baselines on the frozen features.
+- `svr`, `ridge`: scikit-learn baselines on the frozen features (SVR: RBF or linear kernel, C,
+  epsilon and gamma tuned by inner cross-validation on each training part; the chosen values go
+  to summary.csv and metrics.json `chosen_params`).
 
 Evaluation: Spearman on the collection's own splits when present (LaMem's 5 splits as columns
 `split_1..split_5`, or one `split` column with train/val/test), else k-fold (5). The torch
-training loop is the shared `artmem.classify.engine.fit`; folds come from
+training loop is the shared `artmem.training.loop.fit`; folds come from
 `artmem.data.splits.kfold_assign`.
 
 The pieces live beside this module: `train_plan` (config, folds, LaMem splits), `features`
-(frozen-backbone features), `methods` (the training methods) and `evaluate`; their public names
-are re-exported here.
+(frozen-backbone features and image predictions, as batch jobs), `methods` (the training
+methods) and `evaluate`.
 """
 
 from __future__ import annotations
@@ -32,30 +34,24 @@ import pandas as pd
 import torch
 
 from artmem.errors import ArtmemError
-from artmem.memorability.evaluate import evaluate_predictor, spearman
-from artmem.memorability.features import (
-    ImageTable,
-    compute_features,
-    features_from_store,
-    predict_images,
+from artmem.memorability.evaluate import spearman
+from artmem.memorability.features import compute_features, features_from_store, predict_images
+from artmem.memorability.methods import fit_method, make_scorer
+from artmem.memorability.train_plan import (
+    FINETUNE_EPOCHS,
+    HEAD_EPOCHS,
+    METHODS,
+    TrainConfig,
+    fold_plan,
+    read_lamem_splits,
 )
-from artmem.memorability.methods import (
-    assign_classes,
-    fit_method,
-    fit_sklearn,
-    kclass_labels,
-    make_scorer,
-)
-from artmem.memorability.train_plan import METHODS, TrainConfig, fold_plan, read_lamem_splits
-
-__all__ = [
-    "METHODS", "ImageTable", "TrainConfig", "assign_classes", "compute_features", "evaluate_predictor",
-    "fold_plan", "kclass_labels", "read_lamem_splits", "train_predictor",
-]
 
 logger = logging.getLogger(__name__)
 
-_fit_sklearn = fit_sklearn  # the name the tests and older callers use
+def _features_identity(cfg: TrainConfig, proto) -> dict:
+    """What the frozen features are of (features.json / job.json of RUN/features)."""
+    return {"model": cfg.model, "layer": cfg.layer or proto.layer, "model2": cfg.model2,
+            "layer2": (cfg.layer2 or proto.layer2) if cfg.model2 else None}
 
 
 def train_predictor(collection, out: str | Path, config: TrainConfig | None = None,
@@ -64,8 +60,10 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
 
     Writes config.yaml, summary.csv (per fold and epoch, or one row per fold for svr/ridge),
     folds.csv (per-fold Spearman/Pearson/RMSE on the test part), metrics.json (mean, sd),
-    predictions.parquet (out-of-fold predictions), errors.parquet, `<fold>/model.pt` per fold and
-    model.pt (trained on every labelled image with `refit`, else the first fold's model).
+    predictions.parquet (out-of-fold predictions), errors.parquet, `<fold>/model.*` per fold,
+    model.safetensors + model.json (trained on every labelled image with `refit`, else the first
+    fold's model) and, for the frozen-feature methods, features/ (the backbone features as an
+    `artmem extract` job folder, reused by a rerun with the same model and layer).
 
     Returns:
         metrics dict: spearman_mean, spearman_sd, folds, ...
@@ -75,7 +73,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir, write_table
     from artmem.memorability.heads import scorer_config
-    from artmem.models.checkpoint import save_checkpoint
+    from artmem.models.checkpoint import copy_checkpoint, save_checkpoint
+    from artmem.models.preprocess import preprocess_for
     from artmem.runtime import resolve_device, seed_everything
 
     cfg = config or TrainConfig()
@@ -93,6 +92,11 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
         raise ArtmemError(f"no column {cfg.score_column!r} in the collection "
                           f"(columns: {', '.join(map(str, coll.table.columns))})")
     scores_all = pd.to_numeric(coll.table[cfg.score_column], errors="coerce")
+    infinite = np.isinf(scores_all.to_numpy(np.float64))
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise ArtmemError(f"{collection}: row {i} ({coll.table['path'].iloc[i]}): {cfg.score_column!r} is "
+                          f"{scores_all.iloc[i]} ({int(infinite.sum())} infinite score(s)); scores must be finite")
     coll = coll.subset(scores_all.notna().to_numpy())
     y_all = pd.to_numeric(coll.table[cfg.score_column]).to_numpy(np.float64)
     if len(coll) < 2 * max(cfg.folds, 2):
@@ -105,6 +109,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
                 setattr(cfg, attr, get_pretrained_cfg(name).default_layer or None)
             except ArtmemError:
                 pass
+    if cfg.epochs is None:  # resolved here so config.yaml records it
+        cfg.epochs = FINETUNE_EPOCHS if cfg.finetune else HEAD_EPOCHS
     out = ensure_out_dir(out)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -129,7 +135,8 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
             X = features_from_store(cfg.features, coll, cfg.model, cfg.layer or proto.layer)
         else:
             t0 = time.perf_counter()
-            X, errors = compute_features(proto, coll, device, cfg.batch_size, cfg.num_workers)
+            X, errors = compute_features(proto, coll, device, cfg.batch_size, cfg.num_workers,
+                                         out=out / "features", identity=_features_identity(cfg, proto))
             logger.info("features %s in %.1f s", X.shape, time.perf_counter() - t0)
         usable = np.isfinite(X).all(1)
     else:
@@ -151,12 +158,13 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
             with torch.inference_mode():
                 p = scorer.eval().forward_head(torch.as_tensor(X[te])).numpy()
         else:
-            p, errs = predict_images(scorer, coll, te, device, cfg.batch_size)
+            p, errs = predict_images(scorer, coll, te, device, cfg.batch_size, cfg.num_workers)
             if errs:  # unreadable images are skipped in training and listed once
                 errors = pd.concat([errors, pd.DataFrame(errs)], ignore_index=True).drop_duplicates("path")
-        ckpt_cfg = scorer_config(scorer, cfg.model, cfg.model2, fold=f["name"], score_column=cfg.score_column)
-        save_checkpoint(fdir / "model.pt", scorer, ckpt_cfg)
-        models[f["name"]] = fdir / "model.pt"
+        ckpt_cfg = {**scorer_config(scorer, cfg.model, cfg.model2, fold=f["name"], score_column=cfg.score_column),
+                    "preprocess": preprocess_for(scorer).to_dict()}
+        save_checkpoint(fdir / "model.safetensors", scorer, ckpt_cfg)
+        models[f["name"]] = fdir / "model.safetensors"
         rho = spearman(p, y_all[te])
         ok = np.isfinite(p)
         fold_rows.append({
@@ -179,21 +187,26 @@ def train_predictor(collection, out: str | Path, config: TrainConfig | None = No
 
     # the final model
     if cfg.refit:
-        final, _ = fit_method(cfg, kind, coll, X, y_all, proto, np.flatnonzero(usable), None, out / "refit")
-        save_checkpoint(out / "model.pt", final,
-                        scorer_config(final, cfg.model, cfg.model2, fold="all", score_column=cfg.score_column))
+        final, refit_info = fit_method(cfg, kind, coll, X, y_all, proto, np.flatnonzero(usable), None,
+                                       out / "refit")
+        save_checkpoint(out / "model.safetensors", final,
+                        {**scorer_config(final, cfg.model, cfg.model2, fold="all", score_column=cfg.score_column),
+                         "preprocess": preprocess_for(final).to_dict()})
     else:
-        import shutil
-
-        shutil.copyfile(next(iter(models.values())), out / "model.pt")
+        copy_checkpoint(next(iter(models.values())), out / "model.safetensors")
     metrics = {
         "method": cfg.method, "kind": kind, "model": cfg.model, "model2": cfg.model2,
         "spearman_mean": float(np.nanmean(folds["spearman"])),
         "spearman_sd": float(np.nanstd(folds["spearman"], ddof=1)) if len(folds) > 1 else 0.0,
         "pearson_mean": float(np.nanmean(folds["pearson"])), "folds": len(folds),
         "folds_from": cfg.extra["folds_from"], "n_images": int(usable.sum()),
-        "unreadable": int(len(errors)), "model_path": str(out / "model.pt"),
+        "unreadable": int(len(errors)), "model_path": str(out / "model.safetensors"),
     }
+    if cfg.method in ("svr", "ridge"):  # the parameters the inner search chose, per fold and refit
+        metrics["chosen_params"] = {f["fold"]: {k: v for k, v in f.items() if k != "fold"}
+                                    for f in json.loads(summary.to_json(orient="records"))}
+        if cfg.refit:
+            metrics["chosen_params"]["refit"] = refit_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     logger.info("Spearman %.3f +- %.3f over %d folds", metrics["spearman_mean"], metrics["spearman_sd"],
                 len(folds))

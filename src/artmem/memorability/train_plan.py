@@ -13,6 +13,11 @@ import pandas as pd
 from artmem.errors import ArtmemError
 
 METHODS = ("regression", "kclass", "fusion", "svr", "ridge")
+# A head on cached features costs milliseconds per epoch, and a collection of a few hundred images
+# gives only a few steps per epoch: 30 epochs left the Euclidean head far from converged (Spearman
+# 0.67 vs ridge's 0.96 on a 96-image set), 100 reach it (0.90).
+HEAD_EPOCHS = 100
+FINETUNE_EPOCHS = 30
 
 
 @dataclass
@@ -29,14 +34,17 @@ class TrainConfig:
     k: int = 4
     finetune: bool = False
     folds: int = 5
-    epochs: int = 30
+    epochs: int | None = None  # None: HEAD_EPOCHS on cached features, FINETUNE_EPOCHS fine-tuning
     lr: float = 1e-3
     batch_size: int = 32
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.2
     weight_decay: float = 1e-4
-    C: float = 1.0
-    epsilon: float = 0.05
+    svr_kernel: str = "rbf"  # rbf (Squalli-Houssaini) | linear (Khosla Table 1)
+    C: float | None = None  # SVR C, epsilon, gamma: None = tuned by inner CV (methods.svr_param_grid)
+    epsilon: float | None = None
+    gamma: float | None = None
+    inner_folds: int = 3
     seed: int = 0
     device: str = "auto"
     refit: bool = True
@@ -91,12 +99,9 @@ def fold_plan(coll, folds: int = 5, seed: int = 0) -> list[dict]:
             plan.append({"name": col, "train": tr, "val": va if len(va) else None, "test": te})
     if plan:
         return plan
-    try:
-        from artmem.data.splits import kfold_assign
+    from artmem.data.splits import kfold_assign
 
-        fold = kfold_assign(coll, k=folds, seed=seed).table["fold"].to_numpy()
-    except ImportError:  # pragma: no cover - splits ships with artmem
-        fold = np.random.default_rng(seed).permutation(len(t)) % folds
+    fold = kfold_assign(coll, k=folds, seed=seed).table["fold"].to_numpy()
     return [{"name": f"fold_{k}", "train": np.flatnonzero(fold != k), "val": None,
              "test": np.flatnonzero(fold == k)} for k in range(folds)]
 

@@ -180,14 +180,10 @@ def _build(name: str, pretrained: bool) -> EfficientNetLite:
 
 
 @register_model(_cfg("efficientnet_lite0", 224))
-def efficientnet_lite0(pretrained: bool = True, **kwargs) -> EfficientNetLite:
-    model = _build("efficientnet_lite0", pretrained)
-    model.pretrained_cfg = _cfg("efficientnet_lite0", 224)
-    return model
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
+    return _build("efficientnet_lite0", pretrained)
 
 
 @register_model(_cfg("efficientnet_lite2", 260))
-def efficientnet_lite2(pretrained: bool = True, **kwargs) -> EfficientNetLite:
-    model = _build("efficientnet_lite2", pretrained)
-    model.pretrained_cfg = _cfg("efficientnet_lite2", 260)
-    return model
+def efficientnet_lite2(pretrained: bool = True) -> EfficientNetLite:
+    return _build("efficientnet_lite2", pretrained)

@@ -106,18 +106,16 @@ class HybridCNN(ZooModel):
 
 
 @register_model(HYBRID_CFG)
-def hybrid_cnn(pretrained: bool = True, num_classes: int = 18, dropout: float = 0.5,
-               seed: int = 0) -> HybridCNN:
+def hybrid_cnn(pretrained: bool = True, dropout: float = 0.5, seed: int = 0) -> HybridCNN:
     """Build the hybrid CNN with seeded He-initialised weights (there are no pretrained weights)."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = HybridCNN(num_classes=num_classes, dropout=dropout)
+        model = HybridCNN(num_classes=HYBRID_CFG.num_classes, dropout=dropout)
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
     finally:
         torch.random.set_rng_state(state)
-    model.pretrained_cfg = HYBRID_CFG.replace(num_classes=num_classes)
     return model

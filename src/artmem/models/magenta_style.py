@@ -108,10 +108,8 @@ class MagentaStyle(ZooModel):
 
 
 @register_model(MAGENTA_CFG)
-def magenta_style(pretrained: bool = True, **kwargs) -> MagentaStyle:
+def magenta_style(pretrained: bool = True) -> MagentaStyle:
     if not pretrained:
         logger.debug("magenta_style: ONNX weights are always loaded (pretrained=False ignored)")
-    model = MagentaStyle(onnx_file())
-    model.pretrained_cfg = MAGENTA_CFG
-    return model
+    return MagentaStyle(onnx_file())
 

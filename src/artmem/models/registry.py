@@ -1,18 +1,20 @@
-"""One registry for every model: `create_model(name, ...)` and `list_models()` are the only doors.
+"""The model registry: names, their builders and the `PretrainedCfg` bound to each.
 
 Each entry is a builder function registered with a frozen `PretrainedCfg` that binds input size,
 resize/crop, mean/std, feature layers, output kind and licence to the weights (timm's
 `PretrainedCfg`, torchvision's `Weights`), so preprocessing can never drift from the weights.
+`build_model(name)` builds registry entries only; `artmem.models.factory.create_model` is the
+public door that also accepts a trained run folder.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from artmem.errors import ArtmemError, ModelNotFoundError
 
@@ -80,7 +82,7 @@ _loaded = False
 
 
 def register_model(cfg: PretrainedCfg) -> Callable[[Callable], Callable]:
-    """Decorator registering `fn(pretrained=True, **kwargs) -> nn.Module` under `cfg.name`.
+    """Decorator registering `fn(pretrained=True, ...) -> nn.Module` under `cfg.name`.
 
     Raises:
         ValueError: the name is already registered.
@@ -101,11 +103,7 @@ def _load_entries() -> None:
         return
     _loaded = True
     for name in _ENTRY_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a missing dependency inside an entry is a real error
-                raise
+        importlib.import_module(name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -115,6 +113,12 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
+def is_registered(name) -> bool:
+    """Whether `name` is a registry name (anything else, e.g. a path, is not)."""
+    _load_entries()
+    return isinstance(name, str) and name in _REGISTRY
+
+
 def get_pretrained_cfg(name: str) -> PretrainedCfg:
     _load_entries()
     if name not in _REGISTRY:
@@ -122,54 +126,38 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     return _REGISTRY[name][1]
 
 
-def is_checkpoint_path(name: str | Path) -> bool:
-    p = Path(str(name))
-    return p.suffix in (".pt", ".pth", ".ckpt") or p.is_dir() or p.exists()
+def _check_arguments(name: str, fn: Callable, kwargs: dict) -> None:
+    """A builder takes only the arguments it uses; anything else is a mistake worth an error."""
+    params = inspect.signature(fn).parameters
+    unknown = sorted(k for k in kwargs if k not in params or k == "pretrained")
+    if unknown:
+        takes = [p for p in params if p != "pretrained"]
+        raise ArtmemError(f"model {name!r} does not take {', '.join(unknown)} "
+                          f"(it takes: {', '.join(takes) or 'no options'})")
 
 
-def create_model(
-    name: str | Path,
-    pretrained: bool = True,
-    num_classes: int | None = None,
-    checkpoint: str | Path | None = None,
-    **kwargs,
-):
-    """Build a model by registry name, or from a trained checkpoint/run folder path.
+def build_model(name: str, pretrained: bool = True, num_classes: int | None = None, **kwargs):
+    """Build the registry entry `name` (never a path: see `artmem.models.factory.create_model`).
 
     Args:
-        name: a registry name (`artmem models` lists them) or a checkpoint file / run folder
-            written by artmem training (its saved config names the base model).
+        name: a registry name (`artmem models` lists them).
         pretrained: load the bundled weights (never downloads).
         num_classes: replace the head for this many outputs.
-        checkpoint: a state-dict checkpoint to load over the built model.
+        **kwargs: options of that entry's builder (e.g. `seed` for tiny_test); others raise.
 
     Returns:
-        an `nn.Module` in eval mode with `.pretrained_cfg`, `forward_features`, `forward_head`,
-        `extract(x, layers)`, `layer_groups()` and, for classifiers, `reset_classifier(n)`.
+        an `nn.Module` in eval mode whose `.pretrained_cfg` is the entry's (updated for
+        `num_classes`).
     """
     _load_entries()
-    sname = str(name)
-    if sname not in _REGISTRY and is_checkpoint_path(sname):
-        from artmem.models.checkpoint import load_trained_model
-
-        return load_trained_model(sname, **kwargs)
-    if sname not in _REGISTRY:
-        raise ModelNotFoundError(
-            f"unknown model {sname!r} (not a registry name nor an existing checkpoint); "
-            f"known: {', '.join(sorted(_REGISTRY))}"
-        )
-    fn, cfg = _REGISTRY[sname]
+    if not is_registered(name):
+        raise ModelNotFoundError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    fn, cfg = _REGISTRY[name]
+    _check_arguments(name, fn, kwargs)
     model = fn(pretrained=pretrained, **kwargs)
-    if not hasattr(model, "pretrained_cfg"):
-        model.pretrained_cfg = cfg
-    if num_classes is not None and num_classes != model.pretrained_cfg.num_classes:
+    model.pretrained_cfg = cfg
+    if num_classes is not None and num_classes != cfg.num_classes:
         if not hasattr(model, "reset_classifier"):
-            raise ArtmemError(f"model {sname!r} has no classifier head to replace")
+            raise ArtmemError(f"model {name!r} has no classifier head to replace")
         model.reset_classifier(num_classes)
-    if checkpoint is not None:
-        import torch
-
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state = state.get("model", state) if isinstance(state, dict) else state
-        model.load_state_dict(state)
     return model.eval()

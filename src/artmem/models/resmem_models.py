@@ -7,7 +7,14 @@
   is `fc7` (4096-d), the MemNet-style layer the papers use for t-SNE and retrieval.
 - `resnet152_resmem`: the ResNet152 trunk inside ResMem as a general transfer backbone.
 - `resmem_alexnet`: the AlexNet-like branch alone (conv1..conv5, fc6, fc7) as a classification
-  backbone: the "MemNet-style initialisation" for fine-tuning.
+  backbone: the "MemNet-style initialisation" for fine-tuning. Inside ResMem, fc6 reads the
+  AlexNet pool5 (9216 columns) *and* the ResNet output (1000 columns), and the ResNet columns
+  carry almost all of its variance; with the ResNet columns simply dropped, fc6/fc7 activations
+  are ~25x smaller than inside ResMem and a head trained by SGD on them does not move. The fc6
+  pre-activation is therefore moment-matched to ResMem's on real images (`calibrate_fc6`): each
+  unit keeps ResMem's mean (the missing ResNet contribution's expected value folded into the
+  bias) and the AlexNet columns are scaled by one gain so the units' spread over images matches
+  ResMem's. The calibration ships in `resmem_alexnet_fc6.npz` (see docs/models.md).
 
 ResMem feeds un-normalised [0, 1] pixels (Resize 256x256, CenterCrop 227, ToTensor) to both
 branches, and its ResNet152 was retrained inside ResMem, so all three entries use that preprocessing.
@@ -16,8 +23,10 @@ branches, and its ResNet152 was retrained inside ResMem, so all three entries us
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,9 +95,10 @@ ALEXNET_CFG = PretrainedCfg(
     default_layer="fc7",
     num_classes=0,
     licence=RESMEM_LICENCE,
-    source=RESMEM_SOURCE + " (conv1-conv5, fc6 AlexNet columns, fc7)",
+    source=RESMEM_SOURCE + " (conv1-conv5, fc6 AlexNet columns moment-matched, fc7)",
     description="AlexNet-like MemNet branch of ResMem (conv1-conv5, fc6, fc7) for MemNet-style fine-tuning",
-    extra={"note": "fc6 keeps only the 9216 AlexNet input columns of ResMem's fc6 (the ResNet columns are dropped)"},
+    extra={"note": "fc6 keeps the 9216 AlexNet input columns of ResMem's fc6, moment-matched to ResMem's "
+                   "fc6 on real images (resmem_alexnet_fc6.npz) for the dropped ResNet columns"},
 )
 
 
@@ -239,9 +249,21 @@ class ResMemModel(ZooModel):
             ("resnet", self.features),
             ("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3),
             ("conv4", self.conv4), ("conv5", self.conv5),
-            ("fc6", self.fc6), ("fc7", self.fc7),
-            ("head", nn.ModuleList([self.fc8, self.fc9, self.fc10, self.fc11, self.fc12])),
+            ("fc6", self.fc6), ("fc7", self.fc7), ("fc8", self.fc8), ("fc9", self.fc9),
+            ("fc10", self.fc10), ("fc11", self.fc11),
+            ("head", self.fc12),  # the classifier: the one layer reset_classifier replaces
         ]
+
+    def conv_blocks(self) -> list[tuple[str, list[nn.Module]]]:
+        """The two branches see the image side by side: block k is both branches' k-th block."""
+        r = self.features
+        return [("conv1 + resnet stem", [self.conv1, r.conv1, r.bn1]),
+                ("conv2 + resnet layer1", [self.conv2, r.layer1])]
+
+    def last_module(self) -> tuple[str, list[nn.Module]]:
+        """Both branches' last conv modules (conv5, ResNet layer4) and every layer after them."""
+        return "conv5 + resnet layer4", [self.conv5, self.features.layer4, self.features.fc, self.fc6,
+                                         self.fc7, self.fc8, self.fc9, self.fc10, self.fc11, self.fc12]
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace fc12 (256 -> n): n == 1 keeps a sigmoid score, n > 1 gives class logits."""
@@ -326,7 +348,7 @@ class ResMemAlexNet(ZooModel):
 
 
 @register_model(RESMEM_CFG)
-def resmem(pretrained: bool = True, **kwargs) -> ResMemModel:
+def resmem(pretrained: bool = True) -> ResMemModel:
     """Built with the package's `ResMem(pretrained=True)` (weights from the installed package)."""
     model = ResMemModel(_package_resmem(pretrained))
     model.pretrained_cfg = RESMEM_CFG
@@ -334,7 +356,7 @@ def resmem(pretrained: bool = True, **kwargs) -> ResMemModel:
 
 
 @register_model(RESNET_CFG)
-def resnet152_resmem(pretrained: bool = True, **kwargs) -> ResNetTrunk:
+def resnet152_resmem(pretrained: bool = True) -> ResNetTrunk:
     import torchvision
 
     resnet = torchvision.models.resnet152(weights=None)
@@ -346,16 +368,51 @@ def resnet152_resmem(pretrained: bool = True, **kwargs) -> ResNetTrunk:
     return model
 
 
+FC6_CALIBRATION = Path(__file__).with_name("resmem_alexnet_fc6.npz")
+
+
+def calibrate_fc6(pool5: torch.Tensor, resnet_out: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Moment-match ResMem's fc6 pre-activation with its ResNet columns removed.
+
+    With z_a = W_a pool5 (AlexNet columns) and z = z_a + W_r resnet_out + b (ResMem's fc6), the
+    returned (bias', gain) give z' = gain * z_a + bias' with, over the given images, the same mean
+    as z in every unit (bias' = b + E[W_r resnet_out] + (1 - gain) E[z_a]) and the same average
+    within-unit variance (gain = sqrt(mean_u Var z_u / mean_u Var z_a,u)).
+    """
+    za = pool5.double() @ weight[:, :9216].double().T
+    z = za + resnet_out.double() @ weight[:, 9216:].double().T + bias.double()
+    gain = float(torch.sqrt(z.var(0).mean() / za.var(0).mean()))
+    new_bias = z.mean(0) - gain * za.mean(0)
+    return new_bias.float(), gain
+
+
+def compute_fc6_calibration(images: torch.Tensor, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """Run ResMem on `images` (preprocessed for it) and return the fc6 calibration arrays
+    (`bias`, `gain`, `n_images`) that `resmem_alexnet` loads from FC6_CALIBRATION."""
+    net = resmem(pretrained=True).eval()
+    pool5, res = [], []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            o = net.extract(images[i:i + batch_size], ["pool5", "resnet_out"])
+            pool5.append(o["pool5"])
+            res.append(o["resnet_out"])
+    new_bias, gain = calibrate_fc6(torch.cat(pool5), torch.cat(res), net.fc6.weight.detach(),
+                                   net.fc6.bias.detach())
+    return {"bias": new_bias.numpy(), "gain": np.float32(gain), "n_images": np.int64(len(images))}
+
+
 @register_model(ALEXNET_CFG)
-def resmem_alexnet(pretrained: bool = True, **kwargs) -> ResMemAlexNet:
+def resmem_alexnet(pretrained: bool = True) -> ResMemAlexNet:
     model = ResMemAlexNet(num_classes=0)
     if pretrained:
         sd = _package_state_dict()
         branch = {k: v for k, v in sd.items() if k.split(".")[0] in ("conv1", "conv2", "conv3", "conv4", "conv5")}
         model.branch.load_state_dict(branch)
+        cal = np.load(FC6_CALIBRATION, allow_pickle=False)
         with torch.no_grad():
-            model.fc6.weight.copy_(sd["fc6.weight"][:, :9216])
-            model.fc6.bias.copy_(sd["fc6.bias"])
+            model.fc6.weight.copy_(float(cal["gain"]) * sd["fc6.weight"][:, :9216])
+            model.fc6.bias.copy_(torch.as_tensor(cal["bias"]))
             model.fc7.weight.copy_(sd["fc7.weight"])
             model.fc7.bias.copy_(sd["fc7.bias"])
     model.pretrained_cfg = ALEXNET_CFG

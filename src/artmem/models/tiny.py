@@ -70,15 +70,12 @@ class TinyNet(ZooModel):
 
 
 @register_model(TINY_CFG)
-def tiny_test(pretrained: bool = True, num_classes: int = 1, seed: int = 0) -> TinyNet:
+def tiny_test(pretrained: bool = True, seed: int = 0) -> TinyNet:
     """'Pretrained' here means deterministic seeded weights, so runs are reproducible."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = TinyNet(num_classes)
+        model = TinyNet(TINY_CFG.num_classes)
     finally:
         torch.random.set_rng_state(gen_state)
-    model.pretrained_cfg = TINY_CFG.replace(
-        num_classes=num_classes, output="score" if num_classes == 1 else "logits"
-    )
     return model

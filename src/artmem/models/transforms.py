@@ -1,9 +1,8 @@
-"""Preprocessing built from a model's `PretrainedCfg` (timm's `resolve_data_config` idea)."""
+"""Resizing as a zoo entry's `PretrainedCfg` says (timm's `resolve_data_config` idea); the whole
+evaluation preprocessing is `artmem.models.preprocess.Preprocess`."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from PIL import Image
 
 from artmem.models.registry import PretrainedCfg
@@ -36,19 +35,12 @@ def resize_image(img: Image.Image, cfg: PretrainedCfg) -> Image.Image:
     return img.crop((left, top, left + c, top + c))
 
 
-def to_tensor(img: Image.Image, cfg: PretrainedCfg) -> torch.Tensor:
-    """RGB PIL image -> normalised float tensor (3, H, W)."""
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    mean = np.asarray(cfg.mean, dtype=np.float32)
-    std = np.asarray(cfg.std, dtype=np.float32)
-    arr = (arr - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-
-
 def build_transform(cfg: PretrainedCfg):
-    """The evaluation transform of a model: PIL RGB image -> normalised tensor."""
+    """The evaluation transform of a zoo entry's weights: PIL RGB image -> normalised tensor.
 
-    def transform(img: Image.Image) -> torch.Tensor:
-        return to_tensor(resize_image(img, cfg), cfg)
+    For a loaded model use `artmem.models.preprocess.preprocess_for(model)`: a trained run carries
+    its own (the one it was trained with).
+    """
+    from artmem.models.preprocess import Preprocess
 
-    return transform
+    return Preprocess.from_pretrained_cfg(cfg)

@@ -88,14 +88,9 @@ def run_scores_and_features(
 def run_maps(coll, out: Path, scores: pd.DataFrame, model: str, device: str, top_k: int,
              grids: tuple[int, ...] | None, renderings: bool) -> list[Path]:
     """Memorability maps of the top/bottom `top_k` images into OUT/maps (images already mapped
-    there are kept). Returns [] when the maps module is not installed."""
-    try:
-        from artmem.memorability.maps import MapConfig, map_images
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("artmem.memorability"):
-            logger.info("analyze: memorability maps not installed; skipped")
-            return []
-        raise
+    there are kept)."""
+    from artmem.memorability.maps import MapConfig, map_images
+
     ranked = scores.sort_values("score", ascending=False)
     picked = list(dict.fromkeys(ranked["path"].head(top_k).tolist() + ranked["path"].tail(top_k).tolist()))
     maps_dir = out / "maps"
@@ -125,6 +120,7 @@ def analyze(
     features: bool = True,
     measures: bool = True,
     symmetry: bool = True,
+    hue_mode: str = "chromatic",
     maps: bool = True,
     map_grids: tuple[int, ...] | None = None,
     map_renderings: bool = False,
@@ -145,13 +141,15 @@ def analyze(
     from artmem.batch.results import read_scores
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir
-    from artmem.report.build import ReportOptions, build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import ReportOptions, load_report_data
 
     coll = open_collection(collection)
-    if len(coll) == 0:
-        raise ArtmemError("the collection is empty")
-    out = ensure_out_dir(out)
     options = options or ReportOptions()
+    check_analyze_args(coll, options, model=model, feature_model=feature_model, layer=layer,
+                       features=features, predictions=predictions, map_grids=map_grids,
+                       batch_size=batch_size, workers=workers, device=device)
+    out = ensure_out_dir(out)
     written: list[Path] = []
     logger.info("analyze: [1/4] memorability scores%s", " and features" if features else "")
     written += run_scores_and_features(coll, out, model, feature_model, layer, features, device,
@@ -160,7 +158,7 @@ def analyze(
     if measures:
         logger.info("analyze: [2/4] image measures")
         mdir = out / "measures"
-        config = MeasureConfig(symmetry=symmetry)
+        config = MeasureConfig(symmetry=symmetry, hue_mode=hue_mode)
         if resume and _covers(mdir / "measures.parquet", mdir / "errors.parquet", set(coll.paths)) \
                 and _same_measures(mdir, config):
             logger.info("analyze: reusing %s", mdir)
@@ -184,6 +182,48 @@ def analyze(
     )
     report = build_report(data, out / "report", options, command=command)
     return report + written
+
+
+def check_analyze_args(coll, options, model: str, feature_model: str | None, layer: str | None,
+                       features: bool, predictions, map_grids, batch_size, workers, device: str) -> None:
+    """Every argument of `analyze`, checked before any compute: the report options against the
+    collection's columns first (no model import), then the models and the layer."""
+    from artmem.cliutils import check_device
+
+    if len(coll) == 0:
+        raise ArtmemError("the collection is empty")
+    columns = [c for c in coll.table.columns if c != "path"]
+    for c in options.categories or []:
+        if c not in coll.table.columns:
+            raise ArtmemError(f"--categories: the collection has no column {c!r} "
+                              f"(columns: {', '.join(columns) or 'none'})")
+    if options.tsne_subset:
+        if not features:
+            raise ArtmemError("--tsne-subset needs the features (drop --no-features)")
+        from artmem.report.data import parse_subset
+
+        parse_subset(options.tsne_subset, coll.table)
+    for name, value, ok, rule in (
+        ("--top", options.top_k, options.top_k >= 1, ">= 1"),
+        ("--tsne-max", options.tsne_max, options.tsne_max >= 2, ">= 2"),
+        ("--perplexity", options.tsne_perplexity, options.tsne_perplexity > 0, "> 0"),
+        ("--alpha", options.alpha, 0 < options.alpha < 1, "between 0 and 1"),
+        ("--batch-size", batch_size, batch_size is None or batch_size >= 1, ">= 1"),
+        ("--workers", workers, workers is None or workers >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise ArtmemError(f"{name} {value}: must be {rule}")
+    if map_grids is not None and (not map_grids or min(map_grids) < 1):
+        raise ArtmemError(f"--map-grids {map_grids}: windows per side must be >= 1")
+    for table in predictions or ():
+        if not Path(table).exists():
+            raise ArtmemError(f"--predictions {table}: no such file or folder")
+    check_device(device)
+    from artmem.batch.processors import ModelProcessor  # imports torch: after the cheap checks
+
+    ModelProcessor(model, "scores").spec()
+    if features:
+        ModelProcessor(feature_model or model, "features", layer=layer).spec()
 
 
 def _same_measures(mdir: Path, config) -> bool:

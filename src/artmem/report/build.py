@@ -8,8 +8,7 @@ Output folder:
     OUT/report.json        inputs, options, versions, the command line, and the written files
 
 The pieces live beside this module: `data` (options, loading, the table of scored images),
-`writer` (figure and table files), `sections` (each part of the report) and `html`; their public
-names are re-exported here.
+`writer` (figure and table files), `sections` (each part of the report) and `html`.
 """
 
 from __future__ import annotations
@@ -19,21 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from artmem.errors import ArtmemError
-from artmem.report.data import (
-    FIG5_DEFAULT,
-    QUARTILE_FALLBACK,
-    VALUE,
-    ReportData,
-    ReportOptions,
-    assemble_table,
-    default_categories,
-    load_report_data,
-)
-
-__all__ = [
-    "FIG5_DEFAULT", "QUARTILE_FALLBACK", "VALUE", "Report", "ReportData", "ReportOptions", "assemble_table",
-    "build_report", "default_categories", "load_report_data",
-]
+from artmem.report.data import ReportData, ReportOptions, assemble_table, default_categories
 
 
 class Report(list):
@@ -96,7 +81,8 @@ def build_report(data: ReportData, out: str | Path, options: ReportOptions | Non
     if data.features is not None:
         sections.tsne_section(w, data, df, opt, thumbs)
     groups = data.measure_groups or {}
-    spearman = sections.correlation_section(w, df, measure_cols, groups, opt)
+    spearman = sections.correlation_section(w, df, measure_cols, groups, opt,
+                                            str((data.inputs or {}).get("hue_mode", "unrecorded")))
     sections.quartile_section(w, df, measure_cols, groups, opt)
     sections.left_out_section(w, coll, df, data)
 

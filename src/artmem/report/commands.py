@@ -11,6 +11,7 @@ from artmem.cliutils import (
     add_out_arg,
     print_written,
 )
+from artmem.errors import ArtmemError
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -41,6 +42,15 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dpi", type=int, default=200, help="resolution of the PNG figures (default 200)")
 
 
+def _int_list(option: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(g) for g in _csv_list(text))
+    except ValueError:
+        raise ArtmemError(f"{option} {text!r}: expected whole numbers, e.g. 3,5,8") from None
+
+
 def command_from_args(args) -> str:
     """The command line that produced a report: sys.argv when run as `artmem`, else rebuilt from
     the parsed arguments (e.g. when `main([...])` is called from Python)."""
@@ -52,7 +62,8 @@ def command_from_args(args) -> str:
 
     if sys.argv and Path(sys.argv[0]).name == "artmem":
         return command_line(sys.argv)
-    parts = ["artmem", args.command, shlex.quote(str(args.collection))]
+    sources = args.collection if isinstance(args.collection, list) else [args.collection]
+    parts = ["artmem", args.command, *(shlex.quote(str(s)) for s in sources)]
     skip = {"func", "command", "debug", "quiet", "collection"}
     for key, value in vars(args).items():
         if key in skip or value is None or value is False or value == []:
@@ -70,7 +81,7 @@ def command_from_args(args) -> str:
 
 def _options(args):
     from artmem.errors import ArtmemError
-    from artmem.report.build import ReportOptions
+    from artmem.report.data import ReportOptions
     from artmem.report.figures import parse_formats
 
     if args.dpi < 20 or args.dpi > 1200:
@@ -136,6 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--no-features", action="store_true", help="skip features and the t-SNE")
     a.add_argument("--no-measures", action="store_true", help="skip the image measures")
     a.add_argument("--no-symmetry", action="store_true", help="measures without the CNN symmetry")
+    a.add_argument("--hue-mode", choices=("chromatic", "paper"), default="chromatic",
+                   help="hue histogram: chromatic (greys left out, default) or paper (every pixel, "
+                   "Cetinic 2019); see `artmem measures --help`")
     a.add_argument("--no-maps", action="store_true", help="skip memorability maps of the top/bottom images")
     a.add_argument("--map-grids", metavar="N[,N]", help="map scales: windows along the shorter side (default 3,5,8)")
     a.add_argument("--batch-size", type=int, default=None, help="batch size of the model runs")
@@ -148,7 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args) -> int:
-    from artmem.report.build import build_report, load_report_data
+    from artmem.report.build import build_report
+    from artmem.report.data import load_report_data
 
     options = _options(args)  # a bad option fails before anything is read
     data = load_report_data(
@@ -166,7 +181,8 @@ def cmd_analyze(args) -> int:
         args.collection, args.out, model=args.model, feature_model=args.feature_model, layer=args.layer,
         device=args.device, options=_options(args), predictions=args.predictions,
         features=not args.no_features, measures=not args.no_measures, symmetry=not args.no_symmetry,
-        maps=not args.no_maps, map_grids=tuple(int(g) for g in _csv_list(args.map_grids)) if args.map_grids else None,
+        hue_mode=args.hue_mode,
+        maps=not args.no_maps, map_grids=_int_list("--map-grids", args.map_grids),
         batch_size=args.batch_size, workers=args.workers,
         resume=not args.no_resume, csv=args.csv, command=command_from_args(args),
     )

@@ -3,7 +3,6 @@ measures, maps) and the one table of scored images every section reads."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +147,7 @@ def load_report_data(
     """
     from artmem.analysis.jobs import read_measures
     from artmem.analysis.measures import add_attributes, measure_groups
-    from artmem.batch.results import read_errors, read_features, read_scores
+    from artmem.batch.results import read_errors, read_features, read_job_record, read_scores
     from artmem.data.collection import open_collection
 
     coll = open_collection(collection)
@@ -162,13 +161,9 @@ def load_report_data(
         score_df = read_scores(scores)
         inputs["scores"] = Path(scores)
         base = Path(scores) if Path(scores).is_dir() else Path(scores).parent
-        job = base / "job.json"
-        if job.exists():
-            try:
-                rec = json.loads(job.read_text())
-                inputs["model"] = rec.get("model") or (rec.get("processor") or {}).get("model")
-            except ValueError:
-                pass
+        job = read_job_record(base)
+        if job is not None:
+            inputs["model"] = job.model
         try:
             errors["scores"] = read_errors(base)
         except ArtmemError:
@@ -189,6 +184,8 @@ def load_report_data(
         mdf, info = read_measures(measures)
         groups = info.get("groups", {})
         inputs["measures"] = Path(measures)
+        # which hue histogram the measures hold (chromatic or paper; see artmem.analysis.color)
+        inputs["hue_mode"] = info.get("config", {}).get("hue_mode", "unrecorded")
         base = Path(measures) if Path(measures).is_dir() else Path(measures).parent
         if (base / "errors.parquet").exists():
             errors["measures"] = pd.read_parquet(base / "errors.parquet")
@@ -206,3 +203,18 @@ def load_report_data(
         maps_df, maps_dir = pd.read_parquet(table), table.parent
         inputs["maps"] = mp
     return ReportData(coll, score_df, fs, mdf, groups, maps_df, maps_dir, errors, inputs, score_column)
+
+
+def parse_subset(spec: str, df: pd.DataFrame) -> pd.Series:
+    """Rows of `df` matching a `column=value` or `column=a|b` spec."""
+    if "=" not in spec:
+        raise ArtmemError(f"--tsne-subset must look like column=value or column=a|b, got {spec!r}")
+    col, values = spec.split("=", 1)
+    col = col.strip()
+    if col not in df.columns:
+        raise ArtmemError(f"--tsne-subset: no column {col!r}")
+    wanted = {v.strip() for v in values.split("|")}
+    mask = df[col].astype(str).isin(wanted)
+    if not mask.any():
+        raise ArtmemError(f"--tsne-subset: no image has {col} in {sorted(wanted)}")
+    return mask

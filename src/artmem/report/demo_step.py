@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 def demo_step(collection, out: Path, device: str = "auto") -> list[Path]:
     """Write out/measures, out/maps (top/bottom images) and out/report; returns the written paths."""
     from artmem.report.analyze import analyze
-    from artmem.report.build import ReportOptions
+    from artmem.report.data import ReportOptions
 
     cats = [c for c in ("kind", "subject") if c in collection.table.columns] or None
     options = ReportOptions(categories=cats, title="Memorability of the artmem demo collection")

@@ -30,7 +30,10 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from artmem.analysis.color import HUE_CENTERS_DEG, HUE_NAMES  # noqa: E402
+from artmem.plotting import use_literal_text  # noqa: E402
 from artmem.report.conventions import BOX_CAPTION, OKABE_ITO  # noqa: E402, F401 (BOX_CAPTION re-exported)
+
+use_literal_text()  # category and artist names are text, never mathtext
 
 DPI = 200  # PNG resolution (vector formats ignore it)
 FIGURE_FORMATS = ("png", "svg", "pdf")

@@ -17,7 +17,14 @@ from artmem.analysis.color import HUE_COLUMNS
 from artmem.data.images import try_load_image
 from artmem.errors import ArtmemError
 from artmem.report import figures as F
-from artmem.report.data import FIG5_DEFAULT, QUARTILE_FALLBACK, VALUE, ReportData, ReportOptions
+from artmem.report.data import (
+    FIG5_DEFAULT,
+    QUARTILE_FALLBACK,
+    VALUE,
+    ReportData,
+    ReportOptions,
+    parse_subset,
+)
 from artmem.report.html import esc
 from artmem.report.writer import ReportWriter, Thumbnails, short, slug
 
@@ -182,7 +189,7 @@ def tsne_section(w: ReportWriter, data: ReportData, df: pd.DataFrame, opt: Repor
 
 
 def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[str], groups: dict,
-                        opt: ReportOptions) -> pd.DataFrame | None:
+                        opt: ReportOptions, hue_mode: str = "unrecorded") -> pd.DataFrame | None:
     """Spearman table, scatter panel, hue wheel and one scatter per measure; returns the table
     (None without measures)."""
     if not measure_cols:
@@ -217,7 +224,8 @@ def correlation_section(w: ReportWriter, df: pd.DataFrame, measure_cols: list[st
         hue = spearman.set_index("measure").loc[list(HUE_COLUMNS)]
         w.figure(sec, F.hue_wheel(hue["rho"].tolist(), hue["p"].tolist(), opt.alpha), "hue_wheel",
                  "Spearman rho between memorability and the share of each of the 12 hues "
-                 f"(Cetinic et al. 2019, Figure 6); * p &lt; {opt.alpha:g}. Grey: not computable.")
+                 f"(Cetinic et al. 2019, Figure 6); * p &lt; {opt.alpha:g}. Grey: not computable. "
+                 f"Hue histogram: {hue_mode} mode.")
     singles = [m for m in measure_cols if m not in HUE_COLUMNS]
     import matplotlib.pyplot as plt
 
@@ -314,21 +322,6 @@ def summary_html(df, n_total, categories, measure_cols, spearman, data) -> str:
     return f'<div class="summary">{html_cards}</div><ul>{text}</ul>'
 
 
-def parse_subset(spec: str, df: pd.DataFrame) -> pd.Series:
-    """Rows of `df` matching a `column=value` or `column=a|b` spec."""
-    if "=" not in spec:
-        raise ArtmemError(f"--tsne-subset must look like column=value or column=a|b, got {spec!r}")
-    col, values = spec.split("=", 1)
-    col = col.strip()
-    if col not in df.columns:
-        raise ArtmemError(f"--tsne-subset: no column {col!r}")
-    wanted = {v.strip() for v in values.split("|")}
-    mask = df[col].astype(str).isin(wanted)
-    if not mask.any():
-        raise ArtmemError(f"--tsne-subset: no image has {col} in {sorted(wanted)}")
-    return mask
-
-
 def map_overlay_rows(w: ReportWriter, data: ReportData, top: pd.DataFrame, bottom: pd.DataFrame,
                      thumbs: Thumbnails, opt: ReportOptions) -> list:
     """Rows of memorability-map overlays under the top/bottom images: a map under every image
@@ -365,7 +358,7 @@ def compute_missing_maps(w: ReportWriter, data: ReportData, paths: list[str], op
     import json
 
     from artmem.memorability.maps import MapConfig, MapModel, memorability_map
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.runtime import resolve_device
 
     meta_file = data.maps_dir / "maps.json"

@@ -9,9 +9,21 @@ Main entry points:
     compare_spaces([...]) / label_precision(index)
 """
 
-from artmem.retrieval.index import Index, add_to_index, build_index, open_index
-from artmem.retrieval.query import search
-from artmem.retrieval.store import FeatureStore, l2_normalize, load_store
+from importlib import import_module
 
-__all__ = ["FeatureStore", "Index", "add_to_index", "build_index", "l2_normalize", "load_store",
-           "open_index", "search"]
+# Lazy, so that `artmem --help` (which imports this package's commands) does not load pandas and FAISS.
+_LAZY = {
+    "Index": "artmem.retrieval.backend_base", "add_to_index": "artmem.retrieval.index",
+    "build_index": "artmem.retrieval.index", "open_index": "artmem.retrieval.index",
+    "search": "artmem.retrieval.query", "FeatureStore": "artmem.retrieval.store",
+    "l2_normalize": "artmem.retrieval.store", "load_store": "artmem.retrieval.store",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'artmem.retrieval' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

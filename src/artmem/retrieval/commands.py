@@ -27,10 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = isub.add_parser("build", help="index a collection's features (FAISS or LanceDB)")
     add_collection_arg(p)
     p.add_argument("--features", help="extract output folder or features.parquet (`artmem extract`); "
-                   "omit it and give --model to extract now")
-    p.add_argument("--model", help="extract features with this model when --features is not given")
+                   "without it, features are extracted now with --model into INDEX/features")
+    p.add_argument("--model", default=None,
+                   help="model to extract features with when --features is not given (default resmem, "
+                   "as `artmem extract`)")
     p.add_argument("--layer", help="layer for --model (default: the model's default layer)")
-    p.add_argument("--backend", choices=["faiss", "lancedb"], default="faiss")
+    p.add_argument("--backend", choices=["faiss", "lancedb"], default="faiss",
+                   help="faiss: index files in INDEX (default); lancedb: a LanceDB table (filters, versions)")
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf"], default="auto",
                    help="faiss index kind (auto: flat up to 20,000 vectors, HNSW up to 5M, IVF above)")
     p.add_argument("--pca", type=int, metavar="D", help="reduce to D dims with PCA before indexing")
@@ -89,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", type=int, help="LanceDB backend: query this older table version")
     add_device_arg(p)
     add_csv_arg(p)
-    add_out_arg(p)
+    add_out_arg(p, optional=True, help="also write OUT/results.parquet and OUT/contact_sheet.png "
+                "(without it the results are only printed)")
     p.set_defaults(func=cmd_similar)
 
 
@@ -108,25 +112,30 @@ def _params(args) -> dict:
 
 def cmd_build(args) -> int:
     from artmem.data.collection import open_collection
-    from artmem.retrieval.index import build_index
+    from artmem.retrieval.index import build_index, check_index_folder
     from artmem.retrieval.store import load_store
 
     coll = open_collection(args.collection)
     out = Path(args.out)
+    check_index_folder(out)  # before extracting into it: refuse a folder that is not an index
     features = args.features
+    if features and args.model:
+        raise ArtmemError("give --features (features already extracted) or --model (extract now), not both")
     if not features:
-        if not args.model:
-            raise ArtmemError("give --features (an `artmem extract` output) or --model to extract now")
         from artmem.batch.api import extract
 
+        model = args.model or "resmem"  # the default of `artmem extract`
         features = out / "features"
-        logger.info("extracting %s features into %s", args.model, features)
-        extract(coll, args.model, args.layer, out=features, device=args.device)
+        logger.info("extracting %s features into %s", model, features)
+        extract(coll, model, args.layer, out=features, device=args.device)
     store = load_store(features, coll)
     index = build_index(store, out, backend=args.backend, kind=args.kind, pca_dim=args.pca,
                         target_recall=args.target_recall, params=_params(args))
-    src = Path(args.collection)
-    index.meta["collection"] = str(src.resolve()) if src.exists() else str(args.collection)
+    if isinstance(args.collection, str):
+        src = Path(args.collection)
+        index.meta["collection"] = str(src.resolve()) if src.exists() else str(args.collection)
+    else:  # several inputs: `index add` finds their metadata in the collection root
+        index.meta["collection"] = str(coll.root)
     index.write_meta()
     _summary(index)
     print_written(_index_files(out))
@@ -243,15 +252,21 @@ def cmd_evaluate(args) -> int:
 
 def cmd_similar(args) -> int:
     from artmem.retrieval.index import open_index
-    from artmem.retrieval.query import similar
+    from artmem.retrieval.query import search, similar
 
     index = open_index(args.index, version=args.version)
-    df, written = similar(index, args.query, args.out, k=args.k, filter=args.filter,
-                          exclude_self=not args.include_self, device=args.device, csv=args.csv)
+    if args.out is None:
+        df, written = search(index, args.query, k=args.k, filter=args.filter,
+                             exclude_self=not args.include_self, device=args.device), []
+    else:
+        df, written = similar(index, args.query, args.out, k=args.k, filter=args.filter,
+                              exclude_self=not args.include_self, device=args.device, csv=args.csv)
     cols = ["rank", "similarity", "path"] + [c for c in df.columns if c not in
                                              ("rank", "id", "path", "similarity", "distance")][:3]
+    # the results are the output when nothing is written; else the written paths are (stdout contract)
+    table_out = sys.stdout if args.out is None else sys.stderr
     print(f"query: {df.attrs['query']}", file=sys.stderr)
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(df)
-          else "(no results)", file=sys.stderr)
+          else "(no results)", file=table_out)
     print_written(written)
     return 0

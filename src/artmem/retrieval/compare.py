@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.index import drop_self, exact_knn
+from artmem.retrieval.backend_base import drop_self, exact_knn
 from artmem.retrieval.store import l2_normalize, read_feature_set
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.index import Index, open_index
+from artmem.retrieval.backend_base import Index
+from artmem.retrieval.index import open_index
 
 logger = logging.getLogger(__name__)
 

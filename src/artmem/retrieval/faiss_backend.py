@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.filters import filter_mask
-from artmem.retrieval.index import (
+from artmem.retrieval.backend_base import (
     EF_SEARCH_CANDIDATES,
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -23,6 +22,7 @@ from artmem.retrieval.index import (
     tune_breadth,
     tuning_sample,
 )
+from artmem.retrieval.filters import filter_mask
 from artmem.retrieval.pca import PCA
 from artmem.retrieval.store import FeatureStore, store_checksum
 

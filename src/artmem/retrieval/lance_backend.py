@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.filters import to_sql_where
-from artmem.retrieval.index import (
+from artmem.retrieval.backend_base import (
     Index,
     exact_knn,
     tune_breadth,
     tuning_sample,
 )
+from artmem.retrieval.filters import to_sql_where
 from artmem.retrieval.pca import PCA
 from artmem.retrieval.store import FeatureStore, store_checksum
 
@@ -153,11 +153,11 @@ class LanceIndex(Index):
         v = np.concatenate(vecs) if vecs else np.zeros((0, self.index_dim), np.float32)
         return store_checksum(paths, v)
 
-    def _query(self, q: np.ndarray, k: int, filter: str | None, nprobes: int | None = None):
+    def _query(self, q: np.ndarray, k: int, where: str | None, nprobes: int | None = None):
         builder = self.table.search(q, vector_column_name="vector").distance_type("cosine")
         builder = builder.select(["id", "vector", "_distance"]).limit(k)
-        if filter:
-            builder = builder.where(to_sql_where(filter), prefilter=True)
+        if where:
+            builder = builder.where(where, prefilter=True)
         if self.meta["kind"] != "scan":
             value = nprobes or (self.meta.get("tuning") or {}).get("value") or 20
             builder = builder.nprobes(int(value)).ef(max(LANCE_EF, 2 * k)).refine_factor(LANCE_REFINE)
@@ -167,9 +167,11 @@ class LanceIndex(Index):
         m = len(q)
         sims = np.full((m, k), -np.inf, np.float32)
         ids = np.full((m, k), -1, np.int64)
+        where = to_sql_where(filter, [f.name for f in self.table.schema if f.name != "vector"]) \
+            if filter else None
         for r in range(m):
             try:
-                df = self._query(q[r], k, filter, nprobes).to_pandas()
+                df = self._query(q[r], k, where, nprobes).to_pandas()
             except Exception as exc:
                 if filter:
                     raise ArtmemError(f"bad filter {filter!r}: {exc}") from exc

@@ -9,25 +9,22 @@ import numpy as np
 import pandas as pd
 
 from artmem.errors import ArtmemError
-from artmem.retrieval.index import Index, open_index
+from artmem.retrieval.backend_base import Index
+from artmem.retrieval.index import open_index
 
 logger = logging.getLogger(__name__)
 
 _MODELS: dict = {}
 
 
-def embed_images(images: list, model: str, layer: str | None = None, device: str = "auto",
-                 batch_size: int = 16) -> np.ndarray:
-    """Raw features (N, D) of image files or PIL images with a registry model (or checkpoint).
-
-    Uses the model's own `PretrainedCfg` transform and `extract(x, [layer])`, the same
-    preprocessing and layer the batch extractor uses.
-    """
+def embed_query(image, model: str, layer: str | None = None, device: str = "auto") -> np.ndarray:
+    """Raw feature (1, D) of one query image (a file or a PIL image) with a registry model (or
+    checkpoint): its evaluation preprocessing (`preprocess_for`) and `extract(x, [layer])`, as the
+    batch extractor (`artmem extract`) computes the collection's features."""
     import torch
 
-    from artmem.data.images import load_image
-    from artmem.models.registry import create_model
-    from artmem.models.transforms import build_transform
+    from artmem.models.factory import create_model
+    from artmem.models.preprocess import preprocess_for
     from artmem.runtime import autocast, resolve_device
 
     dev = resolve_device(device)
@@ -36,16 +33,11 @@ def embed_images(images: list, model: str, layer: str | None = None, device: str
         _MODELS[key] = create_model(model).to(dev).eval()
     net = _MODELS[key]
     layer = layer or net.pretrained_cfg.default_layer
-    transform = build_transform(net.pretrained_cfg)
-    out = []
-    for s in range(0, len(images), batch_size):
-        batch = [im if not isinstance(im, (str, Path)) else load_image(im)
-                 for im in images[s : s + batch_size]]
-        x = torch.stack([transform(im.convert("RGB")) for im in batch]).to(dev)
-        with torch.inference_mode(), autocast(dev):
-            feats = net.extract(x, [layer])[layer]
-        out.append(feats.float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+    pre = preprocess_for(net)
+    x = (pre.load(image) if isinstance(image, (str, Path)) else pre(image.convert("RGB")))[None].to(dev)
+    with torch.inference_mode(), autocast(dev):
+        feats = net.extract(x, [layer])[layer]
+    return feats.float().cpu().numpy().astype(np.float32)
 
 
 def resolve_query(index: Index, query, device: str = "auto") -> tuple[np.ndarray, int | None, str]:
@@ -53,7 +45,7 @@ def resolve_query(index: Index, query, device: str = "auto") -> tuple[np.ndarray
     if isinstance(query, np.ndarray):
         return index.to_index_space(query.reshape(1, -1))[0], None, "vector"
     if hasattr(query, "convert") and hasattr(query, "size"):  # a PIL image
-        raw = embed_images([query], index.meta["model"], index.meta.get("layer"), device)
+        raw = embed_query(query, index.meta["model"], index.meta.get("layer"), device)
         return index.to_index_space(raw)[0], None, "image"
     query = str(query)
     qid = index.id_of(query)
@@ -67,7 +59,7 @@ def resolve_query(index: Index, query, device: str = "auto") -> tuple[np.ndarray
                           "embedded; query by a collection path instead")
     logger.info("embedding outside image %s with %s/%s", path, index.meta["model"],
                 index.meta.get("layer"))
-    raw = embed_images([path], index.meta["model"], index.meta.get("layer"), device)
+    raw = embed_query(path, index.meta["model"], index.meta.get("layer"), device)
     return index.to_index_space(raw)[0], None, str(path)
 
 

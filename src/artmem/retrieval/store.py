@@ -8,7 +8,6 @@ inner product, which is what every index here searches.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,38 +65,18 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, EPS)).astype(np.float32, copy=False)
 
 
-def _read_features_fallback(src: Path):
-    """Read OUT/features.parquet (+ features.json) as `artmem extract` writes it."""
-    file = src / "features.parquet" if src.is_dir() else src
-    if not file.exists():
-        raise ArtmemError(f"{src}: no features.parquet (write one with `artmem extract`)")
-    df = pd.read_parquet(file)
-    if "path" not in df.columns or "embedding" not in df.columns:
-        raise ArtmemError(f"{file}: a features table needs 'path' and 'embedding' columns")
-    vectors = np.asarray(np.stack(df["embedding"].to_numpy()), dtype=np.float32) if len(df) else (
-        np.zeros((0, 0), np.float32)
-    )
-    meta_file = file.parent / "features.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    return df["path"].astype(str).tolist(), vectors, meta
-
-
 def read_feature_set(src: str | Path) -> tuple[list[str], np.ndarray, dict]:
     """Paths, raw vectors (N, D) and meta of an extract output folder or features file.
 
-    Uses `artmem.batch.results.read_features` (the batch engine's reader) when it is installed,
-    else reads the documented layout directly.
+    Read with `artmem.batch.results.read_features` (an interrupted job's finished shards too).
     """
+    from artmem.batch.results import read_features
+
     src = Path(src)
     if not src.exists():
         raise ArtmemError(f"{src}: no such features file or folder")
-    try:
-        from artmem.batch.results import read_features
-    except ImportError:
-        paths, vectors, meta = _read_features_fallback(src)
-    else:
-        fs = read_features(src)
-        paths, vectors, meta = list(fs.paths), np.asarray(fs.vectors, np.float32), dict(fs.meta)
+    fs = read_features(src)
+    paths, vectors, meta = list(fs.paths), np.asarray(fs.vectors, np.float32), dict(fs.meta)
     if len(paths) == 0:
         raise ArtmemError(f"{src}: the features table is empty")
     if not np.isfinite(vectors).all():
@@ -107,16 +86,23 @@ def read_feature_set(src: str | Path) -> tuple[list[str], np.ndarray, dict]:
     return paths, vectors, meta
 
 
-def metadata_for(paths: list[str], collection=None) -> pd.DataFrame:
-    """The items table for `paths`: `path` plus the collection's columns joined on path."""
+def metadata_for(paths: list[str], collection=None, source: str | Path = "the features") -> pd.DataFrame:
+    """The items table for `paths`: `path` plus the collection's columns joined on path.
+
+    Raises:
+        ArtmemError: some feature paths are not in the collection (features of another collection:
+            their results would have no metadata and name files the collection does not hold).
+    """
     items = pd.DataFrame({"path": pd.Series(paths, dtype=str)})
     if collection is None:
         return items
     table = collection.table.drop_duplicates("path")
     joined = items.merge(table, on="path", how="left")
-    missing = int((~items["path"].isin(table["path"])).sum())
-    if missing:
-        logger.warning("%d feature paths are not in the collection (no metadata for them)", missing)
+    outside = ~items["path"].isin(table["path"])
+    if outside.any():
+        raise ArtmemError(f"{source}: {int(outside.sum())} of {len(items)} feature paths (e.g. "
+                          f"{items['path'][outside].iloc[0]!r}) are not in collection "
+                          f"{getattr(collection, 'name', '')!r}: these features come from another collection")
     return joined
 
 
@@ -135,7 +121,7 @@ def load_store(features: str | Path, collection=None) -> FeatureStore:
     zero = np.linalg.norm(vectors, axis=1) < EPS
     if zero.any():
         logger.warning("%d all-zero feature vectors (they match nothing)", int(zero.sum()))
-    items = metadata_for(paths, collection)
+    items = metadata_for(paths, collection, features)
     meta = {
         "model": meta.get("model"),
         "layer": meta.get("layer"),

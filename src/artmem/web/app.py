@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from artmem.plotting import use_literal_text
 from artmem.web.api_routes import CACHE_IMMUTABLE, add_api_routes
 from artmem.web.data import ExplorerData
 from artmem.web.engine import Engine, Indexer
@@ -30,6 +31,7 @@ from artmem.web.explorer import Explorer
 from artmem.web.middleware import (
     LOOPBACK,
     SECURITY_HEADERS,
+    SameOriginWrites,
     SecurityHeaders,
     UploadLimit,
     allowed_hosts,
@@ -75,6 +77,7 @@ def create_app(
             before returning; tests use this).
         engine: a ready Engine (tests share one between apps).
     """
+    use_literal_text()  # category values are drawn as text in the box plots, never as mathtext
     data = ExplorerData(collection, results)
     feature_model = data.features.model if data.features is not None else None
     feature_layer = data.features.layer if data.features is not None else None
@@ -116,6 +119,7 @@ def create_app(
     app.state.data, app.state.engine, app.state.indexer = data, engine, indexer
     app.state.thumbs = explorer.thumbs
     app.state.max_upload_bytes = max_bytes
+    app.add_middleware(SameOriginWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))
     app.add_middleware(UploadLimit, max_bytes=max_bytes)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

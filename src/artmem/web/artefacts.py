@@ -6,13 +6,15 @@ Every artefact is optional; a missing or unreadable one is logged and recorded i
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from artmem.batch.results import read_job_record
+from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +47,14 @@ class Features:
 
 
 def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | None:
-    """OUT/features via `artmem.batch.results.read_features` when present, else pandas/json."""
+    """RESULTS/features read with `artmem.batch.results.read_features` (finished shards too)."""
     folder = results / "features"
     if not folder.exists():
         return None
-    try:
-        from artmem.batch.results import read_features
+    from artmem.batch.results import read_features
 
-        fs = read_features(folder)
-        return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
-    except ImportError:
-        pass
-    file = folder / "features.parquet"
-    if not file.exists():
-        return None
-    df = pd.read_parquet(file)
-    meta = {}
-    if (folder / "features.json").exists():
-        meta = json.loads((folder / "features.json").read_text())
-    vectors = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]])
-    return df["path"].astype(str).tolist(), vectors, meta
+    fs = read_features(folder)
+    return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
 
 
 def read_optional_parquet(file: Path, what: str = "") -> pd.DataFrame | None:
@@ -138,14 +128,11 @@ class ArtefactLoading:
         ok = ids >= 0
         self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
         self.score_source = "scores table"
-        job = self.results / "scores" / "job.json"
-        if job.exists():
-            try:
-                rec = json.loads(job.read_text())
-                proc = rec.get("processor") if isinstance(rec.get("processor"), dict) else {}
-                self.scores_model = rec.get("model") or proc.get("model")
-            except (OSError, ValueError) as exc:
-                logger.warning("%s not readable (%s): the scoring model is unknown", job, exc)
+        try:
+            job = read_job_record(self.results / "scores")
+            self.scores_model = job.model if job is not None else None
+        except ArtmemError as exc:
+            logger.warning("%s: the scoring model is unknown", exc)
         if (~ok).sum():
             logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
         return f"{int(ok.sum())} scores"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -18,7 +17,6 @@ def register(subparsers) -> None:
         description="Start the local web explorer: collection grid sorted by memorability, artwork "
         "pages (score, percentile, map, labels, measures, similar artworks), image upload and a "
         "JSON API (/api, /openapi.json). Binds 127.0.0.1 unless told otherwise.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_collection_arg(p)
     p.add_argument("--results", metavar="ANALYSIS_DIR",
@@ -30,12 +28,12 @@ def register(subparsers) -> None:
                    "'none' to only browse")
     p.add_argument("--run", action="append", default=[], metavar="CLASSIFIER_RUN",
                    help="trained classifier run folder whose predicted labels are shown (repeatable)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (anything but loopback exposes "
-                   "your collection to the network)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; anything but "
+                   "loopback exposes your collection to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit in MB (default 20)")
     p.add_argument("--max-pixels", type=int, default=None,
-                   help="decompression-bomb limit for images, in pixels (default: artmem's)")
+                   help="decompression-bomb limit for images, in pixels (default 89,478,485)")
     p.add_argument("--no-maps", action="store_true", help="do not compute memorability maps live")
     add_device_arg(p)
     p.set_defaults(func=run_serve)
@@ -47,6 +45,7 @@ def run_serve(args) -> int:
     from artmem.data.images import set_max_image_pixels
     from artmem.errors import ArtmemError
     from artmem.web.app import LOOPBACK, create_app
+    from artmem.web.limits import server_options
 
     if args.port < 0 or args.port > 65535:
         raise ArtmemError(f"--port {args.port}: not a port number")
@@ -62,5 +61,5 @@ def run_serve(args) -> int:
                      maps=not args.no_maps)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"artmem explorer on http://{shown}:{args.port}/  (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **server_options())
     return 0

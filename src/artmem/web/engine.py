@@ -1,14 +1,15 @@
 """The models behind the explorer: loaded once, run one request at a time under a lock.
 
 `Engine.analyze(img)` gives an image's memorability score, its embedding (for similar artworks),
-its predicted labels from every trained classifier and, when `artmem.memorability` provides
-one, its memorability map. `Indexer` fills in, in a background thread, the scores and embeddings
-that the analysis folder does not have.
+its predicted labels from every trained classifier and its memorability map. Every model gets its
+own evaluation preprocessing (`artmem.models.preprocess.preprocess_for`: a trained run's saved
+one), so the explorer answers what `artmem predict` / `artmem score` answer for the same file.
+`Indexer` fills in, in a background thread, the scores and embeddings that the analysis folder
+does not have: a batch job (`run_job`) over the collection with the engine's loaded model.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import threading
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artmem.errors import ArtmemError, ImageReadError
+from artmem.batch.processors import ModelProcessor
+from artmem.errors import ArtmemError
+from artmem.models.preprocess import Preprocess, preprocess_for
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ logger = logging.getLogger(__name__)
 class Classifier:
     name: str
     model: object
-    transform: Callable
+    preprocess: Preprocess
     class_names: list[str]
 
 
@@ -43,19 +46,11 @@ class Analysis:
 
 
 def find_map_function(model, device) -> Callable | None:
-    """fn(image) -> (H, W) map from `artmem.memorability.maps`, if that capability is installed.
+    """fn(image) -> (H, W) map from `artmem.memorability.maps` (Khosla's multi-scale windows; fully
+    convolutional for ResMem); None for a model the map code cannot handle."""
+    from artmem.memorability.maps import MapModel
+    from artmem.memorability.maps import memorability_map as compute
 
-    Uses its `MapModel` + `memorability_map` (Khosla's multi-scale windows; fully convolutional
-    for ResMem); None when the module or those names are missing.
-    """
-    try:
-        maps = importlib.import_module("artmem.memorability.maps")
-    except ImportError:
-        return None
-    MapModel = getattr(maps, "MapModel", None)
-    compute = getattr(maps, "memorability_map", None)
-    if MapModel is None or compute is None:
-        return None
     try:
         mm = MapModel(model, device=device)
     except Exception as exc:  # a model the map code cannot handle: no live maps, the rest works
@@ -89,7 +84,21 @@ def overlay_png(img: Image.Image, heat, alpha: float = 0.5) -> bytes:
 def run_name(run: str | Path) -> str:
     """A short name for a classifier run: its folder name (a checkpoint file: folder/file)."""
     p = Path(str(run))
-    return f"{p.parent.name}/{p.name}" if p.suffix in (".pt", ".pth", ".ckpt") else p.name or str(run)
+    return f"{p.parent.name}/{p.name}" if p.suffix in (".safetensors", ".json") else p.name or str(run)
+
+
+ImageSource = bytes | str | Path | None
+
+
+def model_input(preprocess: Preprocess, img: Image.Image, source: ImageSource = None):
+    """`img` preprocessed for one model. A preprocessing that decodes JPEGs at a reduced scale (a
+    trained classifier's, as its training cache did) decodes `source` (the file's bytes or path)
+    again, so the tensor equals the batch jobs' for the same file."""
+    if preprocess.draft_size is None or source is None:
+        return preprocess(img)
+    if isinstance(source, bytes):
+        return preprocess.decode(source)
+    return preprocess.load(source)
 
 
 class Engine:
@@ -108,15 +117,14 @@ class Engine:
                  feature_model: str | None = None, feature_layer: str | None = None, maps: bool = True):
         import torch
 
-        from artmem.models.registry import create_model
-        from artmem.models.transforms import build_transform
+        from artmem.models.factory import create_model
         from artmem.runtime import resolve_device
 
         self.device = resolve_device(device)
         self.lock = threading.Lock()
         self.model_name = model
         self.model = None
-        self.transform = None
+        self.preprocess = None
         if model:
             self.model = create_model(model).to(self.device).eval()
             cfg = self.model.pretrained_cfg
@@ -125,29 +133,29 @@ class Engine:
                     f"--model {model}: a memorability model is needed (its output is {cfg.output!r}, "
                     "not 'score'); pass a classifier with --run instead"
                 )
-            self.transform = build_transform(cfg)
+            self.preprocess = preprocess_for(self.model)
         self.classifiers: list[Classifier] = []
         for run in runs:
             clf = create_model(str(run)).to(self.device).eval()
             cfg = clf.pretrained_cfg
             n = int(getattr(cfg, "num_classes", 0) or 0)
             names = list(cfg.class_names or [f"class_{i}" for i in range(n)])
-            self.classifiers.append(Classifier(run_name(run), clf, build_transform(cfg), names))
+            self.classifiers.append(Classifier(run_name(run), clf, preprocess_for(clf), names))
         # The embedding used for similar artworks.
         self.feature_layer = feature_layer
         self.feature_model_name = feature_model
         self.feature_model = None
-        self.feature_transform = None
+        self.feature_preprocess = None
         if feature_model and feature_model != model:
             try:
                 self.feature_model = create_model(feature_model).to(self.device).eval()
-                self.feature_transform = build_transform(self.feature_model.pretrained_cfg)
+                self.feature_preprocess = preprocess_for(self.feature_model)
             except Exception as exc:
                 logger.warning("feature model %s not available (%s): uploads get no similar artworks",
                                feature_model, exc)
                 self.feature_model_name = None
         elif self.model is not None:
-            self.feature_model, self.feature_transform = self.model, self.transform
+            self.feature_model, self.feature_preprocess = self.model, self.preprocess
             self.feature_model_name = model
             if not feature_model:
                 self.feature_layer = self.model.pretrained_cfg.default_layer
@@ -165,40 +173,48 @@ class Engine:
         with self._torch.inference_mode(), autocast(self.device):
             return model(x.to(self.device))
 
-    def score_batch(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+    def score_batch(self, images: list[Image.Image], sources: list[ImageSource] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (B,) and, when the memorability model is also the feature model, embeddings."""
         if self.model is None:
             raise ArtmemError("no memorability model loaded (server started with --model none)")
-        x = self._torch.stack([self.transform(im) for im in images])
-        with self.lock, self._torch.inference_mode():
-            from artmem.runtime import autocast
+        sources = sources or [None] * len(images)
+        x = self._torch.stack([model_input(self.preprocess, im, src) for im, src in zip(images, sources, strict=True)])
+        with self.lock:
+            return self._score_tensor(x)
 
-            with autocast(self.device):
-                x = x.to(self.device)
-                emb = None
-                if self.feature_model is self.model and self.feature_layer:
-                    emb_t = self.model.extract(x, [self.feature_layer])[self.feature_layer]
-                    if self.feature_layer == self.model.pretrained_cfg.default_layer:
-                        s = self.model.forward_head(emb_t)
-                    else:
-                        s = self.model(x)
-                    emb = emb_t.float().cpu().numpy()
+    def _score_tensor(self, x) -> tuple[np.ndarray, np.ndarray | None]:
+        """The memorability model on a preprocessed batch (the caller holds the lock)."""
+        from artmem.runtime import autocast
+
+        with self._torch.inference_mode(), autocast(self.device):
+            x = x.to(self.device)
+            emb = None
+            if self.feature_model is self.model and self.feature_layer:
+                emb_t = self.model.extract(x, [self.feature_layer])[self.feature_layer]
+                if self.feature_layer == self.model.pretrained_cfg.default_layer:
+                    s = self.model.forward_head(emb_t)
                 else:
                     s = self.model(x)
+                emb = emb_t.float().cpu().numpy()
+            else:
+                s = self.model(x)
         return s.float().reshape(-1).cpu().numpy(), emb
 
-    def embed(self, img: Image.Image) -> np.ndarray | None:
+    def embed(self, img: Image.Image, source: ImageSource = None) -> np.ndarray | None:
         if self.feature_model is None or not self.feature_layer:
             return None
-        x = self.feature_transform(img).unsqueeze(0).to(self.device)
+        x = model_input(self.feature_preprocess, img, source).unsqueeze(0).to(self.device)
         with self.lock, self._torch.inference_mode():
             out = self.feature_model.extract(x, [self.feature_layer])[self.feature_layer]
         return out.float().cpu().numpy()[0]
 
-    def classify(self, img: Image.Image, top: int = 5) -> list[dict]:
+    def classify(self, img: Image.Image, top: int = 5, source: ImageSource = None) -> list[dict]:
+        """Top labels of every classifier run; `source` (the file's bytes or path) lets a run whose
+        preprocessing decodes JPEGs at a reduced scale decode it as its training did."""
         results = []
         for clf in self.classifiers:
-            x = clf.transform(img).unsqueeze(0)
+            x = model_input(clf.preprocess, img, source).unsqueeze(0)
             with self.lock:
                 logits = self._run(clf.model, x).float().cpu()
             if logits.ndim == 1:  # a one-output model: report the value itself
@@ -227,18 +243,19 @@ class Engine:
         shown.thumbnail((max_side, max_side), Image.LANCZOS)
         return overlay_png(shown, heat)
 
-    def analyze(self, img: Image.Image, with_map: bool = True) -> Analysis:
-        """Everything the artwork and upload pages show about one image."""
+    def analyze(self, img: Image.Image, with_map: bool = True, source: ImageSource = None) -> Analysis:
+        """Everything the artwork and upload pages show about one image (`source`: its bytes or
+        path, see `classify`)."""
         a = Analysis()
         t0 = time.perf_counter()
         if self.model is not None:
-            s, emb = self.score_batch([img])
+            s, emb = self.score_batch([img], [source])
             a.score, a.embedding = float(s[0]), None if emb is None else emb[0]
         a.timings["score_s"] = time.perf_counter() - t0
         if a.embedding is None:
-            a.embedding = self.embed(img)
+            a.embedding = self.embed(img, source)
         t1 = time.perf_counter()
-        a.labels = self.classify(img)
+        a.labels = self.classify(img, source=source)
         a.timings["classify_s"] = time.perf_counter() - t1
         if with_map:
             t2 = time.perf_counter()
@@ -250,16 +267,49 @@ class Engine:
         return a
 
 
+class _EngineModel(ModelProcessor):
+    """The engine's loaded memorability model as a batch-job processor (no second copy in memory;
+    each forward pass takes the engine's lock, so requests interleave with the indexing)."""
+
+    def __init__(self, engine: Engine, with_embedding: bool):
+        kind = "features" if with_embedding else "scores"
+        super().__init__(engine.model_name, kind, layer=engine.feature_layer if with_embedding else None,
+                         backend="torch", with_score=with_embedding)
+        self.engine = engine
+        self._cfg = engine.model.pretrained_cfg
+        self._preprocess = engine.preprocess
+
+    def _load_model(self):
+        return self.engine.model
+
+    def setup(self, device: str = "cpu") -> None:
+        self.device = self.engine.device
+        self.active_backend = "torch"
+        self._ready = str(self.device)
+
+    def forward(self, batch) -> list[np.ndarray]:
+        with self.engine.lock:
+            score, emb = self.engine._score_tensor(batch)
+        return [emb, score] if self.kind == "features" else [score]
+
+
+class _Stopped(Exception):
+    """Raised between shards to end the background job when the server shuts down."""
+
+
 class Indexer:
     """Background job: score and embed the images the analysis folder has no values for.
 
-    Progress is readable at any time (`status()`); unreadable images are recorded, not fatal.
+    A batch job (`run_job`, local engine, decoding in this thread) with the engine's model: its
+    unreadable images are recorded; progress is readable at any time (`status()`), and the
+    explorer's scores/embeddings are filled in after each finished shard.
     """
 
-    def __init__(self, data, engine: Engine, batch_size: int = 16):
+    def __init__(self, data, engine: Engine, batch_size: int = 16, shard_size: int = 64):
         self.data = data
         self.engine = engine
         self.batch_size = batch_size
+        self.shard_size = shard_size
         self.total = 0
         self.done = 0
         self.failed = 0
@@ -279,7 +329,7 @@ class Indexer:
         if e.model is None:
             return np.array([], dtype=np.int64), False, False
         need_scores = d.score_source is None
-        need_emb = d.features is None and e.feature_model is e.model
+        need_emb = d.features is None and e.feature_model is e.model and bool(e.feature_layer)
         if not (need_scores or need_emb):
             return np.array([], dtype=np.int64), False, False
         return np.arange(d.n_collection), need_scores, need_emb
@@ -308,40 +358,53 @@ class Indexer:
             self._thread.join(timeout)
 
     def _work(self, ids: np.ndarray, need_scores: bool, need_emb: bool) -> None:
-        from artmem.web.thumbs import load_image_checked as load_image
+        import pandas as pd
+
+        from artmem.batch.api import run_job
+        from artmem.batch.job import shard_errors_file
 
         d, e = self.data, self.engine
-        emb_ids, emb_vecs = [], []
+        if len(ids) == 0:
+            self.state = "complete"
+            return
+        emb_ids: list[np.ndarray] = []
+        emb_vecs: list[np.ndarray] = []
         if need_scores:
             d.score_source = f"being computed with {e.model_name}"
+        proc = _EngineModel(e, with_embedding=need_emb)
+
+        def shard_done(res) -> None:
+            rows = pd.read_parquet(res.path)
+            got = np.array([d.id_of_path(p) for p in rows["path"]], dtype=np.int64)
+            if need_scores and len(rows):
+                with d.lock:
+                    d.scores[got] = rows["score"].to_numpy(np.float64)
+                    d.version += 1
+            if need_emb and len(rows):
+                emb_ids.append(got)
+                emb_vecs.append(np.stack(rows["embedding"].to_numpy()).astype(np.float32))
+                d.set_embeddings(np.concatenate(emb_ids), np.concatenate(emb_vecs), e.model_name, e.feature_layer)
+            errs = pd.read_parquet(shard_errors_file(job_dir, proc.kind, res.shard_id))
+            for path, reason in zip(errs["path"], errs["reason"], strict=True):
+                d.errors[d.id_of_path(path)] = reason
+            self.failed += res.n_errors
+            self.done = min(self.total, self.done + res.n_ok + res.n_errors)
+            if self._stop.is_set():
+                raise _Stopped
+
+        import tempfile
+
         try:
-            for start in range(0, len(ids), self.batch_size):
-                if self._stop.is_set():
-                    self.state = "stopped"
-                    return
-                batch_ids, images = [], []
-                for i in ids[start:start + self.batch_size]:
-                    try:
-                        images.append(load_image(d.collection.abs_path(d.table.at[int(i), "path"])))
-                        batch_ids.append(int(i))
-                    except ImageReadError as exc:
-                        d.errors[int(i)] = exc.reason
-                        self.failed += 1
-                if images:
-                    scores, emb = e.score_batch(images)
-                    if need_scores:
-                        with d.lock:
-                            d.scores[np.array(batch_ids)] = scores
-                            d.version += 1
-                    if need_emb and emb is not None:
-                        emb_ids.extend(batch_ids)
-                        emb_vecs.append(emb)
-                self.done = min(self.total, start + self.batch_size)
-                if need_emb and emb_vecs and (self.done == self.total or len(emb_ids) % 256 < self.batch_size):
-                    d.set_embeddings(np.array(emb_ids), np.concatenate(emb_vecs), e.model_name, e.feature_layer)
+            with tempfile.TemporaryDirectory(prefix="artmem-indexer-") as tmp:
+                job_dir = Path(tmp)
+                coll = d.collection.subset(np.asarray(ids))
+                run_job(coll, proc, job_dir, device=str(e.device), batch_size=self.batch_size, num_workers=0,
+                        resume=False, shard_size=self.shard_size, progress=False, on_shard_done=shard_done)
             if need_scores:
                 d.score_source = f"computed at start with {e.model_name}"
             self.state = "complete"
+        except _Stopped:
+            self.state = "stopped"
         except Exception:  # keep the server alive; the status page shows the failure
             logger.exception("background scoring failed")
             self.state = "failed"

@@ -7,7 +7,7 @@ import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from fastapi import HTTPException
@@ -134,8 +134,10 @@ class Explorer:
         cached = self.analyses.get(item_id)
         if cached is not None:
             return cached
-        img = load_image(self.file_of(item_id))  # an unreadable image raises ImageReadError
-        a = Analysis(labels=self.titled(engine.classify(img)), embedding=engine.embed(img) if need_emb else None)
+        path = self.file_of(item_id)
+        img = load_image(path)
+        a = Analysis(labels=self.titled(engine.classify(img, source=path)),
+                     embedding=engine.embed(img, path) if need_emb else None)
         self.analyses.put(item_id, a)
         return a
 
@@ -147,7 +149,11 @@ class Explorer:
     def live_map(self, item_id: int) -> bytes | None:
         png = self.live_maps.get(item_id)
         if png is None:
-            png = self.engine.memorability_map(load_image(self.file_of(item_id)))
+            path = self.file_of(item_id)
+            try:
+                png = self.engine.memorability_map(load_image(path))
+            except ImageReadError as exc:  # unreadable, or too elongated to map: 422 naming the file
+                raise ImageReadError(path, exc.reason) from None
             if png is not None:
                 self.live_maps.put(item_id, png)
         return png
@@ -207,7 +213,7 @@ class Explorer:
             "stored_predictions": data.stored_predictions_of(item_id),
             "similar": self.similar(emb, exclude=item_id),
             "image_url": f"/api/artwork/{item_id}/image?size=1024",
-            "original_url": (f"/files/{row['path']}" if item_id < data.n_collection else None),
+            "original_url": (f"/files/{quote(row['path'])}" if item_id < data.n_collection else None),
             "error": error,
             "prev_id": item_id - 1 if item_id > 0 else None,
             "next_id": item_id + 1 if item_id + 1 < len(data.table) else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
+from artmem.data.pathnames import native_path
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -27,7 +29,7 @@ def safe_join(root: str | Path, rel: str) -> Path | None:
     """
     if not is_safe_relative(rel):
         return None
-    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    parts = PurePosixPath(native_path(rel).replace("\\", "/")).parts
     try:
         root_real = Path(root).resolve(strict=True)
         candidate = (root_real / Path(*parts)).resolve(strict=True)

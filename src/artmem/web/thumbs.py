@@ -23,7 +23,7 @@ def etag_for(path: Path | str, size: int) -> str:
         key = f"{path}|{st.st_mtime_ns}|{st.st_size}|{size}"
     else:
         key = f"{path}|{size}"
-    return '"' + hashlib.sha1(key.encode()).hexdigest()[:20] + '"'
+    return '"' + hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:20] + '"'  # any file name
 
 
 def load_image_checked(path) -> Image.Image:

@@ -8,16 +8,15 @@ import io
 import time
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi import Path as FastAPIPath
-from starlette.concurrency import run_in_threadpool
 
 from artmem.errors import ImageReadError
 from artmem.web.api_routes import png_response
 from artmem.web.explorer import LRU, Explorer, rank_of
+from artmem.web.limits import WorkLimit
 from artmem.web.middleware import too_large_text
 
 
@@ -46,25 +45,24 @@ def add_upload_routes(app: FastAPI, ex: Explorer, comparable: bool) -> None:
     """`comparable` is False when the collection was scored with another model than the uploads."""
     data, engine, max_bytes = ex.data, ex.engine, ex.max_upload_bytes
     recent_uploads = LRU(8)  # sha256 -> (bytes, name): their maps are computed on request
+    work = WorkLimit()  # decoding + models for uploads: bounded in concurrency and time
 
     @app.post("/api/upload", tags=["api"], summary="Analyse an uploaded image (kept only with add=true)")
     async def api_upload(request: Request,
                          file: Annotated[UploadFile, File(description="an image file")],
                          add: Annotated[bool, Form(description="keep it: copy into RESULTS/uploads")] = False,
                          ) -> dict:
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-            raise HTTPException(403, "cross-origin uploads are refused")
+        # cross-site posts are refused before this point (middleware.SameOriginWrites)
         body = await file.read(max_bytes + 1)
         if len(body) > max_bytes:
             raise HTTPException(413, too_large_text(max_bytes))
         name = Path(file.filename or "upload").name
-        return await run_in_threadpool(_analyze_upload, body, name, add or request.query_params.get("add") in ("1", "true"))
+        return await work.run(_analyze_upload, body, name, add or request.query_params.get("add") in ("1", "true"))
 
     def _analyze_upload(body: bytes, name: str, add: bool) -> dict:
         t0 = time.perf_counter()
         img, fmt = _decode_checked(body, name)  # type-check by decoding: ImageReadError -> 422
-        a = engine.analyze(img, with_map=False)  # the map comes from its own URL (it is slow)
+        a = engine.analyze(img, with_map=False, source=body)  # the map comes from its own URL (it is slow)
         digest = hashlib.sha256(body).hexdigest()
         if engine.map_fn is not None:
             recent_uploads.put(digest, (body, name))
@@ -94,17 +92,22 @@ def add_upload_routes(app: FastAPI, ex: Explorer, comparable: bool) -> None:
 
     @app.get("/api/upload/{sha256}/map.png", tags=["images"],
              summary="Memorability map of a recent upload (computed on request)")
-    def api_upload_map(sha256: Annotated[str, FastAPIPath(pattern="^[0-9a-f]{64}$")]):
+    async def api_upload_map(sha256: Annotated[str, FastAPIPath(pattern="^[0-9a-f]{64}$")]):
         key = ("upload", sha256)
         png = ex.live_maps.get(key)
         if png is None:
             hit = recent_uploads.get(sha256)
             if hit is None or engine.map_fn is None:
                 raise HTTPException(404, "no recent upload with this checksum (upload the image again)")
-            body, name = hit
-            img, _ = _decode_checked(body, name)
-            png = engine.memorability_map(img)
+            png = await work.run(_upload_map, *hit)
             if png is None:
                 raise HTTPException(404, "no memorability map available")
             ex.live_maps.put(key, png)
         return png_response(png)
+
+    def _upload_map(body: bytes, name: str) -> bytes | None:
+        img, _ = _decode_checked(body, name)
+        try:
+            return engine.memorability_map(img)  # its work is bounded by maps.bounded_map_input
+        except ImageReadError as exc:  # too elongated to map: 422 naming the upload
+            raise ImageReadError(name, exc.reason) from None

@@ -28,6 +28,7 @@ from artmem.batch.job import (
     process_batch,
     write_shard,
 )
+from artmem.data.pathnames import shown_path
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def summarize_errors(errors: pd.DataFrame, limit: int = 5) -> str:
     """One line per failed image (first `limit`), for stderr."""
     lines = [f"{len(errors)} image(s) could not be read (listed in errors.parquet):"]
     for row in errors.head(limit).itertuples(index=False):
-        lines.append(f"  {row.path}: {row.reason}")
+        lines.append(f"  {shown_path(row.path)}: {row.reason}")
     if len(errors) > limit:
         lines.append(f"  ... and {len(errors) - limit} more")
     return "\n".join(lines)

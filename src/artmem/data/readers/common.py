@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from artmem.data.collection import Collection
+from artmem.data.pathnames import table_path
 from artmem.errors import CollectionError
 
 logger = logging.getLogger(__name__)
@@ -90,10 +91,14 @@ class PathResolver:
     folder with the same ASCII key (the lossy `joaquãn` case). Folder listings are cached.
     """
 
-    def __init__(self, root: str | Path, folder_aliases: dict[str, str] | None = None):
+    def __init__(self, root: str | Path, folder_aliases: dict[str, str] | None = None,
+                 allow_outside: bool = False):
         self.root = Path(root)
         self.folder_aliases = dict(folder_aliases or {})
+        self.allow_outside = allow_outside  # False: a path leading out of the root is refused
+        self._real_root: str | None = None
         self._listing: dict[str, dict[str, list[str]] | None] = {}
+        self._errors: dict[str, str] = {}  # folder -> why it could not be listed
         self._top: list[str] | None = None
         self.repaired = 0
 
@@ -115,8 +120,9 @@ class PathResolver:
         if folder not in self._listing:
             try:
                 names = [e.name for e in os.scandir(os.path.join(self.root, folder)) if e.is_file()]
-            except OSError:
+            except OSError as exc:
                 self._listing[folder] = None
+                self._errors[folder] = exc.strerror or type(exc).__name__
                 return None
             keys: dict[str, list[str]] = {}
             for n in names:
@@ -124,8 +130,23 @@ class PathResolver:
             self._listing[folder] = keys
         return self._listing[folder]
 
+    def _outside(self, rel: str) -> bool:
+        """True when `rel` leads out of the root (`..` or a symlink whose target is outside)."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        real = os.path.realpath(os.path.join(self.root, rel))
+        return os.path.commonpath([self._real_root, real]) != self._real_root
+
     def resolve(self, rel: str) -> tuple[str | None, str | None]:
         """(on-disk relative path, None) or (None, reason)."""
+        found, reason = self._resolve(rel)
+        if found is None:
+            return None, reason
+        if not self.allow_outside and self._outside(found):
+            return None, "outside the image root (refused: the explorer would not serve it either)"
+        return table_path(found), None  # a match listed from disk may be a non-UTF-8 name
+
+    def _resolve(self, rel: str) -> tuple[str | None, str | None]:
         rel = normalise_rel(rel)
         if self._exists(rel):
             return rel, None
@@ -157,7 +178,12 @@ class PathResolver:
         if any(ord(ch) > 127 for ch in rel):
             return None, "file not found (non-ASCII name could not be matched to a file on disk)"
         if folder and self._keys(folder) is None and len(folders) == 1:
-            return None, f"file not found (no folder {folder!r})"
+            full = os.path.join(self.root, folder)
+            if not os.path.lexists(full):
+                return None, f"file not found (no folder {folder!r})"
+            if not os.path.isdir(full):
+                return None, f"file not found ({folder!r} is not a folder)"
+            return None, f"file not found (folder {folder!r} cannot be listed: {self._errors.get(folder)})"
         return None, "file not found"
 
 

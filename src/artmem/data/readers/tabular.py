@@ -11,6 +11,7 @@ import pandas as pd
 
 from artmem.data.collection import read_folder
 from artmem.data.readers.common import (
+    PathResolver,
     ReadResult,
     decode_text,
     drop_duplicates,
@@ -45,6 +46,7 @@ def read_csv_collection(
     label_columns=None,
     sep: str | None = None,
     encoding: str | None = None,
+    allow_outside_root: bool = False,
     **_ignored,
 ) -> ReadResult:
     """A CSV (or TSV) listing image files, plus the folder they are in.
@@ -56,6 +58,8 @@ def read_csv_collection(
         label_columns: columns to keep (comma-separated or list; default: all).
         sep: field separator (default: sniffed from the header: comma, semicolon, tab).
         encoding: file encoding (default: UTF-8, falling back to ISO-8859-1).
+        allow_outside_root: keep rows whose file lies outside `root` (`..`, absolute paths
+            elsewhere, symlinks out); by default they are left out and listed as errors.
     """
     source = Path(source)
     if source.is_dir():
@@ -82,18 +86,19 @@ def read_csv_collection(
     df = df[df["path"].notna() & (df["path"].astype(str).str.strip() != "")]
     root = Path(root) if root is not None else source.parent
     paths = df["path"].astype(str).str.strip()
-    if len(paths) and all(os.path.isabs(p) for p in paths):
-        # absolute paths: use their common folder as the root when none was given
-        common = os.path.commonpath([os.path.dirname(p) for p in paths])
-        root = Path(common) if root == source.parent else root
-        df["path"] = [os.path.relpath(p, root) for p in paths]
+    absolute = [os.path.isabs(p) for p in paths]
+    if len(paths) and all(absolute) and root == source.parent:
+        # absolute paths only: their common folder is the root when none was given
+        root = Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
+    # an absolute path becomes relative to the root (with `..` when it lies outside: refused below)
+    df["path"] = [os.path.relpath(p, root) if a else p for p, a in zip(paths, absolute, strict=True)]
     df["path"] = df["path"].map(normalise_rel)
     for c in keep:  # numeric columns (scores, years) become numbers
         converted = pd.to_numeric(df[c], errors="coerce")
         if converted.notna().sum() == df[c].notna().sum() and df[c].notna().any():
             df[c] = converted
     df = drop_duplicates(df)
-    good, errors = keep_existing(df, root)
+    good, errors = keep_existing(df, root, PathResolver(root, allow_outside=allow_outside_root))
     meta = {"format": "csv", "source": str(source), "path_column": path_column, "label_columns": keep}
     return finish(good, root, source.stem, meta, errors)
 

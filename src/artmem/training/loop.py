@@ -5,9 +5,10 @@ regression...), any metrics function. It writes into `run_dir`:
 
     summary.csv   one row per epoch: epoch, lr, train_loss, train_<metric>..., val_loss,
                   val_<metric>..., epoch_time_s, wall_time_s
-    last.pt       after every epoch: model, optimizer, scheduler, grad scaler, epoch, RNG-free
-                  (each epoch reseeds from (seed, epoch), so a resumed run is bit-identical on CPU)
-    best.pt       the epoch with the best monitored validation metric
+    last.*        after every epoch (last.safetensors + last.json + last.training.pt): model,
+                  optimizer, scheduler, grad scaler, epoch, RNG-free (each epoch reseeds from
+                  (seed, epoch), so a resumed run is bit-identical on CPU)
+    best.*        the epoch with the best monitored validation metric
 
 Checkpoints are written with `artmem.models.checkpoint.save_checkpoint`, so `create_model(run_dir)`
 rebuilds the trained model anywhere a model name is accepted.
@@ -27,7 +28,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from artmem.models.checkpoint import save_checkpoint
+from artmem.models.checkpoint import (
+    copy_checkpoint,
+    load_checkpoint,
+    refuse_legacy,
+    save_checkpoint,
+)
 from artmem.models.scenarios import set_train_mode
 from artmem.runtime import autocast, resolve_device, seed_everything
 
@@ -46,9 +52,9 @@ class FitResult:
 
     Attributes:
         history: the summary table (one row per epoch).
-        best_epoch: epoch (1-based) of best.pt; best_value: its monitored metric.
+        best_epoch: epoch (1-based) of the best checkpoint; best_value: its monitored metric.
         train_time_s: summed epoch times (over resumed sessions too).
-        best_path, last_path: the checkpoints.
+        best_path, last_path: the checkpoints' weights files (`best.safetensors`, `last.safetensors`).
     """
 
     history: pd.DataFrame
@@ -182,9 +188,9 @@ def fit(
             step_size, gamma, seed, device, amp, monitor ("val_loss", "val_acc", "val_<metric>"),
             monitor_mode ("min"/"max"; default: max for accuracy/F1/correlation-like names, else
             min), grad_clip; missing keys take `FIT_DEFAULTS`.
-        run_dir: folder for summary.csv, last.pt and best.pt.
+        run_dir: folder for summary.csv and the last and best checkpoints.
         metrics_fn: metrics(outputs, targets) -> {name: value}, reported for train and val.
-        resume: continue from run_dir/last.pt (a finished run is returned as is).
+        resume: continue from the run_dir's last checkpoint (a finished run is returned as is).
         checkpoint_config: the `config` saved in checkpoints (needs `base_model`; default `config`).
         class_names: saved in checkpoints.
         optimizer: use this optimizer instead of building one from the config.
@@ -203,12 +209,14 @@ def fit(
     monitor = cfg["monitor"]
     minimize = _minimize(monitor, cfg.get("monitor_mode"))
     summary_path = run_dir / "summary.csv"
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
 
     rows: list[dict] = []
     start_epoch, best_value, best_epoch = 1, float("nan"), 0
+    if resume:
+        refuse_legacy(run_dir)
     if resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -266,8 +274,6 @@ def fit(
 
     history = pd.DataFrame(rows)
     if not best_path.exists() and last_path.exists():  # e.g. every val metric NaN
-        import shutil
-
-        shutil.copyfile(last_path, best_path)
+        copy_checkpoint(last_path, best_path)
     train_time = float(np.nansum(history["epoch_time_s"])) if len(history) else 0.0
     return FitResult(history, best_epoch, best_value, train_time, best_path, last_path)

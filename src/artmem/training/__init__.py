@@ -1,0 +1,1 @@
+"""Training shared by every capability: the resumable `fit` loop (`artmem.training.loop`)."""
