@@ -142,8 +142,10 @@ def write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: 
 class ShardTracker:
     """Driver-side bookkeeping: images done per shard, and the compaction of complete shards.
 
-    Only counts live here (one per pending shard). Compactions run one at a time, in the order the
-    shards complete: `on_shard_done` then always sees every earlier shard written, and a driver
+    Per pending shard: the count of images still missing, and its path tuple (already held by the
+    caller) for the compaction task. Compactions run one at a time, in the order the shards
+    complete, which keeps up with a cluster as long as one shard compacts faster than the cluster
+    fills one: `on_shard_done` then always sees every earlier shard written, and a driver
     stopped by it (or killed) leaves at most one shard being compacted; the parts of the others
     are discarded on resume.
     """
@@ -156,7 +158,6 @@ class ShardTracker:
         self.missing = {s.id: len(s.paths) for s in shards}
         self.ready: deque[int] = deque()
         self.in_flight = None
-        self.written = 0
         self._task = ray.remote(num_cpus=0, max_retries=1)(compact_shard)
 
     def add(self, shard_id: int, n: int) -> None:
@@ -180,7 +181,6 @@ class ShardTracker:
                     return
                 res = ray.get(self.in_flight)
                 self.in_flight = None
-                self.written += 1
                 if self.on_shard_done is not None:
                     self.on_shard_done(res)
             if not self.ready:
