@@ -113,3 +113,40 @@ def test_job_record_that_is_not_an_object(tmp_path):
     (tmp_path / "job.json").write_text("[1, 2]")
     with pytest.raises(ArtmemError, match="job.json: not a job record"):
         read_job_record(tmp_path)
+
+
+def test_open_dataset_reads_shards_lazily_as_one_table(tmp_path):
+    """Finished shards (one of them all errors, so without an embedding column) read as one lazy
+    dataset: same paths and vectors as `read_features`, streamed in small chunks."""
+    from artmem.batch.job import write_shard_files
+    from artmem.batch.results import iter_feature_batches, open_dataset, read_features
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((7, 6), dtype=np.float32)
+    paths = [f"img/{i}.jpg" for i in range(7)]
+    for sid, rows in enumerate([range(0, 4), range(4, 4), range(4, 7)]):
+        frame = pd.DataFrame({"path": [paths[i] for i in rows], "embedding": [vectors[i] for i in rows]})
+        if not len(frame):
+            frame = pd.DataFrame({"path": pd.Series([], dtype="str")})  # what an all-errors shard holds
+        write_shard_files(tmp_path, "features", sid, frame, [("bad.jpg", "empty file")] if not rows else [])
+    dataset = open_dataset(tmp_path, "features")
+    assert dataset.count_rows() == 7
+    chunks = list(iter_feature_batches(tmp_path, batch_rows=2))
+    assert max(len(p) for p, _ in chunks) <= 2
+    got_paths = [p for ps, _ in chunks for p in ps]
+    got = np.concatenate([v for _, v in chunks])
+    ref = read_features(tmp_path)
+    assert got_paths == ref.paths == paths
+    np.testing.assert_array_equal(got, ref.vectors)
+    np.testing.assert_array_equal(got, vectors)
+
+
+def test_open_dataset_prefers_the_merged_table_and_refuses_csv(tmp_path):
+    from artmem.batch.results import open_dataset, read_scores, write_scores
+
+    scores = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "score": [0.25, 0.5, 0.75]})
+    write_scores(tmp_path / "job", scores, csv=True)
+    table = open_dataset(tmp_path / "job", "scores").to_table().to_pandas()
+    pd.testing.assert_frame_equal(table, read_scores(tmp_path / "job"))
+    with pytest.raises(ArtmemError, match="needs Parquet"):
+        open_dataset(tmp_path / "job" / "scores.csv", "scores")

@@ -315,11 +315,16 @@ def process_batch(processor, paths: list[str], indices: list[int], batch, errors
 
 def write_shard(spec: JobSpec, shard_id: int, results: pd.DataFrame, errors) -> ShardResult:
     """Atomically write one shard: its errors first, then its results (which mark it done)."""
+    return write_shard_files(spec.out, spec.kind, shard_id, results, errors)
+
+
+def write_shard_files(out: Path, kind: str, shard_id: int, results: pd.DataFrame, errors) -> ShardResult:
+    """`write_shard` given only the output folder and job kind (what a Ray worker holds)."""
     errs = errors_frame(errors)
-    atomic_write_parquet(errs, shard_errors_file(spec.out, spec.kind, shard_id))
+    atomic_write_parquet(errs, shard_errors_file(out, kind, shard_id))
     if "path" not in results.columns:
         results = results.assign(path=pd.Series([], dtype="str"))
-    path = atomic_write_parquet(results.reset_index(drop=True), shard_file(spec.out, spec.kind, shard_id))
+    path = atomic_write_parquet(results.reset_index(drop=True), shard_file(out, kind, shard_id))
     return ShardResult(shard_id, len(results), len(errs), path)
 
 

@@ -310,6 +310,8 @@ def read_features(file_or_dir: str | Path) -> FeatureSet:
             paths += df["path"].astype(str).tolist()
         else:
             table = _read_arrow(f)
+            if table.num_rows == 0 and isinstance(src, list):
+                continue  # a finished shard whose images all failed has no embedding column
             if not {"path", "embedding"} <= set(table.column_names):
                 raise ArtmemError(f"{f}: needs columns path, embedding (got {table.column_names})")
             vec = arrow_vectors(table, f)
@@ -361,3 +363,44 @@ def read_errors(file_or_dir: str | Path) -> pd.DataFrame:
     if not p.exists():
         raise ArtmemError(f"{p}: no such file")
     return errors_frame(pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p))
+
+
+# ----------------------------------------------------------------------------------- lazy reading
+
+
+def open_dataset(file_or_dir: str | Path, kind: str):
+    """The scores or features of a job as one lazy `pyarrow.dataset.Dataset` (nothing read yet).
+
+    The merged OUT/<kind>.parquet when it exists, else the finished shards of the job folder read
+    as one dataset (shards with no rows, whose schema lacks the result columns, are left out).
+    Unlike `read_scores`/`read_features` this never loads the table: scan it with
+    `dataset.to_batches(columns=...)`, count with `count_rows()`, filter with expressions.
+    Shards are not restricted to the collection's current images, as `finalize` does.
+
+    Raises:
+        ArtmemError: no such results, or a CSV table (lazy reading needs Parquet).
+    """
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    src = _resolve(file_or_dir, kind)
+    files = src if isinstance(src, list) else [src]
+    if any(f.suffix.lower() != ".parquet" for f in files):
+        raise ArtmemError(f"{files[0]}: lazy reading needs Parquet, not {files[0].suffix}")
+    if isinstance(src, list):
+        files = [f for f in files if pq.read_metadata(f).num_rows > 0] or files[:1]
+    try:
+        return pads.dataset([str(f) for f in files], format="parquet")
+    except Exception as exc:
+        raise ArtmemError(f"{file_or_dir}: cannot open the {kind} as a dataset ({exc})") from exc
+
+
+def iter_feature_batches(file_or_dir: str | Path, batch_rows: int = 65536):
+    """Stream (paths, float32 vectors (n, D)) chunks of a job's features without loading them all."""
+    import pyarrow as pa
+
+    dataset = open_dataset(file_or_dir, FEATURES)
+    for batch in dataset.to_batches(columns=["path", "embedding"], batch_size=batch_rows):
+        if batch.num_rows:
+            table = pa.Table.from_batches([batch])
+            yield [str(p) for p in table.column("path").to_pylist()], arrow_vectors(table, file_or_dir)

@@ -2,16 +2,21 @@
 
 Pipeline (one Ray Data dataset per run):
 
-    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work
+    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work,
+                                                  one Parquet file per shard in OUT; Ray Data gets
+                                                  (file, row group) units, workers read the rows
       -> map_batches(_decode, tasks)              decode + preprocess (`processor.load`), CPU tasks
       -> map_batches(_ProcessActor, actor pool)   `processor.setup` once per actor, then
-                                                  `collate` + `process` batch after batch
-      -> iter_batches on the driver               rows grouped back by shard; a shard is written
-                                                  (same `write_shard`, same files) when complete
+                                                  `collate` + `process` batch after batch; each
+                                                  batch's rows are written as part files per shard
+      -> iter_batches on the driver               counts only (shard id, images); when a shard's
+                                                  count is complete, a Ray task compacts its parts
+                                                  into the shard files (`ray_parts.compact_shard`)
 
-Workers only need to read the images (local paths on a shared filesystem, or fsspec URLs such as
-s3://...); the driver writes every output file, so OUT only has to exist where the driver runs.
-Resume works across engines because both use `prepare_job`/`write_shard`/`finalize` of
+Workers write every shard file, so OUT must be a filesystem that every node can write (a shared
+filesystem); no result row travels to the driver, whose memory per shard in flight is a counter.
+Workers read the images from local paths on a shared filesystem or fsspec URLs such as s3://...
+Resume works across engines because both use `prepare_job`/`write_shard_files`/`finalize` of
 `artmem.batch.job`: shards finished by the local engine are skipped here and vice versa.
 """
 
@@ -21,21 +26,21 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part, write_pending
 from artmem.batch.job import (
     JobResult,
     JobSpec,
     Shard,
-    _concat,
     finalize,
     prepare_job,
     safe_load,
-    write_shard,
 )
 from artmem.errors import ArtmemError
 
@@ -210,21 +215,30 @@ def _limit_threads(threads: int) -> None:
 
 
 def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
-    """Ray task: `processor.load` each image of a block; a failure becomes an error row.
+    """Ray task: read the pending images of a block, `processor.load` each; a failure becomes an
+    error row.
 
-    The processor arrives pickled without its model (processors drop heavy state when pickled), so
-    this stays cheap; items go back pickled so that any processor's item type travels unchanged.
+    The block names row groups of the pending-list files (`_write_pending`), read here on the
+    worker. The processor arrives pickled without its model (processors drop heavy state when
+    pickled), so this stays cheap; items go back pickled so that any processor's item type
+    travels unchanged.
     """
+    import pyarrow.parquet as pq
+
     _limit_threads(1)
     processor = pickle.loads(processor_blob)
-    items, reasons = [], []
-    for abs_path in batch["abs_path"]:
-        item, reason = safe_load(processor, str(abs_path))
-        items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
-        reasons.append("" if reason is None else reason)
+    paths, shards, items, reasons = [], [], [], []
+    for file, group in zip(batch["file"], batch["row_group"], strict=True):
+        rows = pq.ParquetFile(str(file)).read_row_group(int(group)).to_pydict()
+        paths += rows["path"]
+        shards += rows["shard"]
+        for abs_path in rows["abs_path"]:
+            item, reason = safe_load(processor, abs_path)
+            items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
+            reasons.append("" if reason is None else reason)
     return {
-        "path": batch["path"],
-        "shard": batch["shard"],
+        "path": np.array(paths, dtype=object),
+        "shard": np.array(shards, dtype=np.int64),
         "item": np.array(items, dtype=object),
         "reason": np.array(reasons, dtype=object),
     }
@@ -236,12 +250,14 @@ class _ProcessActor:
     Thread limits (OMP/MKL env and torch intra-op threads) are applied in the constructor, before
     the processor imports torch, so actors sharing a node do not oversubscribe its cores.
 
-    Output: one row per (input batch, shard) with the pickled result rows and error rows, so any
-    processor's result columns (scores, vectors, measures) travel unchanged to the driver.
+    Each batch's result rows and error rows are written by the actor as one part file per shard
+    (`ray_parts.write_part`), so any processor's result columns (scores, vectors, measures) reach
+    OUT unchanged. Output: one row per (input batch, shard) with counts and timings only.
     """
 
-    def __init__(self, processor_blob: bytes, device: str, threads: int):
+    def __init__(self, processor_blob: bytes, device: str, threads: int, run_dir: str):
         _limit_threads(threads)
+        self.run_dir = run_dir
         self.processor = pickle.loads(processor_blob)
         if hasattr(self.processor, "threads"):
             self.processor.threads = threads
@@ -263,8 +279,8 @@ class _ProcessActor:
                 raise RuntimeError(f"processor returned {len(result)} rows for a batch of {len(good)}")
             result = result.reset_index(drop=True)
             result.insert(0, "path", [paths[i] for i in good])
-        seconds = time.perf_counter() - t0
-        out_shard, out_n, out_payload = [], [], []
+        seconds = time.perf_counter() - t0  # model time; writing the parts is not counted
+        out_shard, out_n = [], []
         for sid in sorted(set(shards)):
             mine = [i for i, s in enumerate(shards) if s == sid]
             rows = None
@@ -272,14 +288,13 @@ class _ProcessActor:
                 keep = [j for j, i in enumerate(good) if shards[i] == sid]
                 rows = result.iloc[keep].reset_index(drop=True) if keep else None
             errs = [(paths[i], str(batch["reason"][i])) for i in mine if batch["reason"][i]]
+            write_part(self.run_dir, self.processor.kind, sid, [paths[i] for i in mine], rows, errs)
             out_shard.append(sid)
             out_n.append(len(mine))
-            out_payload.append(pickle.dumps((rows, errs), protocol=5))
         k = len(out_shard)
         return {
             "shard": np.array(out_shard, dtype=np.int64),
             "n": np.array(out_n, dtype=np.int64),
-            "payload": np.array(out_payload, dtype=object),
             "seconds": np.full(k, seconds / max(k, 1)),
             "worker": np.array([f"{self.node}:{self.pid}"] * k, dtype=object),
             "backend": np.array([self.backend or ""] * k, dtype=object),
@@ -287,53 +302,6 @@ class _ProcessActor:
 
 
 # ----------------------------------------------------------------------------- driver
-
-
-def _pending_frame(spec: JobSpec, shards: list[Shard]) -> pd.DataFrame:
-    rows_path, rows_abs, rows_shard = [], [], []
-    for shard in shards:
-        for p in shard.paths:
-            rows_path.append(p)
-            rows_abs.append(spec.collection.abs_path(p))
-            rows_shard.append(shard.id)
-    return pd.DataFrame({"path": rows_path, "abs_path": rows_abs, "shard": np.array(rows_shard, dtype=np.int64)})
-
-
-class _ShardAssembler:
-    """Collects result pieces per shard and writes a shard, in the shard's path order, once complete."""
-
-    def __init__(self, spec: JobSpec, shards: list[Shard]):
-        self.spec = spec
-        self.shards = {s.id: s for s in shards}
-        self.expected = {s.id: len(s.paths) for s in shards}
-        self.seen = dict.fromkeys(self.expected, 0)
-        self.frames: dict[int, list[pd.DataFrame]] = {s.id: [] for s in shards}
-        self.errors: dict[int, list[tuple[str, str]]] = {s.id: [] for s in shards}
-        self.written: list = []
-
-    def add(self, shard_id: int, n: int, rows: pd.DataFrame | None, errs: list) -> object | None:
-        if rows is not None and len(rows):
-            self.frames[shard_id].append(rows)
-        self.errors[shard_id] += errs
-        self.seen[shard_id] += n
-        if self.seen[shard_id] > self.expected[shard_id]:
-            raise RuntimeError(f"shard {shard_id}: got {self.seen[shard_id]} results for "
-                               f"{self.expected[shard_id]} images")
-        if self.seen[shard_id] < self.expected[shard_id]:
-            return None
-        order = {p: i for i, p in enumerate(self.shards[shard_id].paths)}
-        table = _concat(self.frames.pop(shard_id))
-        if len(table):
-            table = table.iloc[np.argsort([order[p] for p in table["path"]], kind="stable")]
-            table = table.reset_index(drop=True)
-        errs = sorted(self.errors.pop(shard_id), key=lambda e: order[e[0]])
-        res = write_shard(self.spec, shard_id, table, errs)
-        self.written.append(res)
-        return res
-
-    @property
-    def incomplete(self) -> list[int]:
-        return [s for s in self.expected if self.seen[s] < self.expected[s]]
 
 
 def run_job(
@@ -405,8 +373,8 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     import ray.data
 
     _quiet_ray_data()
-    frame = _pending_frame(spec, shards)
-    n_batches = math.ceil(len(frame) / batch_size)
+    n_pending = sum(len(s.paths) for s in shards)
+    n_batches = math.ceil(n_pending / batch_size)
     device = spec.device
     if device == "cuda" and session.gpus == 0:
         raise ArtmemError("--device cuda but the Ray cluster has no GPU")
@@ -420,24 +388,27 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     info["plan"] = plan
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
     blob = pickle.dumps(spec.processor, protocol=5)
-    # Enough blocks to feed every actor (Ray Data runs one task per block), few enough to amortise.
-    n_blocks = max(math.ceil(len(frame) / DECODE_BLOCK), min(n_batches, 2 * plan.actors))
-    n_blocks = max(1, min(n_blocks, 10_000))
+    # Parts left by a killed run belong to shards that were never finished: start clean.
+    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
+    run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
+    # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
+    group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
+    units = write_pending(spec, shards, run_dir / "pending", group_rows)
     # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
-    # task per block just for that); the rows travel to the workers through the object store, so
-    # the collection table never has to sit on storage the workers can see.
-    ds = ray.data.from_items(frame.to_dict("records"), override_num_blocks=n_blocks)
+    # task per block just for that); one block per unit, up to 10,000 blocks.
+    ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 10_000)))
+    del units
     ds = ds.map_batches(
         _decode_block, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
         num_cpus=plan.decode_cpus,
     )
     ds = ds.map_batches(
-        _ProcessActor, fn_constructor_args=(blob, device, plan.threads), batch_size=batch_size,
+        _ProcessActor, fn_constructor_args=(blob, device, plan.threads, str(run_dir)), batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_cpus=plan.cpus_per_actor, num_gpus=plan.gpus_per_actor or None,
     )
-    assembler = _ShardAssembler(spec, shards)
-    bar = tqdm(total=len(frame), desc=f"{spec.kind} on ray ({plan.actors} actor(s))", unit="img",
+    tracker = ShardTracker(spec, shards, run_dir, on_shard_done)
+    bar = tqdm(total=n_pending, desc=f"{spec.kind} on ray ({plan.actors} actor(s))", unit="img",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     backends: set[str] = set()
     t_start = time.perf_counter()
@@ -447,19 +418,16 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
             if t_first is None:  # pipeline warm: workers started, model loaded, first batch done
                 t_first, n_first = time.perf_counter(), int(out["n"].sum())
             n_done += int(out["n"].sum())
-            for sid, n, payload, sec, worker, backend in zip(out["shard"], out["n"], out["payload"],
-                                                            out["seconds"], out["worker"], out["backend"],
-                                                            strict=True):
-                rows, errs = pickle.loads(payload)
+            for sid, n, sec, worker, backend in zip(out["shard"], out["n"], out["seconds"], out["worker"],
+                                                    out["backend"], strict=True):
                 w = info["workers"].setdefault(str(worker), {"images": 0, "seconds": 0.0})
                 w["images"] += int(n)
                 w["seconds"] += float(sec)
                 if backend:
                     backends.add(str(backend))
                 bar.update(int(n))
-                res = assembler.add(int(sid), int(n), rows, errs)
-                if res is not None and on_shard_done is not None:
-                    on_shard_done(res)
+                tracker.add(int(sid), int(n))
+        tracker.pump(block=True)  # the last compactions
     finally:
         bar.close()
     t_end = time.perf_counter()
@@ -467,8 +435,9 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     info["first_output_s"] = (t_first - t_start) if t_first is not None else None
     if t_first is not None and n_done > n_first and t_end > t_first:
         info["steady_images_per_s"] = (n_done - n_first) / (t_end - t_first)
-    if assembler.incomplete:
-        raise RuntimeError(f"Ray run ended with shard(s) {assembler.incomplete[:5]} incomplete")
+    if tracker.incomplete:
+        raise RuntimeError(f"Ray run ended with shard(s) {tracker.incomplete[:5]} incomplete")
+    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
     if backends and hasattr(spec.processor, "active_backend"):
         spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
 
