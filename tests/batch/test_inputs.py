@@ -160,7 +160,7 @@ def test_a_handful_of_images_skips_the_onnx_export(two_folders, tmp_path, monkey
         raise Exported
 
     monkeypatch.setitem(get_pretrained_cfg("tiny_test").extra, "onnx_export", True)  # as resmem
-    monkeypatch.setattr(ModelProcessor, "_onnx_session", no_export)
+    monkeypatch.setattr(ModelProcessor, "_onnx_file", no_export)  # where the export starts
     df = score(str(two_folders[0]), "tiny_test", device="cpu", num_workers=0, progress=False)
     assert len(df) == 1  # one image: PyTorch, no export
     monkeypatch.setattr(artmem.batch.api, "SMALL_JOB", 1)
