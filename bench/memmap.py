@@ -88,7 +88,7 @@ def fast_path(args) -> int:
     from artmem.data.images import load_image
     from artmem.data.samples import real_photos
     from artmem.memorability.maps import MapConfig, MapModel, memorability_map
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

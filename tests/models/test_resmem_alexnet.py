@@ -29,7 +29,7 @@ def test_calibrate_fc6_matches_direct_moment_matching():
 @pytest.mark.slow
 def test_resmem_alexnet_fc7_on_resmem_scale(real_images):
     from artmem.data.images import load_image
-    from artmem.models.registry import create_model
+    from artmem.models.factory import create_model
     from artmem.models.transforms import build_transform
 
     alex, full = create_model("resmem_alexnet").eval(), create_model("resmem").eval()
