@@ -105,6 +105,17 @@ def model_processor(coll, model, kind: str, precision: str = "fp32", **kwargs):
                           calibration_name=f"collection {coll.name}", **kwargs)
 
 
+def _model_job(collection, model, kind: str, layer: str | None, out, *, backend: str, threads: int | None,
+               precision: str, **job_opts) -> JobResult:
+    """`score`/`extract`: a ModelProcessor job over any input `open_inputs` takes."""
+    from artmem.data.collection import open_inputs
+
+    with open_inputs(collection) as coll:
+        proc = model_processor(coll, model, kind, layer=layer, backend=backend_for(backend, len(coll), precision),
+                               threads=threads, precision=precision)
+        return run_job(coll, proc, out, **job_opts)
+
+
 def score(
     collection,
     model: str | Path = "resmem",
@@ -132,14 +143,10 @@ def score(
     `precision`: "fp32" (default, equals the reference package), "int8" (CPU, calibrated on a sample
     of the collection; see docs/batch.md) or "auto".
     """
-    from artmem.data.collection import open_inputs
-
-    with open_inputs(collection) as coll:
-        proc = model_processor(coll, model, "scores", backend=backend_for(backend, len(coll), precision),
-                               threads=threads, precision=precision)
-        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
-                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
-                         **engine_opts)
+    result = _model_job(collection, model, "scores", None, out, device=device, batch_size=batch_size,
+                        num_workers=num_workers, resume=resume, csv=csv, engine=engine, backend=backend,
+                        threads=threads, precision=precision, shard_size=shard_size, progress=progress,
+                        **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
@@ -169,15 +176,10 @@ def extract(
     With `out`, also writes OUT/features.parquet + OUT/features.json (read them back with
     `artmem.batch.results.read_features`).
     """
-    from artmem.data.collection import open_inputs
-
-    with open_inputs(collection) as coll:
-        proc = model_processor(coll, model, "features", layer=layer,
-                               backend=backend_for(backend, len(coll), precision), threads=threads,
-                               precision=precision)
-        result = run_job(coll, proc, out, device=device, batch_size=batch_size, num_workers=num_workers,
-                         resume=resume, csv=csv, engine=engine, shard_size=shard_size, progress=progress,
-                         **engine_opts)
+    result = _model_job(collection, model, "features", layer, out, device=device, batch_size=batch_size,
+                        num_workers=num_workers, resume=resume, csv=csv, engine=engine, backend=backend,
+                        threads=threads, precision=precision, shard_size=shard_size, progress=progress,
+                        **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
