@@ -83,6 +83,9 @@ def _play(page, presses: set[int], pressed: dict, level: int, stop_after: int | 
             "[document.body.dataset.phase, document.body.dataset.position, document.body.dataset.shown]")
         if phase != "playing":
             return
+        if pos is None:  # the level has started; its first image comes with the next frame
+            time.sleep(0.01)
+            continue
         p = int(pos)
         if stop_after is not None and p > stop_after:
             return
@@ -161,7 +164,7 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
         assert resume_at > 5
         page.keyboard.press("Space")
         _wait(page, "document.body.dataset.phase === 'playing'")
-        assert int(page.evaluate("document.body.dataset.position")) == resume_at
+        assert int(_wait(page, "document.body.dataset.position")) == resume_at  # drawn on the next frame
         tapped = max(p for p in main_presses if p >= resume_at)  # one answer by touch
         _play(page, main_presses, pressed, 1, taps=frozenset({tapped}))
         _wait(page, "document.body.dataset.phase === 'done'")

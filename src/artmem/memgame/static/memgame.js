@@ -170,6 +170,8 @@
     const imageMs = state.image_ms, windowMs = state.image_ms + state.fixation_ms;
     let resumed = state.next_position > 0;
     let k = 0;
+    delete body.dataset.position;  // until the first image of this level is drawn
+    body.dataset.shown = "none";
     show("playing");
     const begin = (ts) => {
       const t = trials[k];
