@@ -27,19 +27,11 @@ import artmem
 from artmem.memgame.design import DesignConfig, design_study
 from artmem.memgame.export import export_study
 from artmem.memgame.study import Study
+from browser_support import chromium, free_port
 
 pytestmark = pytest.mark.web
 
-CHROMIUM = os.environ.get("ARTMEM_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FRAME_MS = 17
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(study_dir: Path, port: int, log: Path) -> subprocess.Popen:
@@ -100,13 +92,8 @@ def _play(page, presses: set[int], pressed: dict, level: int, stop_after: int | 
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`make web-deps`) to run browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_play_kill_resume_export(browser, image_folder, tmp_path):
@@ -119,7 +106,7 @@ def test_play_kill_resume_export(browser, image_folder, tmp_path):
     target_repeats = main.loc[(main["kind"] == "target") & (main["repeat"] == 1), "position"].tolist()
     main_presses = set(main.loc[main["repeat"] == 1, "position"]) - {target_repeats[-1]}
     main_presses.add(int(main.loc[main["repeat"] == 0, "position"].iloc[0]))
-    port, log = _free_port(), tmp_path / "server.log"
+    port, log = free_port(), tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
     server = _serve(study.root, port, log)
     try:
