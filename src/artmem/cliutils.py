@@ -142,7 +142,7 @@ RESUMABLE = ("shards/*.parquet", "last.pt", "maps.parquet")
 def new_output_folder(out) -> Path | None:
     """The outermost folder of OUT that does not exist yet: what this run creates, so what a
     failed run may remove. None when OUT already exists (a rerun into it or a user's folder)."""
-    if not out or not isinstance(out, (str, Path)):
+    if not out or not isinstance(out, (str, Path)) or "://" in str(out):  # URLs: nothing created here
         return None
     path = Path(out).absolute()
     if path.exists():

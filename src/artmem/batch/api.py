@@ -9,8 +9,9 @@
 Inputs: an image file, a folder, a collection file, a list of paths, a PIL image, a numpy array
 (HxWx3 uint8 or floats in 0..1) or a list of in-memory images (named image_0.png, ... in the result).
 
-With `out`, results are written incrementally in shards under OUT and a rerun resumes; without it
-the job runs in a temporary folder that is removed afterwards.
+With `out` (a folder or an fsspec URL such as s3://bucket/prefix), results are written
+incrementally in shards under OUT and a rerun resumes; without it the job runs in a temporary
+folder that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 
 from artmem.batch.job import DEFAULT_SHARD_SIZE, JobResult, JobSpec
 from artmem.batch.lock import output_lock
+from artmem.batch.storage import Location
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def backend_for(backend: str, n_images: int, precision: str = "fp32") -> str:
 def run_job(
     collection,
     processor,
-    out: str | Path | None = None,
+    out: Location | None = None,
     *,
     device: str = "auto",
     batch_size: int = 16,
@@ -55,6 +57,7 @@ def run_job(
     engine: str = "local",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
+    merge: bool | None = None,
     **engine_opts,
 ) -> JobResult:
     """Run any `Processor` over a collection with the chosen engine; returns the `JobResult`.
@@ -63,8 +66,12 @@ def run_job(
         collection: an image file, a folder, a collection file, a Collection, a list of paths, or
             in-memory images (a PIL image, a numpy array or a list of them; see `open_inputs`).
         processor: e.g. `ModelProcessor("resmem")` or a measures processor.
-        out: job folder (results + shards); None = a temporary folder, removed afterwards.
+        out: job folder (results + shards), local or an fsspec URL (s3://, gs://, file://); None =
+            a temporary folder, removed afterwards.
         engine: "local" (DataLoader workers), "serial" (one process) or "ray" (`artmem.batch.engines.ray`).
+        merge: True = one merged OUT/<kind>.parquet, False = leave a shard dataset
+            (OUT/<kind>.dataset.json), None = merged below `artmem.batch.dataset.should_merge`'s
+            limits (1 M rows, 1 GiB of column data).
         engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
     """
     from artmem.data.collection import open_inputs
@@ -76,7 +83,7 @@ def run_job(
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
             resume = False
-        spec = JobSpec(coll, processor, Path(out), shard_size=shard_size, device=device, csv=csv)
+        spec = JobSpec(coll, processor, out, shard_size=shard_size, device=device, csv=csv, merge=merge)
         stack.enter_context(output_lock(spec.out, spec.kind))
         if engine == "local":
             from artmem.batch.engines.local import run_local
@@ -119,7 +126,7 @@ def _model_job(collection, model, kind: str, layer: str | None, out, *, backend:
 def score(
     collection,
     model: str | Path = "resmem",
-    out: str | Path | None = None,
+    out: Location | None = None,
     *,
     device: str = "auto",
     batch_size: int = 16,
@@ -132,6 +139,7 @@ def score(
     precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
+    merge: bool | None = None,
     **engine_opts,
 ) -> pd.DataFrame:
     """Memorability score of every image: DataFrame[path, score] sorted by path.
@@ -146,7 +154,7 @@ def score(
     result = _model_job(collection, model, "scores", None, out, device=device, batch_size=batch_size,
                         num_workers=num_workers, resume=resume, csv=csv, engine=engine, backend=backend,
                         threads=threads, precision=precision, shard_size=shard_size, progress=progress,
-                        **engine_opts)
+                        merge=merge, **engine_opts)
     df = result.table[["path", "score"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df
@@ -156,7 +164,7 @@ def extract(
     collection,
     model: str | Path = "resmem",
     layer: str | None = None,
-    out: str | Path | None = None,
+    out: Location | None = None,
     *,
     device: str = "auto",
     batch_size: int = 16,
@@ -169,6 +177,7 @@ def extract(
     precision: str = "fp32",
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
+    merge: bool | None = None,
     **engine_opts,
 ) -> pd.DataFrame:
     """Feature vectors of `layer` (default: the model's default layer): DataFrame[path, embedding].
@@ -179,7 +188,7 @@ def extract(
     result = _model_job(collection, model, "features", layer, out, device=device, batch_size=batch_size,
                         num_workers=num_workers, resume=resume, csv=csv, engine=engine, backend=backend,
                         threads=threads, precision=precision, shard_size=shard_size, progress=progress,
-                        **engine_opts)
+                        merge=merge, **engine_opts)
     df = result.table[["path", "embedding"]].reset_index(drop=True)
     df.attrs["errors"] = result.errors
     return df

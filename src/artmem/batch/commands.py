@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 def _add_job_args(p: argparse.ArgumentParser, out_optional: bool = False) -> None:
     add_collection_arg(p)
     add_out_arg(p, optional=out_optional,
-                help="output folder (created; resumable)" + (
+                help="output folder or fsspec URL (s3://bucket/prefix, gs://..., file://...; created; "
+                "resumable)" + (
                     "; without it the scores are printed, path and score per line" if out_optional else ""))
     add_device_arg(p)
     add_csv_arg(p)
@@ -47,6 +48,12 @@ def _add_job_args(p: argparse.ArgumentParser, out_optional: bool = False) -> Non
     p.add_argument("--gpus-per-actor", type=float, default=0.0,
                    help="GPUs per model actor (engine ray; fractions share a GPU; default: 1 on a GPU cluster "
                    "with --device auto/cuda, else 0)")
+    p.add_argument("--merge", dest="merge", action="store_true", default=None,
+                   help="also merge the shards into one OUT/<kind>.parquet (default: only up to 1,000,000 rows "
+                   "and 1 GiB of column data)")
+    p.add_argument("--no-merge", dest="merge", action="store_false",
+                   help="leave the results as a dataset of Parquet shards (OUT/<kind>.dataset.json), which "
+                   "every artmem reader takes; the default above the --merge limits")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -110,13 +117,13 @@ def _run(args, kind: str) -> int:
     result = run_job(
         coll, processor, args.out, device=args.device, batch_size=args.batch_size,
         resume=args.resume, csv=args.csv, engine=args.engine, shard_size=args.shard_size,
-        progress=args.progress, **opts,
+        progress=args.progress, merge=args.merge, **opts,
     )
     if args.out is None:
         _print_scores(result, coll)
     else:
         print_written(result.written)
-    n_ok = len(result.table)
+    n_ok = result.n_rows
     msg = f"{kind}: {n_ok} of {result.n_total} image(s) done"
     if result.n_resumed:
         msg += f" ({result.n_resumed} from earlier runs)"

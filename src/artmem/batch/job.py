@@ -6,7 +6,9 @@ atomically as `OUT/shards/<kind>-<NNNNN>.errors.parquet` then `OUT/shards/<kind>
 (the latter marks the shard done), so a killed job loses at most the shards in flight.
 Resuming skips every image that already has a result in a finished shard (images that failed
 before are retried) and numbers new shards after the last finished one, so no row is duplicated.
-`finalize` merges the shards into `OUT/<kind>.parquet` and `OUT/errors.parquet`.
+`finalize` merges the shards into `OUT/<kind>.parquet` and `OUT/errors.parquet`, or (large results,
+`merge=False`) leaves them as a shard dataset listed in `OUT/<kind>.dataset.json` (see
+`artmem.batch.dataset`). OUT may be a local folder or an fsspec URL (`artmem.batch.storage`).
 
 Any engine drives a job with the same four calls:
 
@@ -20,7 +22,6 @@ Any engine drives a job with the same four calls:
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from artmem.batch import storage
+from artmem.batch.dataset import manifest_file, shard_names, should_merge, write_manifest
 from artmem.batch.results import (
     JOB_FILE,
     SHARDS_DIR,
@@ -38,37 +41,42 @@ from artmem.batch.results import (
     write_errors,
     write_json,
 )
+from artmem.batch.storage import Location
 from artmem.errors import ArtmemError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 256
-_SHARD_RE = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)-(?P<id>\d{5,})\.parquet$")
 
 
 @dataclass
 class JobSpec:
-    """What to run: `processor` over every image of `collection`, results under `out`."""
+    """What to run: `processor` over every image of `collection`, results under `out` (a folder
+    or an fsspec URL). `merge`: True = one merged OUT/<kind>.parquet, False = a shard dataset,
+    None = merged below the size limits of `artmem.batch.dataset.should_merge`."""
 
     collection: object  # artmem.data.collection.Collection
     processor: object  # artmem.batch.processors.Processor
-    out: Path
+    out: Location
     shard_size: int = DEFAULT_SHARD_SIZE
     device: str = "auto"
     csv: bool = False
+    merge: bool | None = None
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
+        self.out = storage.location(self.out)
         if self.shard_size < 1:
             raise ArtmemError(f"shard size must be >= 1, got {self.shard_size}")
+        if self.csv and self.merge is False:
+            raise ArtmemError("--csv writes copies of the merged tables: it needs --merge (or no --no-merge)")
 
     @property
     def kind(self) -> str:
         return self.processor.kind
 
     @property
-    def shard_dir(self) -> Path:
-        return self.out / SHARDS_DIR
+    def shard_dir(self) -> Location:
+        return storage.join(self.out, SHARDS_DIR)
 
     def all_paths(self) -> list[str]:
         """The job's images: sorted, unique relative paths of the collection."""
@@ -86,75 +94,76 @@ class ShardResult:
     shard_id: int
     n_ok: int
     n_errors: int
-    path: Path
+    path: Location
 
 
 @dataclass
 class JobResult:
-    """Outcome of a job: merged table, errors and the files written."""
+    """Outcome of a job: its table (loaded on first use when the job left a shard dataset),
+    errors and the files written. `n_rows` counts the table's rows without loading it."""
 
-    out: Path
+    out: Location
     kind: str
-    table: pd.DataFrame
     errors: pd.DataFrame
-    written: list[Path] = field(default_factory=list)
+    written: list[Location] = field(default_factory=list)
     n_total: int = 0
     n_resumed: int = 0
     n_processed: int = 0
     seconds: float = 0.0
     backend: str | None = None
+    n_rows: int = 0
+    merged: bool = True
+    _table: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The whole result table (path + result columns), sorted by path."""
+        if self._table is None:
+            self._table = load_table(self.out, self.kind)
+        return self._table
 
     @property
     def images_per_second(self) -> float:
         return self.n_processed / self.seconds if self.seconds > 0 else float("nan")
 
 
-def shard_file(out: Path, kind: str, shard_id: int) -> Path:
-    return Path(out) / SHARDS_DIR / f"{kind}-{shard_id:05d}.parquet"
+def shard_file(out: Location, kind: str, shard_id: int) -> Location:
+    return storage.join(out, SHARDS_DIR, f"{kind}-{shard_id:05d}.parquet")
 
 
-def shard_errors_file(out: Path, kind: str, shard_id: int) -> Path:
-    return Path(out) / SHARDS_DIR / f"{kind}-{shard_id:05d}.errors.parquet"
+def shard_errors_file(out: Location, kind: str, shard_id: int) -> Location:
+    return storage.join(out, SHARDS_DIR, f"{kind}-{shard_id:05d}.errors.parquet")
 
 
-def finished_shards(out: Path, kind: str) -> dict[int, Path]:
-    """{shard id: results file} of the shards of `kind` already written under `out`."""
-    d = Path(out) / SHARDS_DIR
-    found: dict[int, Path] = {}
-    if d.is_dir():
-        for f in d.iterdir():
-            m = _SHARD_RE.match(f.name)
-            if m and m["kind"] == kind:
-                found[int(m["id"])] = f
-    return dict(sorted(found.items()))
+def finished_shards(out: Location, kind: str) -> dict[int, Location]:
+    """{shard id: results file} of the shards of `kind` already written under `out` (one listing
+    of OUT/shards, also on an object store)."""
+    return {sid: storage.join(out, SHARDS_DIR, n) for sid, n in shard_names(out, kind).items()}
 
 
-def _done_paths(files: Iterable[Path]) -> set[str]:
-    import pyarrow.parquet as pq
-
+def _done_paths(files: Iterable[Location]) -> set[str]:
     done: set[str] = set()
     for f in files:
-        done.update(str(p) for p in pq.read_table(f, columns=["path"]).column("path").to_pylist())
+        done.update(str(p) for p in storage.read_parquet(f, columns=["path"]).column("path").to_pylist())
     return done
 
 
-def _readable_shards(spec: JobSpec) -> dict[int, Path]:
+def _readable_shards(spec: JobSpec) -> dict[int, Location]:
     """The finished shards whose files can be read; an unreadable one (a disk error, a copy cut
     short) is renamed `*.corrupt` with a warning, so its images are simply computed again."""
-    import pyarrow.parquet as pq
-
-    good: dict[int, Path] = {}
+    good: dict[int, Location] = {}
+    names = set(storage.list_names(spec.shard_dir))
     for sid, f in finished_shards(spec.out, spec.kind).items():
         errs = shard_errors_file(spec.out, spec.kind, sid)
         try:
-            pq.read_table(f, columns=["path"])
-            if errs.exists():
-                pq.read_metadata(errs)
+            storage.read_parquet(f, columns=["path"])
+            if storage.name(errs) in names:
+                storage.parquet_file(errs)
         except Exception as exc:  # Arrow raises several types for a damaged file
             logger.warning("%s: unreadable shard (%s); its images are computed again", f, exc)
             for bad in (f, errs):
-                if bad.exists():
-                    bad.replace(bad.with_name(bad.name + ".corrupt"))
+                if storage.name(bad) in names:
+                    storage.rename(bad, storage.join(spec.shard_dir, storage.name(bad) + ".corrupt"))
             continue
         good[sid] = f
     return good
@@ -205,12 +214,19 @@ def _refuse_precision_change(out: Path, old: dict | None, new: dict) -> None:
 def _clear(spec: JobSpec) -> None:
     """Remove this kind's shards and merged tables (only files this job kind writes)."""
     for f in finished_shards(spec.out, spec.kind).values():
-        f.unlink(missing_ok=True)
-    if spec.shard_dir.is_dir():
-        for f in spec.shard_dir.glob(f"{spec.kind}-*.errors.parquet"):
-            f.unlink(missing_ok=True)
+        storage.remove(f)
+    for n in storage.list_names(spec.shard_dir):
+        if n.startswith(f"{spec.kind}-") and n.endswith(".errors.parquet"):
+            storage.remove(storage.join(spec.shard_dir, n))
     for name in (f"{spec.kind}.parquet", f"{spec.kind}.csv", f"{spec.kind}.json", "errors.parquet", "errors.csv"):
-        (spec.out / name).unlink(missing_ok=True)
+        storage.remove(storage.join(spec.out, name))
+    storage.remove(manifest_file(spec.out, spec.kind))
+
+
+def _has_kind(out: Location, kind: str) -> bool:
+    from artmem.batch.dataset import has_results
+
+    return has_results(out, kind, complete=False)
 
 
 def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
@@ -221,15 +237,16 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     """
     from artmem.io import ensure_out_dir
 
-    ensure_out_dir(spec.out)
+    if not storage.is_remote(spec.out):
+        ensure_out_dir(spec.out)
     if hasattr(spec.processor, "resolved_precision"):  # decided for the job's device, before job.json
         spec.processor.resolved_precision(spec.device)
     record = _job_record(spec)
-    job_file = spec.out / JOB_FILE
+    job_file = storage.join(spec.out, JOB_FILE)
     old = read_job_record(spec.out)
     if old is not None:
         other = old.kind
-        if other and other != spec.kind and (finished_shards(spec.out, other) or (spec.out / f"{other}.parquet").exists()):
+        if other and other != spec.kind and _has_kind(spec.out, other):
             # job.json, errors.parquet and the readers are one job's: a second kind would break both
             raise ArtmemError(f"{spec.out} holds the {other} of another job; write {spec.kind} "
                               "to another output folder")
@@ -318,7 +335,7 @@ def write_shard(spec: JobSpec, shard_id: int, results: pd.DataFrame, errors) -> 
     return write_shard_files(spec.out, spec.kind, shard_id, results, errors)
 
 
-def write_shard_files(out: Path, kind: str, shard_id: int, results: pd.DataFrame, errors) -> ShardResult:
+def write_shard_files(out: Location, kind: str, shard_id: int, results: pd.DataFrame, errors) -> ShardResult:
     """`write_shard` given only the output folder and job kind (what a Ray worker holds)."""
     errs = errors_frame(errors)
     atomic_write_parquet(errs, shard_errors_file(out, kind, shard_id))
@@ -373,57 +390,137 @@ def run_shard(spec: JobSpec, shard: Shard, batch_size: int = 32, num_workers: in
 # ------------------------------------------------------------------------ merging
 
 
-def _read_shards(files: list[Path]) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    from artmem.batch.results import arrow_vectors
-
+def _read_shards(files: list[Location]) -> pd.DataFrame:
     frames = []
     for f in files:
-        t = pq.read_table(f)
+        t = storage.read_parquet(f)
         if t.num_rows == 0:
             continue
-        if "embedding" in t.column_names:
-            vec = arrow_vectors(t, f)
-            df = t.drop_columns(["embedding"]).to_pandas()
-            df["embedding"] = list(vec)
-        else:
-            df = t.to_pandas()
-        frames.append(df)
+        frames.append(_arrow_to_frame(t, f))
     return _concat(frames)
 
 
-def finalize(spec: JobSpec) -> JobResult:
-    """Merge the finished shards into OUT/<kind>.parquet and OUT/errors.parquet.
+def _arrow_to_frame(t, source) -> pd.DataFrame:
+    """An Arrow results table as pandas, an `embedding` column as one float32 array per row."""
+    from artmem.batch.results import arrow_vectors
 
-    Rows are restricted to the collection's current images, de-duplicated by path and sorted by
-    path; an error is kept only for images that have no result.
+    if "embedding" not in t.column_names:
+        return t.to_pandas()
+    vec = arrow_vectors(t, source)
+    df = t.drop_columns(["embedding"]).to_pandas()
+    df["embedding"] = list(vec)
+    return df
+
+
+def load_table(out: Location, kind: str) -> pd.DataFrame:
+    """A finished job's whole table of `kind` (merged file or shard dataset), sorted by path."""
+    from artmem.batch.dataset import open_dataset
+
+    t = open_dataset(out, kind).to_table()
+    if t.num_rows == 0:
+        return _empty_table(kind)
+    df = _arrow_to_frame(t, out)
+    return df.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _shard_errors(spec: JobSpec, shard_ids, wanted: set[str]) -> pd.DataFrame:
+    """The errors of the finished shards, for current images, one (the latest) per image."""
+    names = set(storage.list_names(spec.shard_dir))
+    files = [f for f in (shard_errors_file(spec.out, spec.kind, i) for i in shard_ids) if storage.name(f) in names]
+    errs = _concat([storage.read_parquet(f).to_pandas() for f in files])
+    if len(errs):
+        errs = errs[errs["path"].isin(wanted)].drop_duplicates("path", keep="last")
+    return errs
+
+
+def finalize(spec: JobSpec) -> JobResult:
+    """Write the job's final tables: OUT/errors.parquet and either the merged OUT/<kind>.parquet
+    or the shard dataset's manifest OUT/<kind>.dataset.json (`spec.merge`; None = merged below
+    `should_merge`'s limits, or whenever CSV copies are asked for).
+
+    Rows are restricted to the collection's current images (for a shard dataset, shards holding
+    images that left the collection are rewritten without them), de-duplicated by path; the
+    merged file is sorted by path. An error is kept only for images that have no result.
     """
+    import pyarrow.compute as pc
+
     shard_files = finished_shards(spec.out, spec.kind)
     wanted = set(spec.all_paths())
-    table = _read_shards(list(shard_files.values()))
-    if len(table):
-        table = table[table["path"].isin(wanted)].drop_duplicates("path", keep="first")
-        table = table.sort_values("path", kind="stable").reset_index(drop=True)
-    err_files = [shard_errors_file(spec.out, spec.kind, i) for i in shard_files]
-    errs = _concat([pd.read_parquet(f) for f in err_files if f.exists()])
+    errs = _shard_errors(spec, shard_files, wanted)
+    err_paths = set(errs["path"]) if len(errs) else set()
+    wanted_arrow = None
+    # One pass over the shards' path columns: row and byte counts (the merge decision), stale rows.
+    stats: dict[int, tuple[int, int]] = {}  # shard id: (rows, column bytes)
+    stale: dict[int, object] = {}  # shard id: mask of its rows that are current images
+    have_err: set[str] = set()  # images with an error row that do have a result
+    for sid, f in shard_files.items():
+        pf = storage.parquet_file(f)
+        meta = pf.metadata
+        stats[sid] = (meta.num_rows, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+        if not meta.num_rows:
+            continue
+        paths = pf.read(columns=["path"]).column("path")
+        if err_paths:
+            have_err.update(p for p in paths.to_pylist() if p in err_paths)
+        if wanted_arrow is None:
+            import pyarrow as pa
+
+            wanted_arrow = pa.array(sorted(wanted), pa.string())
+        keep = pc.is_in(paths, value_set=wanted_arrow)
+        if not pc.all(keep).as_py():  # images removed from the collection since this shard ran
+            stale[sid] = keep
+            stats[sid] = (pc.sum(keep).as_py() or 0, stats[sid][1])
+    n_rows = sum(n for n, _ in stats.values())
+    merge = spec.merge
+    if merge is None:
+        merge = spec.csv or should_merge(n_rows, sum(b for _, b in stats.values()))
     if len(errs):
-        have = set(table["path"]) if len(table) else set()
-        errs = errs[errs["path"].isin(wanted) & ~errs["path"].isin(have)]
-        errs = errs.drop_duplicates("path", keep="last").sort_values("path").reset_index(drop=True)
+        errs = errs[~errs["path"].isin(have_err)].sort_values("path").reset_index(drop=True)
     errs = errors_frame(errs if len(errs) else None)
-    if not len(table):
-        table = _empty_table(spec)
-    written = spec.processor.write_final(spec.out, table, csv=spec.csv)
+    table = None
+    if merge:
+        table = _read_shards(list(shard_files.values()))
+        if len(table):
+            table = table[table["path"].isin(wanted)].drop_duplicates("path", keep="first")
+            table = table.sort_values("path", kind="stable").reset_index(drop=True)
+        else:
+            table = _empty_table(spec.kind)
+        n_rows = len(table)
+        written = spec.processor.write_final(spec.out, table, csv=spec.csv)
+        storage.remove(manifest_file(spec.out, spec.kind))
+    else:
+        for sid, keep in stale.items():  # the dataset must hold exactly the current images
+            storage.write_parquet(storage.read_parquet(shard_files[sid]).filter(keep), shard_files[sid])
+        for name in (f"{spec.kind}.parquet", f"{spec.kind}.csv"):  # an earlier merged run's, now stale
+            storage.remove(storage.join(spec.out, name))
+        entries = [(storage.name(shard_files[sid]), n) for sid, (n, _) in stats.items()]
+        written = [write_manifest(spec.out, spec.kind, entries)]
+        written += _write_dataset_meta(spec, n_rows)
     written += write_errors(spec.out, errs, csv=spec.csv)
-    return JobResult(out=spec.out, kind=spec.kind, table=table, errors=errs, written=written,
-                     n_total=len(wanted), backend=getattr(spec.processor, "active_backend", None))
+    return JobResult(out=spec.out, kind=spec.kind, errors=errs, written=written, n_total=len(wanted),
+                     backend=getattr(spec.processor, "active_backend", None), n_rows=n_rows, merged=merge,
+                     _table=table)
 
 
-def _empty_table(spec: JobSpec) -> pd.DataFrame:
-    if spec.kind == "scores":
+def _write_dataset_meta(spec: JobSpec, n_rows: int) -> list[Location]:
+    """The processor's sidecar files for a shard dataset (features.json for features)."""
+    hook = getattr(spec.processor, "write_dataset_meta", None)
+    if hook is None:
+        return []
+    dim = 0
+    if n_rows:
+        from artmem.batch.dataset import open_dataset
+
+        field_type = open_dataset(spec.out, spec.kind).schema.field("embedding").type \
+            if spec.kind == "features" else None
+        dim = int(getattr(field_type, "list_size", 0) or 0)
+    return hook(spec.out, n_rows, dim)
+
+
+def _empty_table(kind: str) -> pd.DataFrame:
+    if kind == "scores":
         return pd.DataFrame({"path": pd.Series([], dtype="str"), "score": pd.Series([], dtype="float64")})
-    if spec.kind == "features":
+    if kind == "features":
         return pd.DataFrame({"path": pd.Series([], dtype="str"), "embedding": pd.Series([], dtype=object)})
     return pd.DataFrame({"path": pd.Series([], dtype="str")})
 

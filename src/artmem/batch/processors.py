@@ -73,13 +73,12 @@ class BaseProcessor:
         return {"processor": f"{type(self).__module__}.{type(self).__qualname__}", "kind": self.kind}
 
     def write_final(self, out: Path, table: pd.DataFrame, csv: bool = False) -> list[Path]:
+        from artmem.batch import storage
         from artmem.batch.results import atomic_write_parquet
 
-        out = Path(out)
-        paths = [atomic_write_parquet(table, out / f"{self.kind}.parquet")]
+        paths = [atomic_write_parquet(table, storage.join(out, f"{self.kind}.parquet"))]
         if csv:
-            table.to_csv(out / f"{self.kind}.csv", index=False)
-            paths.append(out / f"{self.kind}.csv")
+            paths.append(storage.write_csv(table, storage.join(out, f"{self.kind}.csv")))
         return paths
 
 
@@ -328,3 +327,13 @@ class ModelProcessor(BaseProcessor):
         if self.with_score and "score" in table.columns:
             written += write_scores(out, table[["path", "score"]], csv=csv)
         return written
+
+    def write_dataset_meta(self, out, rows: int, dim: int) -> list:
+        """A features job left as a shard dataset still gets OUT/features.json (model, layer, dim)."""
+        from artmem.batch.results import write_features_meta
+
+        if self.kind != "features":
+            return []
+        meta = {"model": self.model_name, "layer": self.resolved_layer(), "backend": self.active_backend,
+                "precision": self.resolved_precision()}
+        return [write_features_meta(out, meta, dim, rows)]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from artmem.batch import storage
+from artmem.batch.storage import Location
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ FEATURES = "features"
 ERRORS = "errors"
 SHARDS_DIR = "shards"
 JOB_FILE = "job.json"
+TABLE_SUFFIXES = (".parquet", ".csv")
 
 
 @dataclass
@@ -85,30 +86,26 @@ class FeatureSet:
 # ----------------------------------------------------------------------------------- writing
 
 
-def atomic_write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    """Write Parquet to a temporary name then rename, so a kill never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if "embedding" in df.columns:
-        _features_table_write(df, tmp)
-    else:
-        df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+def atomic_write_parquet(df: pd.DataFrame, path: Location) -> Location:
+    """Write Parquet atomically (temporary file + rename locally, one object PUT on an object
+    store), so a kill never leaves a partial file under `path`. Returns the location written."""
+    return storage.write_parquet(frame_to_arrow(df), path)
 
 
-def _features_table_write(df: pd.DataFrame, path: Path) -> None:
+def frame_to_arrow(df: pd.DataFrame):
+    """A results DataFrame as an Arrow table; an `embedding` column becomes a fixed-size float32
+    list (the schema every artmem features table has)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    if "embedding" not in df.columns:
+        return pa.Table.from_pandas(df, preserve_index=False)
     vectors = stack_vectors(df["embedding"])
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     emb = pa.FixedSizeListArray.from_arrays(flat, dim) if dim else pa.array([], pa.list_(pa.float32(), 0))
     cols = {c: pa.array(df[c].tolist()) for c in df.columns if c != "embedding"}
     cols["embedding"] = emb
-    pq.write_table(pa.table(cols), path)
+    return pa.table(cols)
 
 
 def stack_vectors(values) -> np.ndarray:
@@ -118,13 +115,12 @@ def stack_vectors(values) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in values])
 
 
-def write_json(obj: dict, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_json(obj: dict, path: Location) -> Location:
+    return storage.write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Location):
+    return json.loads(storage.read_text(path))
 
 
 def errors_frame(rows: list[tuple[str, str]] | pd.DataFrame | None = None) -> pd.DataFrame:
@@ -138,61 +134,60 @@ def errors_frame(rows: list[tuple[str, str]] | pd.DataFrame | None = None) -> pd
     )
 
 
-def write_errors(out: str | Path, errors: pd.DataFrame, csv: bool = False) -> list[Path]:
+def write_errors(out: Location, errors: pd.DataFrame, csv: bool = False) -> list[Location]:
     """OUT/errors.parquet (+ .csv): one row per unreadable image, always written (maybe empty)."""
-    out = Path(out)
-    paths = [atomic_write_parquet(errors_frame(errors), out / f"{ERRORS}.parquet")]
+    paths = [atomic_write_parquet(errors_frame(errors), storage.join(out, f"{ERRORS}.parquet"))]
     if csv:
-        errors.to_csv(out / f"{ERRORS}.csv", index=False)
-        paths.append(out / f"{ERRORS}.csv")
+        paths.append(storage.write_csv(errors, storage.join(out, f"{ERRORS}.csv")))
     return paths
 
 
-def write_scores(out: str | Path, scores: pd.DataFrame, csv: bool = False) -> list[Path]:
+def write_scores(out: Location, scores: pd.DataFrame, csv: bool = False) -> list[Location]:
     """OUT/scores.parquet (+ .csv) with columns `path`, `score` (extra columns are kept)."""
-    out = Path(out)
     missing = {"path", "score"} - set(scores.columns)
     if missing:
         raise ValueError(f"scores table lacks column(s) {sorted(missing)}")
     cols = ["path", "score"] + [c for c in scores.columns if c not in ("path", "score")]
     df = scores[cols].reset_index(drop=True)
-    paths = [atomic_write_parquet(df, out / f"{SCORES}.parquet")]
+    paths = [atomic_write_parquet(df, storage.join(out, f"{SCORES}.parquet"))]
     if csv:
-        df.to_csv(out / f"{SCORES}.csv", index=False)
-        paths.append(out / f"{SCORES}.csv")
+        paths.append(storage.write_csv(df, storage.join(out, f"{SCORES}.csv")))
     return paths
 
 
 def write_features(
-    out: str | Path,
+    out: Location,
     paths: list[str],
     vectors: np.ndarray,
     meta: dict | None = None,
     csv: bool = False,
-) -> list[Path]:
+) -> list[Location]:
     """OUT/features.parquet (`path`, `embedding` fixed-size float32 list) + OUT/features.json.
 
     `meta` should name at least `model` and `layer`; `dim` and `count` are filled in.
     With `csv`, OUT/features.csv holds `path` and the vector as space-separated numbers.
     """
-    out = Path(out)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 and len(paths) == 0:
         vectors = vectors.reshape(0, 0)
     if len(paths) != len(vectors):
         raise ValueError(f"{len(paths)} paths but {len(vectors)} vectors")
-    meta = {"model": None, "layer": None, **(meta or {})}
-    meta["dim"] = int(vectors.shape[1]) if vectors.ndim == 2 else 0
-    meta["count"] = len(paths)
     df = pd.DataFrame({"path": list(paths), "embedding": list(vectors)})
-    written = [atomic_write_parquet(df, out / f"{FEATURES}.parquet"), write_json(meta, out / f"{FEATURES}.json")]
+    written = [atomic_write_parquet(df, storage.join(out, f"{FEATURES}.parquet")),
+               write_features_meta(out, meta, int(vectors.shape[1]) if vectors.ndim == 2 else 0, len(paths))]
     if csv:
         text = pd.DataFrame(
             {"path": list(paths), "embedding": [" ".join(f"{x:.8g}" for x in v) for v in vectors]}
         )
-        text.to_csv(out / f"{FEATURES}.csv", index=False)
-        written.append(out / f"{FEATURES}.csv")
+        written.append(storage.write_csv(text, storage.join(out, f"{FEATURES}.csv")))
     return written
+
+
+def write_features_meta(out: Location, meta: dict | None, dim: int, count: int) -> Location:
+    """OUT/features.json: `meta` (model, layer, ...) with `dim` and `count` filled in."""
+    meta = {"model": None, "layer": None, **(meta or {})}
+    meta["dim"], meta["count"] = int(dim), int(count)
+    return write_json(meta, storage.join(out, f"{FEATURES}.json"))
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -221,7 +216,7 @@ class JobRecord:
         return self.processor.get("layer")
 
 
-def read_job_record(folder: str | Path) -> JobRecord | None:
+def read_job_record(folder: Location) -> JobRecord | None:
     """The job record of a job folder (or of the folder holding a result file); None without one.
 
     The one reader of job.json: the results readers, the web explorer and the report use it.
@@ -229,14 +224,11 @@ def read_job_record(folder: str | Path) -> JobRecord | None:
     Raises:
         ArtmemError: job.json exists but is not a JSON object.
     """
-    base = Path(folder)
-    if not base.is_dir():
-        base = base.parent
-    path = base / JOB_FILE
-    if not path.exists():
+    path = storage.join(_folder_of(folder), JOB_FILE)
+    if not storage.exists(path):
         return None
     try:
-        raw = json.loads(path.read_text())
+        raw = read_json(path)
     except (OSError, ValueError) as exc:
         raise ArtmemError(f"{path}: not a readable job record ({exc})") from exc
     if not isinstance(raw, dict):
@@ -245,28 +237,17 @@ def read_job_record(folder: str | Path) -> JobRecord | None:
     return JobRecord(raw.get("kind"), dict(proc) if isinstance(proc, dict) else {}, raw)
 
 
-def _resolve(file_or_dir: str | Path, kind: str) -> Path | list[Path]:
-    """The table file of `kind` in a job folder (or the file itself), else the finished shards."""
-    p = Path(file_or_dir)
-    if p.is_dir():
-        for name in (f"{kind}.parquet", f"{kind}.csv"):
-            if (p / name).exists():
-                return p / name
-        shards = sorted((p / SHARDS_DIR).glob(f"{kind}-*[0-9].parquet")) if (p / SHARDS_DIR).is_dir() else []
-        if shards:
-            logger.warning("%s: no %s.parquet yet, reading %d finished shard(s)", p, kind, len(shards))
-            return shards
-        raise ArtmemError(f"{p}: no {kind}.parquet (run `artmem {'score' if kind == SCORES else 'extract'}` first)")
-    if not p.exists():
-        raise ArtmemError(f"{p}: no such file")
-    return p
+def _folder_of(file_or_dir: Location) -> Location:
+    """The job folder of a folder or of a table file in it."""
+    loc = storage.location(file_or_dir)
+    if storage.suffix(loc) in TABLE_SUFFIXES and not storage.is_dir(loc):
+        return storage.parent(loc)
+    return loc
 
 
-def _read_arrow(path: Path):
-    import pyarrow.parquet as pq
-
+def _read_arrow(path: Location, columns: list[str] | None = None):
     try:
-        return pq.read_table(path)
+        return storage.read_parquet(path, columns=columns)
     except Exception as exc:
         raise ArtmemError(f"{path}: cannot read Parquet ({exc})") from exc
 
@@ -291,26 +272,27 @@ def arrow_vectors(table, path) -> np.ndarray:
     return flat.astype(np.float32, copy=False).reshape(n, int(lengths[0]))
 
 
-def read_features(file_or_dir: str | Path) -> FeatureSet:
-    """Load feature vectors from a job folder, features.parquet or features.csv.
+def read_features(file_or_dir: Location) -> FeatureSet:
+    """Load feature vectors from a job folder (merged file or shard dataset; local or a URL),
+    features.parquet or features.csv.
 
     Returns:
-        FeatureSet(paths, vectors float32 (N, D), meta from features.json when present).
+        FeatureSet(paths, vectors float32 (N, D), meta from features.json when present); rows
+        sorted by path when read from shards (a merged file is sorted already).
     """
-    src = _resolve(file_or_dir, FEATURES)
-    files = src if isinstance(src, list) else [src]
+    src = resolve_results(file_or_dir, FEATURES)
     paths: list[str] = []
     blocks: list[np.ndarray] = []
-    for f in files:
-        if f.suffix.lower() == ".csv":
-            df = pd.read_csv(f)
+    for f in src.files:
+        if storage.suffix(f) == ".csv":
+            df = storage.read_csv(f)
             if not {"path", "embedding"} <= set(df.columns):
                 raise ArtmemError(f"{f}: needs columns path, embedding")
             vec = np.stack([np.asarray(str(s).split(), dtype=np.float32) for s in df["embedding"]]) if len(df) else np.zeros((0, 0), np.float32)
             paths += df["path"].astype(str).tolist()
         else:
             table = _read_arrow(f)
-            if table.num_rows == 0 and isinstance(src, list):
+            if table.num_rows == 0 and src.sharded:
                 continue  # a finished shard whose images all failed has no embedding column
             if not {"path", "embedding"} <= set(table.column_names):
                 raise ArtmemError(f"{f}: needs columns path, embedding (got {table.column_names})")
@@ -322,85 +304,82 @@ def read_features(file_or_dir: str | Path) -> FeatureSet:
     if len(dims) > 1:
         raise ArtmemError(f"{file_or_dir}: shards have different dimensions {sorted(dims)}")
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
-    meta: dict = {}
-    base = Path(file_or_dir) if Path(file_or_dir).is_dir() else Path(file_or_dir).parent
-    meta_file = base / f"{FEATURES}.json"
-    if meta_file.exists():
-        meta = json.loads(meta_file.read_text())
-    elif (job := read_job_record(base)) is not None:  # an interrupted job: no features.json yet
-        meta = {"model": job.model, "layer": job.layer}
+    if src.sharded and len(paths) > 1:
+        order = np.argsort(np.asarray(paths, dtype=object), kind="stable")
+        paths, vectors = [paths[i] for i in order], vectors[order]
+    meta = read_features_meta(src.folder)
     meta.setdefault("dim", int(vectors.shape[1]) if vectors.ndim == 2 else 0)
     meta["count"] = len(paths)
     return FeatureSet(paths, vectors, meta)
 
 
-def read_scores(file_or_dir: str | Path) -> pd.DataFrame:
-    """Load memorability scores (DataFrame with at least `path`, `score`) from a job folder or file."""
-    src = _resolve(file_or_dir, SCORES)
-    files = src if isinstance(src, list) else [src]
+def read_features_meta(folder: Location) -> dict:
+    """OUT/features.json ({model, layer, dim, count, ...}); for an interrupted job (no
+    features.json yet) the model and layer of its job record; {} without either."""
+    meta_file = storage.join(folder, f"{FEATURES}.json")
+    if storage.exists(meta_file):
+        return read_json(meta_file)
+    if (job := read_job_record(folder)) is not None:
+        return {"model": job.model, "layer": job.layer}
+    return {}
+
+
+def read_scores(file_or_dir: Location, columns: list[str] | None = None) -> pd.DataFrame:
+    """Load memorability scores (DataFrame with at least `path`, `score`) from a job folder (merged
+    file or shard dataset; local or a URL) or a table file. `columns`: read only these (path and
+    score are always read). Rows from shards are sorted by path, as a merged file is."""
+    src = resolve_results(file_or_dir, SCORES)
+    want = None if columns is None else list(dict.fromkeys(["path", "score", *columns]))
     frames = []
-    for f in files:
-        df = pd.read_csv(f) if f.suffix.lower() == ".csv" else _read_arrow(f).to_pandas()
+    for f in src.files:
+        if storage.suffix(f) == ".csv":
+            df = storage.read_csv(f)
+        else:
+            table = _read_arrow(f)
+            if table.num_rows == 0 and src.sharded:
+                continue
+            df = (table.select([c for c in want if c in table.column_names]) if want else table).to_pandas()
         if not {"path", "score"} <= set(df.columns):
             raise ArtmemError(f"{f}: needs columns path, score (got {list(df.columns)})")
         frames.append(df)
+    if not frames:
+        frames = [pd.DataFrame({"path": pd.Series([], dtype="str"), "score": pd.Series([], dtype="float64")})]
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df["path"] = df["path"].astype(str)
     df["score"] = df["score"].astype("float64")
+    if src.sharded:
+        df = df.sort_values("path", kind="stable")
     return df.reset_index(drop=True)
 
 
-def read_errors(file_or_dir: str | Path) -> pd.DataFrame:
+def read_errors(file_or_dir: Location) -> pd.DataFrame:
     """The errors table (`path`, `reason`) of a job folder; empty if the job recorded none."""
-    p = Path(file_or_dir)
-    if p.is_dir():
-        if (p / f"{ERRORS}.parquet").exists():
-            return errors_frame(pd.read_parquet(p / f"{ERRORS}.parquet"))
-        shard_dir = p / SHARDS_DIR
-        parts = sorted(shard_dir.glob("*.errors.parquet")) if shard_dir.is_dir() else []
-        frames = [pd.read_parquet(f) for f in parts]
-        return errors_frame(pd.concat(frames, ignore_index=True)) if frames else errors_frame()
-    if not p.exists():
-        raise ArtmemError(f"{p}: no such file")
-    return errors_frame(pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p))
+    loc = storage.location(file_or_dir)
+    if storage.suffix(loc) in TABLE_SUFFIXES and not storage.is_dir(loc):
+        if not storage.exists(loc):
+            raise ArtmemError(f"{loc}: no such file")
+        return errors_frame(storage.read_csv(loc) if storage.suffix(loc) == ".csv" else _read_arrow(loc).to_pandas())
+    merged = storage.join(loc, f"{ERRORS}.parquet")
+    if storage.exists(merged):
+        return errors_frame(_read_arrow(merged).to_pandas())
+    shard_dir = storage.join(loc, SHARDS_DIR)
+    parts = [storage.join(shard_dir, n) for n in storage.list_names(shard_dir) if n.endswith(".errors.parquet")]
+    frames = [_read_arrow(f).to_pandas() for f in parts]
+    return errors_frame(pd.concat(frames, ignore_index=True)) if frames else errors_frame()
 
 
-# ----------------------------------------------------------------------------------- lazy reading
+# re-exported: the layout of results (merged file or shard dataset) and the lazy readers
+from artmem.batch.dataset import (  # noqa: E402
+    DatasetSource,
+    has_results,
+    iter_feature_batches,
+    open_dataset,
+    resolve_results,
+)
 
-
-def open_dataset(file_or_dir: str | Path, kind: str):
-    """The scores or features of a job as one lazy `pyarrow.dataset.Dataset` (nothing read yet).
-
-    The merged OUT/<kind>.parquet when it exists, else the finished shards of the job folder read
-    as one dataset (shards with no rows, whose schema lacks the result columns, are left out).
-    Unlike `read_scores`/`read_features` this never loads the table: scan it with
-    `dataset.to_batches(columns=...)`, count with `count_rows()`, filter with expressions.
-    Shards are not restricted to the collection's current images, as `finalize` does.
-
-    Raises:
-        ArtmemError: no such results, or a CSV table (lazy reading needs Parquet).
-    """
-    import pyarrow.dataset as pads
-    import pyarrow.parquet as pq
-
-    src = _resolve(file_or_dir, kind)
-    files = src if isinstance(src, list) else [src]
-    if any(f.suffix.lower() != ".parquet" for f in files):
-        raise ArtmemError(f"{files[0]}: lazy reading needs Parquet, not {files[0].suffix}")
-    if isinstance(src, list):
-        files = [f for f in files if pq.read_metadata(f).num_rows > 0] or files[:1]
-    try:
-        return pads.dataset([str(f) for f in files], format="parquet")
-    except Exception as exc:
-        raise ArtmemError(f"{file_or_dir}: cannot open the {kind} as a dataset ({exc})") from exc
-
-
-def iter_feature_batches(file_or_dir: str | Path, batch_rows: int = 65536):
-    """Stream (paths, float32 vectors (n, D)) chunks of a job's features without loading them all."""
-    import pyarrow as pa
-
-    dataset = open_dataset(file_or_dir, FEATURES)
-    for batch in dataset.to_batches(columns=["path", "embedding"], batch_size=batch_rows):
-        if batch.num_rows:
-            table = pa.Table.from_batches([batch])
-            yield [str(p) for p in table.column("path").to_pylist()], arrow_vectors(table, file_or_dir)
+__all__ = [
+    "DatasetSource", "FeatureSet", "JobRecord", "arrow_vectors", "atomic_write_parquet", "errors_frame",
+    "has_results", "iter_feature_batches", "open_dataset", "read_errors", "read_features",
+    "read_features_meta", "read_job_record", "read_scores", "resolve_results", "stack_vectors",
+    "write_errors", "write_features", "write_features_meta", "write_json", "write_scores",
+]
