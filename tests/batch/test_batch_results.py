@@ -150,3 +150,61 @@ def test_open_dataset_prefers_the_merged_table_and_refuses_csv(tmp_path):
     pd.testing.assert_frame_equal(table, read_scores(tmp_path / "job"))
     with pytest.raises(ArtmemError, match="needs Parquet"):
         open_dataset(tmp_path / "job" / "scores.csv", "scores")
+
+
+def _score_job(coll, out, **kw):
+    from artmem.batch.api import backend_for, model_processor, run_job
+
+    proc = model_processor(coll, "tiny_test", "scores", backend=backend_for("auto", len(coll)))
+    return run_job(coll, proc, out, shard_size=16, num_workers=0, progress=False, batch_size=8, **kw)
+
+
+def test_shard_dataset_layout_reads_like_the_merged_file(synthetic_collection, tmp_path):
+    """--no-merge leaves the shards and a manifest; every reader gives the merged run's table."""
+    from artmem.batch.results import has_results, open_dataset, read_scores
+    from artmem.report.analyze import _covers
+    from artmem.report.data import load_report_data
+
+    merged = _score_job(synthetic_collection, tmp_path / "merged", merge=True)
+    dataset = _score_job(synthetic_collection, tmp_path / "dataset", merge=False)
+    assert merged.merged and not dataset.merged and dataset.n_rows == merged.n_rows == 48
+    assert (tmp_path / "merged" / "scores.parquet").exists()
+    assert not (tmp_path / "dataset" / "scores.parquet").exists()
+    assert (tmp_path / "dataset" / "scores.dataset.json").exists()
+    pd.testing.assert_frame_equal(dataset.table, merged.table)  # loaded on demand, sorted by path
+    ref = read_scores(tmp_path / "merged")
+    pd.testing.assert_frame_equal(read_scores(tmp_path / "dataset"), ref)
+    assert open_dataset(tmp_path / "dataset", "scores").count_rows() == 48
+    assert has_results(tmp_path / "dataset", "scores") and not has_results(tmp_path / "dataset", "features")
+    assert _covers(tmp_path / "dataset", "scores", set(synthetic_collection.paths))
+    report = load_report_data(synthetic_collection, scores=tmp_path / "dataset")
+    assert report.inputs["model"] == "tiny_test"
+    # the merged run replaces a dataset in the same folder (and the other way round)
+    _score_job(synthetic_collection, tmp_path / "dataset", merge=True)
+    assert not (tmp_path / "dataset" / "scores.dataset.json").exists()
+    pd.testing.assert_frame_equal(read_scores(tmp_path / "dataset"), ref)
+
+
+def test_default_layout_follows_the_size_limits(synthetic_collection, tmp_path, monkeypatch):
+    from artmem.batch import dataset
+
+    assert dataset.should_merge(1_000_000, 1 << 30) and not dataset.should_merge(1_000_001, 10)
+    assert not dataset.should_merge(10, (1 << 30) + 1)
+    assert _score_job(synthetic_collection, tmp_path / "small").merged
+    monkeypatch.setattr(dataset, "MERGE_MAX_ROWS", 47)
+    assert not _score_job(synthetic_collection, tmp_path / "large").merged
+    assert _score_job(synthetic_collection, tmp_path / "csv", csv=True).merged  # CSV copies need a merge
+    with pytest.raises(ArtmemError, match="--csv .* needs --merge"):
+        _score_job(synthetic_collection, tmp_path / "both", csv=True, merge=False)
+
+
+def test_shard_dataset_drops_images_that_left_the_collection(synthetic_collection, tmp_path):
+    """A resumed job over a smaller collection: the dataset holds exactly the current images, as
+    the merged file would."""
+    from artmem.batch.results import read_scores
+
+    _score_job(synthetic_collection, tmp_path / "out", merge=False)
+    smaller = synthetic_collection.subset(np.arange(len(synthetic_collection)) % 3 != 0)
+    result = _score_job(smaller, tmp_path / "out", merge=False)
+    assert result.n_processed == 0 and result.n_rows == len(smaller)
+    assert read_scores(tmp_path / "out")["path"].tolist() == sorted(map(str, smaller.paths))

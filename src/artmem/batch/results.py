@@ -224,7 +224,7 @@ def read_job_record(folder: Location) -> JobRecord | None:
     Raises:
         ArtmemError: job.json exists but is not a JSON object.
     """
-    path = storage.join(_folder_of(folder), JOB_FILE)
+    path = storage.join(job_folder(folder), JOB_FILE)
     if not storage.exists(path):
         return None
     try:
@@ -237,7 +237,7 @@ def read_job_record(folder: Location) -> JobRecord | None:
     return JobRecord(raw.get("kind"), dict(proc) if isinstance(proc, dict) else {}, raw)
 
 
-def _folder_of(file_or_dir: Location) -> Location:
+def job_folder(file_or_dir: Location) -> Location:
     """The job folder of a folder or of a table file in it."""
     loc = storage.location(file_or_dir)
     if storage.suffix(loc) in TABLE_SUFFIXES and not storage.is_dir(loc):
@@ -379,7 +379,7 @@ from artmem.batch.dataset import (  # noqa: E402
 
 __all__ = [
     "DatasetSource", "FeatureSet", "JobRecord", "arrow_vectors", "atomic_write_parquet", "errors_frame",
-    "has_results", "iter_feature_batches", "open_dataset", "read_errors", "read_features",
+    "has_results", "iter_feature_batches", "job_folder", "open_dataset", "read_errors", "read_features",
     "read_features_meta", "read_job_record", "read_scores", "resolve_results", "stack_vectors",
     "write_errors", "write_features", "write_features_meta", "write_json", "write_scores",
 ]

@@ -22,15 +22,15 @@ from artmem.errors import ArtmemError
 logger = logging.getLogger(__name__)
 
 
-def _covers(table_file: Path, errors_file: Path, paths: set[str]) -> bool:
-    """Whether a finished job table (plus its errors) accounts for every path of the collection."""
-    if not table_file.exists():
-        return False
-    import pyarrow.parquet as pq
+def _covers(folder: Path, kind: str, paths: set[str]) -> bool:
+    """Whether a finished job's table (merged file or shard dataset, plus its errors) accounts for
+    every path of the collection; only the path column is read."""
+    from artmem.batch.results import has_results, open_dataset, read_errors
 
-    have = set(map(str, pq.read_table(table_file, columns=["path"]).column("path").to_pylist()))
-    if errors_file.exists():
-        have |= set(map(str, pd.read_parquet(errors_file, columns=["path"])["path"]))
+    if not has_results(folder, kind):
+        return False
+    have = set(map(str, open_dataset(folder, kind).to_table(columns=["path"]).column("path").to_pylist()))
+    have |= set(read_errors(folder)["path"])
     return paths <= have
 
 
@@ -65,12 +65,12 @@ def run_scores_and_features(
     score_dir, feat_dir = out / "scores", out / "features"
     paths = set(coll.paths)
     fmodel = feature_model or model
-    have_scores = resume and _covers(score_dir / "scores.parquet", score_dir / "errors.parquet", paths) \
+    have_scores = resume and _covers(score_dir, "scores", paths) \
         and _same_precision(score_dir, precision)
     meta = _features_meta(feat_dir)
     want_layer = layer
     have_feats = (not features) or (
-        resume and _covers(feat_dir / "features.parquet", feat_dir / "errors.parquet", paths)
+        resume and _covers(feat_dir, "features", paths)
         and _same_precision(feat_dir, precision) and meta.get("model") == fmodel and (want_layer is None or meta.get("layer") == want_layer)
     )
     if have_scores and have_feats:
@@ -166,7 +166,7 @@ def analyze(
     """
     from artmem.analysis.jobs import run_measures
     from artmem.analysis.measures import MeasureConfig
-    from artmem.batch.results import read_scores
+    from artmem.batch.results import has_results, read_scores
     from artmem.data.collection import open_collection
     from artmem.io import ensure_out_dir
     from artmem.report.build import build_report
@@ -187,7 +187,7 @@ def analyze(
         logger.info("analyze: [2/4] image measures")
         mdir = out / "measures"
         config = MeasureConfig(symmetry=symmetry, hue_mode=hue_mode)
-        if resume and _covers(mdir / "measures.parquet", mdir / "errors.parquet", set(coll.paths)) \
+        if resume and _covers(mdir, "measures", set(coll.paths)) \
                 and _same_measures(mdir, config):
             logger.info("analyze: reusing %s", mdir)
         else:  # classifier predictions are joined in the report, so these measures stay reusable
@@ -204,7 +204,7 @@ def analyze(
     logger.info("analyze: [4/4] report")
     data = load_report_data(
         coll, scores=out / "scores",
-        features=out / "features" if features and (out / "features" / "features.parquet").exists() else None,
+        features=out / "features" if features and has_results(out / "features", "features") else None,
         measures=out / "measures" if measures else None,
         maps=maps_dir, predictions=predictions, model=model,
     )

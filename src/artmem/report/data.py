@@ -147,7 +147,13 @@ def load_report_data(
     """
     from artmem.analysis.jobs import read_measures
     from artmem.analysis.measures import add_attributes, measure_groups
-    from artmem.batch.results import read_errors, read_features, read_job_record, read_scores
+    from artmem.batch.results import (
+        job_folder,
+        read_errors,
+        read_features,
+        read_job_record,
+        read_scores,
+    )
     from artmem.data.collection import open_collection
 
     coll = open_collection(collection)
@@ -158,9 +164,9 @@ def load_report_data(
     if isinstance(scores, pd.DataFrame):
         score_df = scores
     elif scores is not None and score_column is None:
-        score_df = read_scores(scores)
-        inputs["scores"] = Path(scores)
-        base = Path(scores) if Path(scores).is_dir() else Path(scores).parent
+        score_df = read_scores(scores, columns=[])  # path and score only, merged file or shard dataset
+        inputs["scores"] = scores if "://" in str(scores) else Path(scores)
+        base = job_folder(scores)
         job = read_job_record(base)
         if job is not None:
             inputs["model"] = job.model

@@ -16,10 +16,12 @@ DEMO_MODEL, DEMO_LAYER = "resmem", "fc7"
 
 
 def _features(collection, out: Path, device: str) -> Path:
-    existing = out / "features"
-    if (existing / "features.parquet").exists():
-        return existing
     from artmem.batch.api import extract
+    from artmem.batch.results import has_results
+
+    existing = out / "features"
+    if has_results(existing, "features"):  # merged features.parquet or a finished shard dataset
+        return existing
 
     target = out / "index" / "features"
     logger.info("demo: no out/features yet; extracting %s/%s features", DEMO_MODEL, DEMO_LAYER)
