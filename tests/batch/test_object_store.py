@@ -187,3 +187,32 @@ def test_lock_on_an_object_store(s3, monkeypatch):
         first = json.loads(storage.read_text(held))["heartbeat"]
         time.sleep(1.0)
         assert json.loads(storage.read_text(held))["heartbeat"] > first
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # starts a local Ray instance
+def test_ray_engine_writes_to_s3(s3, synthetic_collection, tmp_path):
+    """Ray actors write their part files and the compaction tasks the shards straight to S3; the
+    result equals the local engine's in a local folder, and no part file is left."""
+    ray = pytest.importorskip("ray")
+    from artmem.batch.engines.ray import init_ray
+    from artmem.batch.engines.ray import run_job as ray_run_job
+    from artmem.batch.job import JobSpec
+
+    if ray.is_initialized():  # workers must start with the AWS variables set by the fixture
+        ray.shutdown()
+    init_ray(num_cpus=2, object_store_memory=256 * 1024**2)
+    try:
+        coll = synthetic_collection
+        local = score(coll, "tiny_test", tmp_path / "local", **JOB)
+        url = f"s3://{BUCKET}/ray"
+        spec = JobSpec(coll, _processor(coll, "scores"), url, shard_size=16, device="cpu", merge=False)
+        result = ray_run_job(spec, progress=False, batch_size=8)
+        assert result.n_rows == len(local) and not result.merged
+        assert not [k for k in _keys(s3, "ray") if ".parts-" in k or k.endswith(".tmp")]
+        assert _keys(s3, "ray/shards") == sorted(
+            f"scores-0000{i}{ext}" for i in range(3) for ext in (".parquet", ".errors.parquet"))
+        pd.testing.assert_frame_equal(read_scores(url)[["path", "score"]], local[["path", "score"]],
+                                      check_exact=False, rtol=1e-5)
+    finally:
+        ray.shutdown()

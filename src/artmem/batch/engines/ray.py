@@ -26,13 +26,13 @@ import logging
 import math
 import os
 import pickle
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
+from artmem.batch import storage
 from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part, write_pending
 from artmem.batch.job import (
     JobResult,
@@ -223,13 +223,12 @@ def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[s
     pickled), so this stays cheap; items go back pickled so that any processor's item type
     travels unchanged.
     """
-    import pyarrow.parquet as pq
 
     _limit_threads(1)
     processor = pickle.loads(processor_blob)
     paths, shards, items, reasons = [], [], [], []
     for file, group in zip(batch["file"], batch["row_group"], strict=True):
-        rows = pq.ParquetFile(str(file)).read_row_group(int(group)).to_pydict()
+        rows = storage.parquet_file(str(file)).read_row_group(int(group)).to_pydict()
         paths += rows["path"]
         shards += rows["shard"]
         for abs_path in rows["abs_path"]:
@@ -389,11 +388,11 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
     blob = pickle.dumps(spec.processor, protocol=5)
     # Parts left by a killed run belong to shards that were never finished: start clean.
-    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
-    run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
+    storage.remove_tree(parts_root(spec.out, spec.kind))
+    run_dir = storage.join(parts_root(spec.out, spec.kind), uuid.uuid4().hex[:12])
     # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
     group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
-    units = write_pending(spec, shards, run_dir / "pending", group_rows)
+    units = write_pending(spec, shards, storage.join(run_dir, "pending"), group_rows)
     # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
     # task per block just for that); one block per unit, up to 10,000 blocks.
     ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 10_000)))
@@ -437,7 +436,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
         info["steady_images_per_s"] = (n_done - n_first) / (t_end - t_first)
     if tracker.incomplete:
         raise RuntimeError(f"Ray run ended with shard(s) {tracker.incomplete[:5]} incomplete")
-    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
+    storage.remove_tree(parts_root(spec.out, spec.kind))
     if backends and hasattr(spec.processor, "active_backend"):
         spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from artmem.batch import storage
 from artmem.batch.job import (
     JobSpec,
     Shard,
@@ -41,28 +40,29 @@ from artmem.batch.job import (
     write_shard_files,
 )
 from artmem.batch.results import SHARDS_DIR, atomic_write_parquet, errors_frame
+from artmem.batch.storage import Location
 
 _ERRORS_SUFFIX = ".errors.parquet"
 
 
-def parts_root(out: Path | str, kind: str) -> Path:
+def parts_root(out: Location, kind: str) -> Location:
     """Folder of every part file of this job kind (all runs)."""
-    return Path(out) / SHARDS_DIR / f".parts-{kind}"
+    return storage.join(out, SHARDS_DIR, f".parts-{kind}")
 
 
-def shard_parts_dir(run_dir: Path | str, kind: str, shard_id: int) -> Path:
-    return Path(run_dir) / f"{kind}-{shard_id:05d}"
+def shard_parts_dir(run_dir: Location, kind: str, shard_id: int) -> Location:
+    return storage.join(run_dir, f"{kind}-{shard_id:05d}")
 
 
-def write_part(run_dir: Path | str, kind: str, shard_id: int, paths: list[str],
+def write_part(run_dir: Location, kind: str, shard_id: int, paths: list[str],
                rows: pd.DataFrame | None, errors: list[tuple[str, str]]) -> None:
     """Atomically write one batch's rows (and error rows) of one shard as a part (actor side)."""
     d = shard_parts_dir(run_dir, kind, shard_id)
     name = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogatepass")).hexdigest()[:20]
     if errors:
-        atomic_write_parquet(errors_frame(errors), d / f"{name}{_ERRORS_SUFFIX}")
+        atomic_write_parquet(errors_frame(errors), storage.join(d, f"{name}{_ERRORS_SUFFIX}"))
     if rows is not None and len(rows):
-        atomic_write_parquet(rows.reset_index(drop=True), d / f"{name}.parquet")
+        atomic_write_parquet(rows.reset_index(drop=True), storage.join(d, f"{name}.parquet"))
 
 
 def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], run_dir: str) -> ShardResult:
@@ -74,19 +74,19 @@ def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], ru
             them).
     """
     d = shard_parts_dir(run_dir, kind, shard_id)
-    if not d.is_dir():
-        if shard_file(out, kind, shard_id).exists():  # a retried task whose first attempt finished
+    if not storage.is_dir(d):
+        if storage.exists(shard_file(out, kind, shard_id)):  # a retried task whose first attempt finished
             return _existing(out, kind, shard_id)
         raise RuntimeError(f"shard {shard_id}: no part files in {d}; OUT must be a filesystem that "
                            "every Ray node can write and read (a shared filesystem)")
-    files = sorted(f for f in d.iterdir() if not f.name.startswith("."))
+    files = [storage.join(d, n) for n in storage.list_names(d) if not n.startswith(".")]
     order = {p: i for i, p in enumerate(paths)}
-    table = _read_shards([f for f in files if not f.name.endswith(_ERRORS_SUFFIX)])
+    table = _read_shards([f for f in files if not storage.name(f).endswith(_ERRORS_SUFFIX)])
     if len(table):
         table = table.drop_duplicates("path", keep="first")
         table = table.iloc[np.argsort([order.get(p, -1) for p in table["path"]], kind="stable")]
         table = table.reset_index(drop=True)
-    errs = _concat([pd.read_parquet(f) for f in files if f.name.endswith(_ERRORS_SUFFIX)])
+    errs = _concat([storage.read_parquet(f).to_pandas() for f in files if storage.name(f).endswith(_ERRORS_SUFFIX)])
     have = set(table["path"])
     reasons: dict[str, str] = {}  # one reason per image, none for an image that has a result
     for p, r in zip(errs["path"], errs["reason"], strict=True) if len(errs) else ():
@@ -100,21 +100,20 @@ def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], ru
             f"shard {shard_id}: parts in {d} cover {len(covered)} of {len(paths)} image(s) "
             f"({len(missing)} missing, {len(extra)} foreign); OUT must be a filesystem that every "
             "Ray node can write and read (a shared filesystem)")
-    result = write_shard_files(Path(out), kind, shard_id, table, err_rows)
-    shutil.rmtree(d, ignore_errors=True)
+    result = write_shard_files(out, kind, shard_id, table, err_rows)
+    storage.remove_tree(d)
     return result
 
 
 def _existing(out: str, kind: str, shard_id: int) -> ShardResult:
-    import pyarrow.parquet as pq
 
     f = shard_file(out, kind, shard_id)
     errs = shard_errors_file(out, kind, shard_id)
-    n_err = pq.read_metadata(errs).num_rows if errs.exists() else 0
-    return ShardResult(shard_id, pq.read_metadata(f).num_rows, n_err, f)
+    n_err = storage.parquet_file(errs).metadata.num_rows if storage.exists(errs) else 0
+    return ShardResult(shard_id, storage.parquet_file(f).metadata.num_rows, n_err, f)
 
 
-def write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: int) -> list[dict]:
+def write_pending(spec: JobSpec, shards: list[Shard], folder: Location, group_rows: int) -> list[dict]:
     """The pending images as one Parquet file per shard (path, abs_path, shard) in row groups of
     <= `group_rows`; returns one {file, row_group} per row group, a decode task's unit of work.
 
@@ -123,9 +122,8 @@ def write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: 
     is in OUT, which every node can read since workers write there.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(folder)
     units = []
     for shard in shards:
         table = pa.table({
@@ -133,8 +131,8 @@ def write_pending(spec: JobSpec, shards: list[Shard], folder: Path, group_rows: 
             "abs_path": pa.array([spec.collection.abs_path(p) for p in shard.paths], pa.string()),
             "shard": pa.array(np.full(len(shard.paths), shard.id, dtype=np.int64)),
         })
-        f = str(folder / f"{shard.id:05d}.parquet")
-        pq.write_table(table, f, row_group_size=group_rows)
+        f = str(storage.join(folder, f"{shard.id:05d}.parquet"))
+        storage.write_parquet(table, f, row_group_size=group_rows)
         units += [{"file": f, "row_group": g} for g in range(math.ceil(len(shard.paths) / group_rows))]
     return units
 
@@ -150,7 +148,7 @@ class ShardTracker:
     are discarded on resume.
     """
 
-    def __init__(self, spec: JobSpec, shards: list[Shard], run_dir: Path, on_shard_done):
+    def __init__(self, spec: JobSpec, shards: list[Shard], run_dir: Location, on_shard_done):
         import ray
 
         self.spec, self.run_dir, self.on_shard_done = spec, run_dir, on_shard_done
