@@ -13,8 +13,8 @@ Pipeline (one Ray Data dataset per run):
                                                   count is complete, a Ray task compacts its parts
                                                   into the shard files (`ray_parts.compact_shard`)
 
-Workers write every shard file, so OUT must be a filesystem that every node can write (a shared
-filesystem); no result row travels to the driver, whose memory per shard in flight is a counter.
+Workers write every shard file, so OUT must be a location that every node can write (a shared
+filesystem, or an object store URL such as s3://bucket/prefix); no result row travels to the driver, whose memory per shard in flight is a counter.
 Workers read the images from local paths on a shared filesystem or fsspec URLs such as s3://...
 Resume works across engines because both use `prepare_job`/`write_shard_files`/`finalize` of
 `artmem.batch.job`: shards finished by the local engine are skipped here and vice versa.
