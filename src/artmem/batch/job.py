@@ -31,14 +31,13 @@ import numpy as np
 import pandas as pd
 
 from artmem.batch import storage
-from artmem.batch.dataset import manifest_file, shard_names, should_merge, write_manifest
+from artmem.batch.dataset import manifest_file, shard_names
 from artmem.batch.results import (
     JOB_FILE,
     SHARDS_DIR,
     atomic_write_parquet,
     errors_frame,
     read_job_record,
-    write_errors,
     write_json,
 )
 from artmem.batch.storage import Location
@@ -119,6 +118,8 @@ class JobResult:
     def table(self) -> pd.DataFrame:
         """The whole result table (path + result columns), sorted by path."""
         if self._table is None:
+            from artmem.batch.finalize import load_table
+
             self._table = load_table(self.out, self.kind)
         return self._table
 
@@ -387,144 +388,6 @@ def run_shard(spec: JobSpec, shard: Shard, batch_size: int = 32, num_workers: in
     return write_shard(spec, shard.id, _concat(frames), err_rows)
 
 
-# ------------------------------------------------------------------------ merging
-
-
-def _read_shards(files: list[Location]) -> pd.DataFrame:
-    frames = []
-    for f in files:
-        t = storage.read_parquet(f)
-        if t.num_rows == 0:
-            continue
-        frames.append(_arrow_to_frame(t, f))
-    return _concat(frames)
-
-
-def _arrow_to_frame(t, source) -> pd.DataFrame:
-    """An Arrow results table as pandas, an `embedding` column as one float32 array per row."""
-    from artmem.batch.results import arrow_vectors
-
-    if "embedding" not in t.column_names:
-        return t.to_pandas()
-    vec = arrow_vectors(t, source)
-    df = t.drop_columns(["embedding"]).to_pandas()
-    df["embedding"] = list(vec)
-    return df
-
-
-def load_table(out: Location, kind: str) -> pd.DataFrame:
-    """A finished job's whole table of `kind` (merged file or shard dataset), sorted by path."""
-    from artmem.batch.dataset import open_dataset
-
-    t = open_dataset(out, kind).to_table()
-    if t.num_rows == 0:
-        return _empty_table(kind)
-    df = _arrow_to_frame(t, out)
-    return df.sort_values("path", kind="stable").reset_index(drop=True)
-
-
-def _shard_errors(spec: JobSpec, shard_ids, wanted: set[str]) -> pd.DataFrame:
-    """The errors of the finished shards, for current images, one (the latest) per image."""
-    names = set(storage.list_names(spec.shard_dir))
-    files = [f for f in (shard_errors_file(spec.out, spec.kind, i) for i in shard_ids) if storage.name(f) in names]
-    errs = _concat([storage.read_parquet(f).to_pandas() for f in files])
-    if len(errs):
-        errs = errs[errs["path"].isin(wanted)].drop_duplicates("path", keep="last")
-    return errs
-
-
-def finalize(spec: JobSpec) -> JobResult:
-    """Write the job's final tables: OUT/errors.parquet and either the merged OUT/<kind>.parquet
-    or the shard dataset's manifest OUT/<kind>.dataset.json (`spec.merge`; None = merged below
-    `should_merge`'s limits, or whenever CSV copies are asked for).
-
-    Rows are restricted to the collection's current images (for a shard dataset, shards holding
-    images that left the collection are rewritten without them), de-duplicated by path; the
-    merged file is sorted by path. An error is kept only for images that have no result.
-    """
-    import pyarrow.compute as pc
-
-    shard_files = finished_shards(spec.out, spec.kind)
-    wanted = set(spec.all_paths())
-    errs = _shard_errors(spec, shard_files, wanted)
-    err_paths = set(errs["path"]) if len(errs) else set()
-    wanted_arrow = None
-    # One pass over the shards' path columns: row and byte counts (the merge decision), stale rows.
-    stats: dict[int, tuple[int, int]] = {}  # shard id: (rows, column bytes)
-    stale: dict[int, object] = {}  # shard id: mask of its rows that are current images
-    have_err: set[str] = set()  # images with an error row that do have a result
-    for sid, f in shard_files.items():
-        pf = storage.parquet_file(f)
-        meta = pf.metadata
-        stats[sid] = (meta.num_rows, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
-        if not meta.num_rows:
-            continue
-        paths = pf.read(columns=["path"]).column("path")
-        if err_paths:
-            have_err.update(p for p in paths.to_pylist() if p in err_paths)
-        if wanted_arrow is None:
-            import pyarrow as pa
-
-            wanted_arrow = pa.array(sorted(wanted), pa.string())
-        keep = pc.is_in(paths, value_set=wanted_arrow)
-        if not pc.all(keep).as_py():  # images removed from the collection since this shard ran
-            stale[sid] = keep
-            stats[sid] = (pc.sum(keep).as_py() or 0, stats[sid][1])
-    n_rows = sum(n for n, _ in stats.values())
-    merge = spec.merge
-    if merge is None:
-        merge = spec.csv or should_merge(n_rows, sum(b for _, b in stats.values()))
-    if len(errs):
-        errs = errs[~errs["path"].isin(have_err)].sort_values("path").reset_index(drop=True)
-    errs = errors_frame(errs if len(errs) else None)
-    table = None
-    if merge:
-        table = _read_shards(list(shard_files.values()))
-        if len(table):
-            table = table[table["path"].isin(wanted)].drop_duplicates("path", keep="first")
-            table = table.sort_values("path", kind="stable").reset_index(drop=True)
-        else:
-            table = _empty_table(spec.kind)
-        n_rows = len(table)
-        written = spec.processor.write_final(spec.out, table, csv=spec.csv)
-        storage.remove(manifest_file(spec.out, spec.kind))
-    else:
-        for sid, keep in stale.items():  # the dataset must hold exactly the current images
-            storage.write_parquet(storage.read_parquet(shard_files[sid]).filter(keep), shard_files[sid])
-        for name in (f"{spec.kind}.parquet", f"{spec.kind}.csv"):  # an earlier merged run's, now stale
-            storage.remove(storage.join(spec.out, name))
-        entries = [(storage.name(shard_files[sid]), n) for sid, (n, _) in stats.items()]
-        written = [write_manifest(spec.out, spec.kind, entries)]
-        written += _write_dataset_meta(spec, n_rows)
-    written += write_errors(spec.out, errs, csv=spec.csv)
-    return JobResult(out=spec.out, kind=spec.kind, errors=errs, written=written, n_total=len(wanted),
-                     backend=getattr(spec.processor, "active_backend", None), n_rows=n_rows, merged=merge,
-                     _table=table)
-
-
-def _write_dataset_meta(spec: JobSpec, n_rows: int) -> list[Location]:
-    """The processor's sidecar files for a shard dataset (features.json for features)."""
-    hook = getattr(spec.processor, "write_dataset_meta", None)
-    if hook is None:
-        return []
-    dim = 0
-    if n_rows:
-        from artmem.batch.dataset import open_dataset
-
-        field_type = open_dataset(spec.out, spec.kind).schema.field("embedding").type \
-            if spec.kind == "features" else None
-        dim = int(getattr(field_type, "list_size", 0) or 0)
-    return hook(spec.out, n_rows, dim)
-
-
-def _empty_table(kind: str) -> pd.DataFrame:
-    if kind == "scores":
-        return pd.DataFrame({"path": pd.Series([], dtype="str"), "score": pd.Series([], dtype="float64")})
-    if kind == "features":
-        return pd.DataFrame({"path": pd.Series([], dtype="str"), "embedding": pd.Series([], dtype=object)})
-    return pd.DataFrame({"path": pd.Series([], dtype="str")})
-
-
 def run_serial(spec: JobSpec, resume: bool = True, batch_size: int = 32) -> JobResult:
     """The simplest engine: every pending shard in this process, no worker processes."""
     t0 = time.perf_counter()
@@ -532,6 +395,8 @@ def run_serial(spec: JobSpec, resume: bool = True, batch_size: int = 32) -> JobR
     n = sum(len(s.paths) for s in shards)
     for shard in shards:
         run_shard(spec, shard, batch_size=batch_size)
+    from artmem.batch.finalize import finalize
+
     result = finalize(spec)
     result.n_processed, result.n_resumed = n, result.n_total - n
     result.seconds = time.perf_counter() - t0
@@ -543,3 +408,13 @@ def stack_features(table: pd.DataFrame) -> np.ndarray:
     from artmem.batch.results import stack_vectors
 
     return stack_vectors(table["embedding"])
+
+
+def __getattr__(name: str):
+    """`finalize` and the shard readers moved to `artmem.batch.finalize`; the engines import them
+    from here (a lazy import: that module imports this one)."""
+    if name in ("finalize", "load_table", "_read_shards"):
+        from artmem.batch import finalize as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from artmem.batch.finalize import finalize
 from artmem.batch.job import (
     CollateItems,
     ImageItems,
@@ -23,7 +24,6 @@ from artmem.batch.job import (
     Shard,
     ShardResult,
     _concat,
-    finalize,
     prepare_job,
     process_batch,
     write_shard,
