@@ -165,6 +165,25 @@ def test_extract_to_s3_as_a_shard_dataset(s3, synthetic_collection, tmp_path):
     assert sorted(paths) == fs.paths and all(len(v) <= 10 for _, v in streamed)
 
 
+def test_cli_extract_to_s3(s3, synthetic_collection, tmp_path, capsys):
+    """`artmem extract COLL -o s3://... --no-merge` prints the objects it wrote; --merge then
+    turns the same job into one features.parquet without recomputing anything."""
+    from artmem.cli import main
+
+    url = f"s3://{BUCKET}/cli"
+    base = ["extract", str(synthetic_collection.root), "--model", "tiny_test", "--layer", "conv2", "--device", "cpu",
+            "--no-progress", "--shard-size", "16", "--workers", "0", "-o", url]
+    assert main(base + ["--no-merge"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.split() == [f"{url}/features.dataset.json", f"{url}/features.json", f"{url}/errors.parquet"]
+    assert "48 of 48 image(s) done" in printed.err
+    assert main(base + ["--merge"]) == 0
+    printed = capsys.readouterr()
+    assert f"{url}/features.parquet" in printed.out.split() and "(48 from earlier runs)" in printed.err
+    assert "features.dataset.json" not in _keys(s3, "cli")
+    assert read_features(url).meta["count"] == 48
+
+
 def test_lock_on_an_object_store(s3, monkeypatch):
     from artmem.batch import lock
 
