@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
+    if not args.debug:  # object-store clients log each credential and endpoint lookup at INFO
+        for name in ("botocore", "aiobotocore", "s3fs", "gcsfs"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -235,3 +235,13 @@ def test_ray_engine_writes_to_s3(s3, synthetic_collection, tmp_path):
                                       check_exact=False, rtol=1e-5)
     finally:
         ray.shutdown()
+
+
+def test_store_refusals_are_one_line_errors(s3, synthetic_collection):
+    """A missing bucket (or missing credentials, an access denied) is a user error naming the URL."""
+    from artmem.cli import main
+
+    with pytest.raises(ArtmemError, match=r"s3://no-such-bucket/out: no scores.parquet"):
+        read_scores("s3://no-such-bucket/out")
+    assert main(["score", str(synthetic_collection.root), "--model", "tiny_test", "--no-progress",
+                 "-o", "s3://no-such-bucket/out"]) == 2

@@ -89,9 +89,14 @@ def resolve_results(file_or_dir: Location, kind: str) -> DatasetSource:
     Raises:
         ArtmemError: nothing of `kind` there, or a named file that does not exist.
     """
+    loc = storage.location(file_or_dir)
+    with storage.reported(loc, f"read the {kind}"):
+        return _resolve(loc, kind)
+
+
+def _resolve(loc: Location, kind: str) -> DatasetSource:
     from artmem.batch.results import TABLE_SUFFIXES, read_json
 
-    loc = storage.location(file_or_dir)
     if storage.suffix(loc) in TABLE_SUFFIXES and not storage.is_dir(loc):
         if not storage.exists(loc):
             raise ArtmemError(f"{loc}: no such file")

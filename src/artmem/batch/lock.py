@@ -114,7 +114,9 @@ def output_lock(out: Location, job: str) -> Iterator[Location]:
           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex}
     for _ in range(3):
         data = json.dumps({**me, "heartbeat": time.time()} if remote else me).encode()
-        if storage.create_exclusive(path, data):
+        with storage.reported(out, "write there"):
+            created = storage.create_exclusive(path, data)
+        if created:
             break
         info = _read(path)
         if _is_stale(info, path, remote):

@@ -18,6 +18,7 @@ would hide finished shards.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -64,6 +65,22 @@ def parent(loc: Location) -> Location:
 def suffix(loc: Location) -> str:
     n = name(loc)
     return n[n.rfind("."):].lower() if "." in n else ""
+
+
+@contextlib.contextmanager
+def reported(loc: Location, action: str):
+    """Turn an object store's refusal (no such bucket, no credentials, access denied) into one
+    ArtmemError line naming the location; local errors pass unchanged."""
+    from artmem.errors import ArtmemError
+
+    try:
+        yield
+    except ArtmemError:
+        raise
+    except Exception as exc:  # botocore, gcsfs and aiohttp raise their own types, not OSError
+        if not is_remote(loc):
+            raise
+        raise ArtmemError(f"{loc}: cannot {action} ({type(exc).__name__}: {exc})") from exc
 
 
 def filesystem(loc: Location):
