@@ -23,13 +23,8 @@ from artmem.batch.storage import Location
 
 
 def _read_shards(files: list[Location]) -> pd.DataFrame:
-    frames = []
-    for f in files:
-        t = storage.read_parquet(f)
-        if t.num_rows == 0:
-            continue
-        frames.append(_arrow_to_frame(t, f))
-    return _concat(frames)
+    tables = storage.map_files(storage.read_parquet, list(files))
+    return _concat([_arrow_to_frame(t, f) for f, t in zip(files, tables, strict=True) if t.num_rows])
 
 
 def _arrow_to_frame(t, source) -> pd.DataFrame:
@@ -59,10 +54,18 @@ def _shard_errors(spec: JobSpec, shard_ids, wanted: set[str]) -> pd.DataFrame:
     """The errors of the finished shards, for current images, one (the latest) per image."""
     names = set(storage.list_names(spec.shard_dir))
     files = [f for f in (shard_errors_file(spec.out, spec.kind, i) for i in shard_ids) if storage.name(f) in names]
-    errs = _concat([storage.read_parquet(f).to_pandas() for f in files])
+    errs = _concat([t.to_pandas() for t in storage.map_files(storage.read_parquet, files)])
     if len(errs):
         errs = errs[errs["path"].isin(wanted)].drop_duplicates("path", keep="last")
     return errs
+
+
+def _scan(f: Location):
+    """(rows, uncompressed column bytes, path column or None) of one shard."""
+    pf = storage.parquet_file(f)
+    meta = pf.metadata
+    nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return meta.num_rows, nbytes, pf.read(columns=["path"]).column("path") if meta.num_rows else None
 
 
 def finalize(spec: JobSpec) -> JobResult:
@@ -85,13 +88,11 @@ def finalize(spec: JobSpec) -> JobResult:
     stats: dict[int, tuple[int, int]] = {}  # shard id: (rows, column bytes)
     stale: dict[int, object] = {}  # shard id: mask of its rows that are current images
     have_err: set[str] = set()  # images with an error row that do have a result
-    for sid, f in shard_files.items():
-        pf = storage.parquet_file(f)
-        meta = pf.metadata
-        stats[sid] = (meta.num_rows, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
-        if not meta.num_rows:
+    for sid, (n, nbytes, paths) in zip(shard_files, storage.map_files(_scan, list(shard_files.values())),
+                                       strict=True):
+        stats[sid] = (n, nbytes)
+        if not n:
             continue
-        paths = pf.read(columns=["path"]).column("path")
         if err_paths:
             have_err.update(p for p in paths.to_pylist() if p in err_paths)
         if wanted_arrow is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,32 +142,35 @@ def finished_shards(out: Location, kind: str) -> dict[int, Location]:
     return {sid: storage.join(out, SHARDS_DIR, n) for sid, n in shard_names(out, kind).items()}
 
 
-def _done_paths(files: Iterable[Location]) -> set[str]:
-    done: set[str] = set()
-    for f in files:
-        done.update(str(p) for p in storage.read_parquet(f, columns=["path"]).column("path").to_pylist())
-    return done
-
-
-def _readable_shards(spec: JobSpec) -> dict[int, Location]:
-    """The finished shards whose files can be read; an unreadable one (a disk error, a copy cut
-    short) is renamed `*.corrupt` with a warning, so its images are simply computed again."""
-    good: dict[int, Location] = {}
+def _readable_shards(spec: JobSpec) -> tuple[dict[int, Location], set[str]]:
+    """The finished shards whose files can be read, and the images they hold; an unreadable one
+    (a disk error, a copy cut short) is renamed `*.corrupt` with a warning, so its images are
+    simply computed again. Each shard is read once (its path column)."""
     names = set(storage.list_names(spec.shard_dir))
-    for sid, f in finished_shards(spec.out, spec.kind).items():
-        errs = shard_errors_file(spec.out, spec.kind, sid)
+    shards = finished_shards(spec.out, spec.kind)
+
+    def check(f: Location):
+        errs = storage.join(storage.parent(f), storage.name(f).replace(".parquet", ".errors.parquet"))
         try:
-            storage.read_parquet(f, columns=["path"])
+            paths = storage.read_parquet(f, columns=["path"]).column("path").to_pylist()
             if storage.name(errs) in names:
                 storage.parquet_file(errs)
         except Exception as exc:  # Arrow raises several types for a damaged file
-            logger.warning("%s: unreadable shard (%s); its images are computed again", f, exc)
-            for bad in (f, errs):
+            return exc
+        return paths
+
+    good: dict[int, Location] = {}
+    done: set[str] = set()
+    for (sid, f), got in zip(shards.items(), storage.map_files(check, list(shards.values())), strict=True):
+        if isinstance(got, Exception):
+            logger.warning("%s: unreadable shard (%s); its images are computed again", f, got)
+            for bad in (f, shard_errors_file(spec.out, spec.kind, sid)):
                 if storage.name(bad) in names:
                     storage.rename(bad, storage.join(spec.shard_dir, storage.name(bad) + ".corrupt"))
             continue
         good[sid] = f
-    return good
+        done.update(map(str, got))
+    return good, done
 
 
 def cut_shards(paths: list[str], shard_size: int, first_id: int = 0) -> list[Shard]:
@@ -262,11 +265,10 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     if not resume:
         _clear(spec)
     write_json(record, job_file)
-    done_files = _readable_shards(spec)
+    done_files, done = _readable_shards(spec)
     wanted = spec.all_paths()
     if not wanted:
         raise ArtmemError("the collection has no images")
-    done = _done_paths(done_files.values()) if done_files else set()
     remaining = [p for p in wanted if p not in done]
     first_id = max(done_files) + 1 if done_files else 0
     shards = cut_shards(remaining, spec.shard_size, first_id)

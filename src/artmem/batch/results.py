@@ -283,7 +283,8 @@ def read_features(file_or_dir: Location) -> FeatureSet:
     src = resolve_results(file_or_dir, FEATURES)
     paths: list[str] = []
     blocks: list[np.ndarray] = []
-    for f in src.files:
+    tables = storage.map_files(_read_arrow, src.files) if src.sharded else [None]
+    for f, table in zip(src.files, tables, strict=True):
         if storage.suffix(f) == ".csv":
             df = storage.read_csv(f)
             if not {"path", "embedding"} <= set(df.columns):
@@ -291,7 +292,7 @@ def read_features(file_or_dir: Location) -> FeatureSet:
             vec = np.stack([np.asarray(str(s).split(), dtype=np.float32) for s in df["embedding"]]) if len(df) else np.zeros((0, 0), np.float32)
             paths += df["path"].astype(str).tolist()
         else:
-            table = _read_arrow(f)
+            table = table if table is not None else _read_arrow(f)
             if table.num_rows == 0 and src.sharded:
                 continue  # a finished shard whose images all failed has no embedding column
             if not {"path", "embedding"} <= set(table.column_names):
@@ -331,11 +332,12 @@ def read_scores(file_or_dir: Location, columns: list[str] | None = None) -> pd.D
     src = resolve_results(file_or_dir, SCORES)
     want = None if columns is None else list(dict.fromkeys(["path", "score", *columns]))
     frames = []
-    for f in src.files:
+    tables = storage.map_files(_read_arrow, src.files) if src.sharded else [None]
+    for f, table in zip(src.files, tables, strict=True):
         if storage.suffix(f) == ".csv":
             df = storage.read_csv(f)
         else:
-            table = _read_arrow(f)
+            table = table if table is not None else _read_arrow(f)
             if table.num_rows == 0 and src.sharded:
                 continue
             df = (table.select([c for c in want if c in table.column_names]) if want else table).to_pandas()

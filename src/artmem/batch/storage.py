@@ -284,6 +284,18 @@ def parquet_file(loc: Location):
     return pq.ParquetFile(fs.open(path, "rb"))
 
 
+def map_files(fn, locs: list[Location], threads: int = 16):
+    """`fn` over files, in order. On an object store `threads` requests are in flight at once
+    (each costs a round trip, and a job has thousands of shards); local files are read one by
+    one."""
+    if not locs or not is_remote(locs[0]):
+        return [fn(f) for f in locs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(fn, locs))
+
+
 def write_csv(df, loc: Location) -> Location:
     """A DataFrame as CSV, atomically."""
     return write_text(loc, df.to_csv(index=False))
