@@ -4,13 +4,15 @@ Layout of a job folder (what `artmem score` / `artmem extract` write and every o
 
     OUT/scores.parquet     path, score                  (score jobs)
     OUT/features.parquet   path, embedding (float32 list) (feature jobs)
+    OUT/<kind>.dataset.json  instead of a merged table: the shard dataset (artmem.batch.dataset)
     OUT/features.json      {"model", "layer", "dim", "count", ...}
     OUT/errors.parquet     path, reason                 (unreadable images; may be empty)
     OUT/job.json           the job spec (model, layer, shard size, ...) used to resume safely
     OUT/shards/<kind>-<NNNNN>.parquet and <kind>-<NNNNN>.errors.parquet  (incremental results)
 
-`read_features` / `read_scores` accept the folder or the table file (Parquet or CSV), and fall back
-to the finished shards of an interrupted job when the merged table is not there yet.
+OUT is a folder or an fsspec URL (s3://..., every file goes through `artmem.batch.storage`).
+`read_features` / `read_scores` accept the folder or the table file (Parquet or CSV), read a
+merged table or a shard dataset alike, and fall back to the finished shards of an interrupted job.
 """
 
 from __future__ import annotations
