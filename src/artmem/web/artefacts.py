@@ -19,11 +19,7 @@ from artmem.errors import ArtmemError
 logger = logging.getLogger(__name__)
 
 
-def _rel_path(p: str, root: str) -> str:
-    """A results-table path as a collection-relative POSIX path (absolute paths are tolerated)."""
-    p = str(p).replace("\\", "/")
-    r = str(root).replace("\\", "/").rstrip("/") + "/"
-    return p[len(r):] if p.startswith(r) else p
+FEATURES_IN_MEMORY_MAX_BYTES = 1 << 30  # feature sets larger than 1 GB are searched through the index only
 
 
 def read_scores_table(results: Path) -> pd.DataFrame | None:
@@ -86,12 +82,12 @@ class ArtefactLoading:
     results: Path | None
     scores: np.ndarray
     lock: object
-    _path_to_id: dict[str, int]
+    store: object  # rowstore.RowStore
+    n_collection: int
 
     def _ids_for(self, paths) -> np.ndarray:
-        return np.array(
-            [self._path_to_id.get(_rel_path(p, self.root), -1) for p in paths], dtype=np.int64
-        )
+        """The id of each results-table path (relative, or absolute under the root), -1 if none."""
+        return self.store.ids_for_paths(paths, str(self.root))
 
     def _with_ids(self, df: pd.DataFrame, table: str) -> pd.DataFrame:
         """The rows of `df` whose path is a table row, tagged with that id and their source table."""
@@ -121,26 +117,54 @@ class ArtefactLoading:
         self._load("index", self._load_index)
 
     def _load_scores(self) -> str | None:
-        df = read_scores_table(self.results)
-        if df is None:
+        """RESULTS/scores joined to the ids by DuckDB, scanning the Parquet dataset (merged file or
+        shards: `batch.results.open_dataset`) without loading it; a CSV table is read whole."""
+        folder = self.results / "scores"
+        if not folder.exists():
             return None
-        ids = self._ids_for(df["path"])
-        ok = ids >= 0
-        self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
+        from artmem.batch.results import open_dataset
+
+        try:
+            source = open_dataset(folder, "scores")
+            n_rows = source.count_rows()
+        except ArtmemError:  # a CSV scores table: read whole (lazy reading needs Parquet)
+            import pyarrow as pa
+
+            df = read_scores_table(self.results)
+            source, n_rows = pa.Table.from_pandas(df[["path", "score"]], preserve_index=False), len(df)
+        got = self.store.join_by_path(source, ["score"], str(self.root))
+        score = got["score"]
+        score = np.asarray(score.filled(np.nan) if np.ma.isMaskedArray(score) else score, dtype=np.float64)
+        self.scores[got["id"]] = score
         self.score_source = "scores table"
         try:
-            job = read_job_record(self.results / "scores")
+            job = read_job_record(folder)
             self.scores_model = job.model if job is not None else None
         except ArtmemError as exc:
             logger.warning("%s: the scoring model is unknown", exc)
-        if (~ok).sum():
-            logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
-        return f"{int(ok.sum())} scores"
+        if n_rows > len(got["id"]):
+            logger.warning("%d scored paths are not in the collection (ignored)", n_rows - len(got["id"]))
+        return f"{len(got['id'])} scores"
 
     def _load_features(self) -> str | None:
-        got = read_features_table(self.results)
-        if got is None:
+        """Embeddings for exact similar-artwork search in memory, up to FEATURES_IN_MEMORY_MAX_BYTES;
+        larger sets are used through the results' retrieval index only (OUT/index)."""
+        folder = self.results / "features"
+        if not folder.exists():
             return None
+        from artmem.batch.results import open_dataset
+
+        try:
+            ds = open_dataset(folder, "features")
+            n = ds.count_rows()
+            first = next(iter(ds.to_batches(columns=["embedding"], batch_size=1)), None)
+            dim = len(first.column(0)[0]) if first is not None and first.num_rows else 0
+        except ArtmemError:  # a CSV features table: small by nature, read whole below
+            n, dim = 0, 0
+        if n * dim * 4 > FEATURES_IN_MEMORY_MAX_BYTES:
+            return (f"{n} embeddings not loaded ({n * dim * 4 / 1e9:.1f} GB > "
+                    f"{FEATURES_IN_MEMORY_MAX_BYTES / 1e9:.1f} GB): similar artworks through OUT/index only")
+        got = read_features_table(self.results)
         paths, vectors, meta = got
         ids = self._ids_for(paths)
         ok = (ids >= 0) & np.isfinite(vectors).all(axis=1)
@@ -176,8 +200,13 @@ class ArtefactLoading:
 
         index = open_index(folder)
         items = index.items
-        self._index_to_id = np.full(int(items["id"].max()) + 1 if len(items) else 0, -1, dtype=np.int64)
-        self._index_to_id[items["id"].to_numpy()] = self._ids_for(items["path"])
+        n_index = int(items["id"].max()) + 1 if len(items) else 0
+        self._index_to_id = np.full(n_index, -1, dtype=np.int64)
+        ids = self._ids_for(items["path"])
+        self._index_to_id[items["id"].to_numpy()] = ids
+        self._id_to_index = np.full(self.n_collection, -1, dtype=np.int64)
+        ok = ids >= 0
+        self._id_to_index[ids[ok]] = items["id"].to_numpy()[ok]
         self.index = index
         return f"{len(index)} vectors ({index.meta.get('backend')}, {index.meta.get('model')}/{index.meta.get('layer')})"
 

@@ -330,6 +330,11 @@ class Indexer:
         d, e = self.data, self.engine
         if e.model is None:
             return np.array([], dtype=np.int64), False, False
+        if d.lazy:  # a large collection is scored by a batch job (`artmem score`), not by the server
+            if d.score_source is None:
+                logger.warning("the collection has %d rows and the results no scores: run `artmem score` "
+                               "into the results folder (the server does not score large collections)", d.n_collection)
+            return np.array([], dtype=np.int64), False, False
         need_scores = d.score_source is None
         need_emb = d.features is None and e.feature_model is e.model and bool(e.feature_layer)
         if not (need_scores or need_emb):

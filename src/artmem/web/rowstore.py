@@ -1,0 +1,260 @@
+"""The explorer's rows, queried per request with DuckDB instead of being held in pandas.
+
+The rows live in one Arrow table with an integer `id` (row position: collection rows first, then
+kept uploads), `_root` (0 collection, 1 upload), `path` and the label and numeric columns:
+
+- a small collection (a folder, a CSV, a Parquet file under `LAZY_MIN_ROWS` rows, or a
+  `Collection` object) is converted from its pandas table, as before;
+- a Parquet collection of `LAZY_MIN_ROWS` rows or more is never loaded: on first start it is
+  streamed, row group by row group, into an uncompressed Arrow IPC file in the cache folder
+  (`RESULTS/.explorer/`, else `$ARTMEM_CACHE/explorer/`), which is then memory-mapped. The
+  operating system pages it in and out; a grid page reads its 48 rows by position, and a filter
+  or sort scans only the columns it names.
+
+Grid pages are one SQL query each: filters and text search as WHERE clauses, the sort key as
+ORDER BY ... NULLS LAST, id (ties in id order, as the stable sort of earlier versions did), LIMIT
+and OFFSET for the page. Sort keys that are not columns of the table (the score, a measure, a
+prediction column) are arrays aligned with the ids, joined by position (`POSITIONAL JOIN`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+LAZY_MIN_ROWS = 200_000  # Parquet collections this large are memory-mapped, not loaded into pandas
+CACHE_VERSION = 1  # bump when the layout of the Arrow cache file changes
+
+
+def quote_ident(name: str) -> str:
+    """A column name as a DuckDB identifier (any name, quotes included)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _null_nan(col: pa.ChunkedArray | pa.Array):
+    """Floating-point NaN as null, so that NULLS LAST puts missing values last in both orders."""
+    if pa.types.is_floating(col.type):
+        return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    return col
+
+
+def frame_to_arrow(df: pd.DataFrame, label_columns: list[str]) -> pa.Table:
+    """The in-memory table (with `_root`) as Arrow: ids added, label values as text, NaN as null."""
+    cols = {"id": pa.array(np.arange(len(df), dtype=np.int64)),
+            "_root": pa.array(df["_root"].to_numpy(dtype=np.int8)),
+            "path": pa.array(df["path"].astype(str).tolist(), pa.string())}
+    for c in df.columns:
+        if c in ("path", "_root"):
+            continue
+        s = df[c]
+        if c in label_columns or not pd.api.types.is_numeric_dtype(s):
+            cols[c] = pa.array([None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
+                                for v in s.tolist()], pa.string())
+        else:
+            cols[c] = _null_nan(pa.array(s.to_numpy(), from_pandas=True))
+    return pa.table(cols)
+
+
+def parquet_signature(file: Path) -> str:
+    st = file.stat()
+    key = f"{CACHE_VERSION}|{file.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
+    """The memory-mappable Arrow copy of a Parquet collection, written once (streamed by row
+    group: memory stays one row group) and reused while the Parquet file is unchanged."""
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    target = cache_folder / f"collection-{parquet_signature(file)}.arrow"
+    if target.is_file():
+        return target
+    cache_folder.mkdir(parents=True, exist_ok=True)
+    pf = pq.ParquetFile(file)
+    schema = pf.schema_arrow
+    fields = [pa.field("id", pa.int64()), pa.field("_root", pa.int8()), pa.field("path", pa.string())]
+    for f in schema:
+        if f.name == "path":
+            continue
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type):
+            fields.append(pa.field(f.name, f.type))
+        else:  # label columns: text, dictionary-encoded (a few distinct values over millions of rows)
+            fields.append(pa.field(f.name, pa.dictionary(pa.int32(), pa.string())))
+    out_schema = pa.schema(fields)
+    tmp = target.with_suffix(".arrow.tmp")
+    start = 0
+    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, out_schema) as writer:
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g)
+            n = t.num_rows
+            arrays = [pa.array(np.arange(start, start + n, dtype=np.int64)), pa.array(np.zeros(n, np.int8)),
+                      t.column("path").cast(pa.string())]
+            for f in fields[3:]:
+                col = t.column(f.name)
+                if pa.types.is_dictionary(f.type):
+                    col = pc.dictionary_encode(col.cast(pa.string())).cast(f.type)
+                else:
+                    col = _null_nan(col)
+                arrays.append(col)
+            writer.write_table(pa.Table.from_arrays(arrays, schema=out_schema))
+            start += n
+    tmp.replace(target)
+    logger.info("explorer: %d rows of %s cached as %s", start, file, target)
+    return target
+
+
+def open_arrow_cache(file: Path) -> pa.Table:
+    import pyarrow.ipc as ipc
+
+    return ipc.open_file(pa.memory_map(str(file), "r")).read_all()  # zero-copy: pages stay on disk
+
+
+def parquet_collection_info(file: Path) -> tuple[int, pa.Schema, dict | None]:
+    """(rows, schema, the artmem collection metadata) of a Parquet collection, from its footer."""
+    import pyarrow.parquet as pq
+
+    from artmem.data.collection import META_KEY
+
+    meta = pq.read_metadata(file)
+    schema = meta.schema.to_arrow_schema()
+    raw = (schema.metadata or {}).get(META_KEY)
+    return meta.num_rows, schema, json.loads(raw) if raw else None
+
+
+class RowStore:
+    """The rows as one Arrow table registered with DuckDB; one query at a time (a lock: the
+    connection is not shared between threads), each query using DuckDB's own threads."""
+
+    def __init__(self, table: pa.Table, threads: int | None = None):
+        import duckdb
+
+        self.con = duckdb.connect(config={"threads": threads} if threads else {})
+        self.lock = threading.Lock()
+        self._sort_tables: dict[tuple, pa.Table] = {}
+        self.set_table(table)
+
+    def set_table(self, table: pa.Table) -> None:
+        with self.lock:
+            self.table = table
+            self.con.register("items", table)
+            self.columns = {f.name: f.type for f in table.schema}
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def is_float(self, column: str) -> bool:
+        return pa.types.is_floating(self.columns[column])
+
+    # ------------------------------------------------------------------ reading rows
+    def take(self, ids) -> pd.DataFrame:
+        """Rows by id (= position), label columns decoded to text."""
+        t = self.table.take(pa.array(np.asarray(ids, dtype=np.int64)))
+        cols = {}
+        for name, col in zip(t.column_names, t.columns, strict=True):
+            cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+        return pa.table(cols).to_pandas()
+
+    def path_of(self, item_id: int) -> str:
+        return str(self.table.column("path")[int(item_id)].as_py())
+
+    def root_of(self, item_id: int) -> int:
+        return int(self.table.column("_root")[int(item_id)].as_py())
+
+    def sql(self, query: str, params: list | None = None, **tables) -> dict[str, np.ndarray]:
+        """Run a query (extra Arrow tables registered under the given names) -> numpy columns."""
+        with self.lock:
+            for name, t in tables.items():
+                self.con.register(name, t)
+            try:
+                return self.con.execute(query, params or []).fetchnumpy()
+            finally:
+                for name in tables:
+                    self.con.unregister(name)
+
+    # ------------------------------------------------------------------ grid queries
+    def where(self, filters: dict[str, str], text: str, text_columns: list[str]) -> tuple[str, list]:
+        """The WHERE clause of a grid query: every label filter, and the search text as a
+        case-insensitive substring of the path or of any label value (missing values never match)."""
+        clauses, params = ["TRUE"], []
+        for col, val in filters.items():
+            clauses.append(f"CAST({quote_ident(col)} AS VARCHAR) = ?")
+            params.append(str(val))
+        needle = text.strip().lower()
+        if needle:
+            ors = [f"contains(lower(CAST({quote_ident(c)} AS VARCHAR)), ?)" for c in ["path", *text_columns]]
+            clauses.append("(" + " OR ".join(f"coalesce({o}, FALSE)" for o in ors) + ")")
+            params += [needle] * len(ors)
+        return " AND ".join(clauses), params
+
+    def count(self, where: str, params: list) -> int:
+        with self.lock:
+            return int(self.con.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchall()[0][0])
+
+    def _sort_table(self, key: tuple, values: np.ndarray) -> pa.Table:
+        """`values` (aligned with the ids) as a one-column Arrow table, NaN as null; kept per
+        `key` (the data version and the sort key) so that paging does not rebuild it."""
+        hit = self._sort_tables.get(key)
+        if hit is None:
+            if len(self._sort_tables) > 8:
+                self._sort_tables.clear()
+            v = np.asarray(values)
+            arr = pa.array(v.astype(np.float64) if v.dtype.kind in "biuf" else v, from_pandas=True)
+            hit = self._sort_tables[key] = pa.table({"v": arr})
+        return hit
+
+    def page_ids(self, where: str, params: list, order: str, offset: int, limit: int,
+                 column: str | None = None, values: np.ndarray | None = None,
+                 values_key: tuple | None = None) -> np.ndarray:
+        """Ids of one page sorted by a table `column`, or by `values` (one per row, by id)."""
+        direction = "ASC" if order == "asc" else "DESC"
+        tail = f"{direction} NULLS LAST, id ASC LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self.lock:
+            if column is not None:
+                q = f"SELECT id FROM items WHERE {where} ORDER BY {quote_ident(column)} {tail}"
+                return self.con.execute(q, params).fetchnumpy()["id"].astype(np.int64)
+            sv = self._sort_table(values_key, values)
+            if len(sv) != len(self.table):
+                raise ValueError(f"sort values for {len(sv)} rows, table has {len(self.table)}")
+            self.con.register("sort_values", sv)
+            try:
+                q = f"SELECT id FROM items POSITIONAL JOIN sort_values WHERE {where} ORDER BY v {tail}"
+                return self.con.execute(q, params).fetchnumpy()["id"].astype(np.int64)
+            finally:
+                self.con.unregister("sort_values")
+
+    def distinct(self, column: str, limit: int) -> list[str]:
+        q = (f"SELECT DISTINCT CAST({quote_ident(column)} AS VARCHAR) AS v FROM items "
+             f"WHERE {quote_ident(column)} IS NOT NULL LIMIT {int(limit)}")
+        with self.lock:
+            return [r[0] for r in self.con.execute(q).fetchall()]
+
+    def ids_for_paths(self, paths, root: str) -> np.ndarray:
+        """The collection id of each path (relative, or absolute under `root`), -1 where none."""
+        if not isinstance(paths, (pa.Array, pa.ChunkedArray)):
+            paths = pa.array([str(x) for x in paths], pa.string())
+        q = pa.table({"pos": pa.array(np.arange(len(paths), dtype=np.int64)), "path": paths.cast(pa.string())})
+        got = self.join_by_path(q, ["pos"], root)
+        out = np.full(len(paths), -1, dtype=np.int64)
+        out[got["pos"]] = got["id"]
+        return out
+
+    def join_by_path(self, source, columns: list[str], root: str) -> dict[str, np.ndarray]:
+        """`id` and `columns` of the rows of `source` (an Arrow table or dataset with `path`,
+        scanned by DuckDB, never loaded whole) whose path is a collection row."""
+        prefix = str(root).replace("\\", "/").rstrip("/") + "/"
+        norm = "replace(s.path, '\\', '/')"
+        rel = f"CASE WHEN starts_with({norm}, ?) THEN substr({norm}, ?) ELSE {norm} END"
+        cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
+        return self.sql(f"SELECT i.id, {cols} FROM src s JOIN items i ON i.path = {rel} AND i._root = 0",
+                        [prefix, len(prefix) + 1], src=source)
