@@ -1,0 +1,142 @@
+"""A collection above LAZY_MIN_ROWS is paged, not loaded: its grid pages are DuckDB queries on the
+memory-mapped copy of its Parquet file, checked here against pandas on the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from artmem.web.data import LAZY_MIN_ROWS
+
+N = LAZY_MIN_ROWS + 1000
+STYLES = [f"style_{i}" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """N rows written directly (the image files do not exist) and a scores table in two shards,
+    shuffled, with 5 % of the rows unscored and a few scored paths that are not in the collection."""
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("big")
+    df = pd.DataFrame({
+        "path": [f"img/{i:07d}.jpg" for i in range(N)],
+        "style": rng.choice(STYLES, N),
+        "genre": rng.choice(["portrait", "landscape", None], N),
+        "year": np.where(rng.random(N) < 0.1, np.nan, rng.integers(1400, 2000, N).astype(float)),
+    })
+    df.to_parquet(root / "collection.parquet", index=False)
+    res = root / "results"
+    shards = res / "scores" / "shards"
+    shards.mkdir(parents=True)
+    scored = df.sample(frac=0.95, random_state=1)[["path"]].copy()
+    scored["score"] = rng.random(len(scored)).round(3)  # rounded: many ties, broken by id
+    extra = pd.DataFrame({"path": ["not/in/collection.jpg"], "score": [0.5]})
+    scored = pd.concat([scored, extra], ignore_index=True)
+    half = len(scored) // 2
+    for k, part in enumerate([scored.iloc[:half], scored.iloc[half:]]):
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), shards / f"scores-{k:05d}.parquet")
+    ref = df.copy()
+    ref["score"] = ref["path"].map(scored.set_index("path")["score"])
+    return root, res, ref
+
+
+@pytest.fixture(scope="module")
+def client(big):
+    from artmem.web.app import create_app
+
+    root, res, _ = big
+    app = create_app(root, results=res, model="none", background=False)
+    with TestClient(app) as c:
+        yield c
+
+
+def _reference(ref: pd.DataFrame, key: str, ascending: bool, mask=None) -> pd.Series:
+    """Ids sorted as the explorer promises: missing values last, ties in id order."""
+    rows = ref if mask is None else ref[mask]
+    rows = rows.assign(id=rows.index)
+    return rows.sort_values([key, "id"], ascending=[ascending, True], na_position="last", kind="mergesort")["id"]
+
+
+def test_startup_does_not_load_the_table(client, big):
+    data = client.app.state.data
+    assert data.lazy and data._frame is None
+    assert len(data.collection.table) == 0  # schema only
+    assert data.n_rows == N
+    # the rows are a memory-mapped Arrow file: opening it allocates (almost) nothing
+    from artmem.web.rowstore import open_arrow_cache
+
+    cache = next((big[1] / ".explorer").glob("collection-*.arrow"))
+    before = pa.total_allocated_bytes()
+    table = open_arrow_cache(cache)
+    assert table.num_rows == N and pa.total_allocated_bytes() - before < table.nbytes / 20
+    assert client.get("/api/status").json()["scores"]["scored"] == int(big[2]["score"].notna().sum())
+
+
+@pytest.mark.parametrize("sort,order", [("score", "desc"), ("year", "asc"), ("path", "desc")])
+def test_filtered_sorted_page_matches_pandas(client, big, sort, order):
+    ref = big[2]
+    mask = (ref["style"] == "style_3") & (ref["genre"] == "portrait")
+    want = _reference(ref, sort, order == "asc", mask)
+    page, per = 7, 48
+    r = client.get("/api/collection", params={"style": "style_3", "genre": "portrait", "sort": sort,
+                                              "order": order, "page": page, "per_page": per}).json()
+    assert r["total"] == int(mask.sum())
+    got = [it["id"] for it in r["items"]]
+    assert got == want.iloc[(page - 1) * per: page * per].tolist()
+    item = r["items"][0]
+    assert item["path"] == ref.at[got[0], "path"]
+    assert item["labels"]["style"] == "style_3"
+    if np.isfinite(ref.at[got[0], "score"]):
+        assert item["score"] == pytest.approx(ref.at[got[0], "score"])
+
+
+def test_last_page_holds_the_unscored_rows(client, big):
+    ref = big[2]
+    mask = ref["style"] == "style_0"
+    total = int(mask.sum())
+    pages = -(-total // 100)
+    r = client.get("/api/collection", params={"style": "style_0", "per_page": 100, "page": pages}).json()
+    want = _reference(ref, "score", False, mask).iloc[(pages - 1) * 100:].tolist()
+    assert [it["id"] for it in r["items"]] == want
+    assert r["items"][-1]["score"] is None
+
+
+def test_search_and_percentile(client, big):
+    ref = big[2]
+    r = client.get("/api/collection", params={"q": "IMG/00012", "sort": "path", "order": "asc"}).json()
+    want = ref.index[ref["path"].str.contains("img/00012", regex=False)].tolist()
+    assert r["total"] == len(want) and [it["id"] for it in r["items"]] == want[:48]
+    top = client.get("/api/collection", params={"per_page": 1}).json()["items"][0]
+    scores = ref["score"].dropna().to_numpy()
+    assert top["percentile"] == pytest.approx(100.0 * (scores <= top["score"]).mean())
+
+
+def test_artwork_by_key_and_categories(client, big):
+    ref = big[2]
+    item = client.get("/api/collection", params={"genre": "landscape", "per_page": 1, "page": 3}).json()["items"][0]
+    a = client.get(f"/api/a/{item['key']}").json()
+    assert a["id"] == item["id"] and a["path"] == ref.at[item["id"], "path"]
+    assert a["labels"]["genre"] == "landscape"
+    cats = {c["value"]: c for c in client.get("/api/categories", params={"column": "style"}).json()["categories"]}
+    for style, g in ref.groupby("style"):
+        s = g["score"].dropna()
+        assert cats[style]["n"] == len(g) and cats[style]["n_scored"] == len(s)
+        assert cats[style]["mean"] == pytest.approx(s.mean())
+        assert cats[style]["q1"] == pytest.approx(np.quantile(s, 0.25))
+        assert cats[style]["std"] == pytest.approx(s.std(ddof=1))
+
+
+def test_uploads_are_not_added_to_a_large_collection(client):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buf, "PNG")
+    r = client.post("/api/upload", params={"add": "true"}, files={"file": ("x.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 400 and "memory-mapped" in r.json()["error"]
+    assert client.get("/api/status").json()["collection"]["uploads"] == 0
