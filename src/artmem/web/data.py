@@ -423,6 +423,9 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         """n, scored, mean, median, sd, quartiles, min and max of the score per category value
         (DuckDB: quantile_cont is numpy's linear quantile, stddev_samp the ddof=1 deviation)."""
         self._check_label_column(column)
+        return self._cached(("categories", self.version, self.n_rows, column), lambda: self._category_summary(column))
+
+    def _category_summary(self, column: str) -> pd.DataFrame:
         col = quote_ident(column)
         got = self.store.sql(
             f"SELECT coalesce(CAST(i.{col} AS VARCHAR), '(none)') AS value, count(*) AS n, count(s.v) AS n_scored, "

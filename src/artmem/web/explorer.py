@@ -46,7 +46,7 @@ class LRU:
 
 def rank_of(score: float, ref: np.ndarray) -> int:
     """1 + the number of collection scores above `score` (1 = most memorable)."""
-    return int((ref > score).sum()) + 1
+    return int(len(ref) - np.searchsorted(ref, score, side="right")) + 1  # ref is sorted
 
 
 class Explorer:

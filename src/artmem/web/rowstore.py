@@ -133,22 +133,35 @@ def parquet_collection_info(file: Path) -> tuple[int, pa.Schema, dict | None]:
 
 
 class RowStore:
-    """The rows as one Arrow table registered with DuckDB; one query at a time (a lock: the
-    connection is not shared between threads), each query using DuckDB's own threads."""
+    """The rows as one Arrow table registered with DuckDB. Each thread queries through its own
+    cursor (a DuckDB connection is not shared between threads), so that pages are computed
+    concurrently; each query also uses DuckDB's own threads."""
 
     def __init__(self, table: pa.Table, threads: int | None = None):
         import duckdb
 
         self.con = duckdb.connect(config={"threads": threads} if threads else {})
         self.lock = threading.Lock()
+        self._local = threading.local()
+        self._generation = 0
         self._sort_tables: dict[tuple, pa.Table] = {}
         self.set_table(table)
 
     def set_table(self, table: pa.Table) -> None:
         with self.lock:
             self.table = table
-            self.con.register("items", table)
             self.columns = {f.name: f.type for f in table.schema}
+            self._generation += 1
+
+    def _cursor(self):
+        """This thread's cursor, with the current table registered as `items`."""
+        loc = self._local
+        if getattr(loc, "generation", None) != self._generation:
+            with self.lock:
+                cur = self.con.cursor()
+                cur.register("items", self.table)
+                loc.cursor, loc.generation = cur, self._generation
+        return loc.cursor
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -173,14 +186,14 @@ class RowStore:
 
     def sql(self, query: str, params: list | None = None, **tables) -> dict[str, np.ndarray]:
         """Run a query (extra Arrow tables registered under the given names) -> numpy columns."""
-        with self.lock:
-            for name, t in tables.items():
-                self.con.register(name, t)
-            try:
-                return self.con.execute(query, params or []).fetchnumpy()
-            finally:
-                for name in tables:
-                    self.con.unregister(name)
+        cur = self._cursor()
+        for name, t in tables.items():
+            cur.register(name, t)
+        try:
+            return cur.execute(query, params or []).fetchnumpy()
+        finally:
+            for name in tables:
+                cur.unregister(name)
 
     # ------------------------------------------------------------------ grid queries
     def where(self, filters: dict[str, str], text: str, text_columns: list[str]) -> tuple[str, list]:
@@ -198,19 +211,20 @@ class RowStore:
         return " AND ".join(clauses), params
 
     def count(self, where: str, params: list) -> int:
-        with self.lock:
-            return int(self.con.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchall()[0][0])
+        return int(self._cursor().execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchall()[0][0])
 
     def _sort_table(self, key: tuple, values: np.ndarray) -> pa.Table:
         """`values` (aligned with the ids) as a one-column Arrow table, NaN as null; kept per
         `key` (the data version and the sort key) so that paging does not rebuild it."""
         hit = self._sort_tables.get(key)
         if hit is None:
-            if len(self._sort_tables) > 8:
-                self._sort_tables.clear()
             v = np.asarray(values)
             arr = pa.array(v.astype(np.float64) if v.dtype.kind in "biuf" else v, from_pandas=True)
-            hit = self._sort_tables[key] = pa.table({"v": arr})
+            hit = pa.table({"v": arr})
+            with self.lock:
+                if len(self._sort_tables) > 8:
+                    self._sort_tables.clear()
+                self._sort_tables[key] = hit
         return hit
 
     def page_ids(self, where: str, params: list, order: str, offset: int, limit: int,
@@ -219,25 +233,19 @@ class RowStore:
         """Ids of one page sorted by a table `column`, or by `values` (one per row, by id)."""
         direction = "ASC" if order == "asc" else "DESC"
         tail = f"{direction} NULLS LAST, id ASC LIMIT {int(limit)} OFFSET {int(offset)}"
-        with self.lock:
-            if column is not None:
-                q = f"SELECT id FROM items WHERE {where} ORDER BY {quote_ident(column)} {tail}"
-                return self.con.execute(q, params).fetchnumpy()["id"].astype(np.int64)
-            sv = self._sort_table(values_key, values)
-            if len(sv) != len(self.table):
-                raise ValueError(f"sort values for {len(sv)} rows, table has {len(self.table)}")
-            self.con.register("sort_values", sv)
-            try:
-                q = f"SELECT id FROM items POSITIONAL JOIN sort_values WHERE {where} ORDER BY v {tail}"
-                return self.con.execute(q, params).fetchnumpy()["id"].astype(np.int64)
-            finally:
-                self.con.unregister("sort_values")
+        if column is not None:
+            q = f"SELECT id FROM items WHERE {where} ORDER BY {quote_ident(column)} {tail}"
+            return self.sql(q, params)["id"].astype(np.int64)
+        sv = self._sort_table(values_key, values)
+        if len(sv) != len(self.table):
+            raise ValueError(f"sort values for {len(sv)} rows, table has {len(self.table)}")
+        q = f"SELECT id FROM items POSITIONAL JOIN sort_values WHERE {where} ORDER BY v {tail}"
+        return self.sql(q, params, sort_values=sv)["id"].astype(np.int64)
 
     def distinct(self, column: str, limit: int) -> list[str]:
         q = (f"SELECT DISTINCT CAST({quote_ident(column)} AS VARCHAR) AS v FROM items "
              f"WHERE {quote_ident(column)} IS NOT NULL LIMIT {int(limit)}")
-        with self.lock:
-            return [r[0] for r in self.con.execute(q).fetchall()]
+        return [r[0] for r in self._cursor().execute(q).fetchall()]
 
     def ids_for_paths(self, paths, root: str) -> np.ndarray:
         """The collection id of each path (relative, or absolute under `root`), -1 where none."""
