@@ -140,3 +140,26 @@ def test_uploads_are_not_added_to_a_large_collection(client):
     r = client.post("/api/upload", params={"add": "true"}, files={"file": ("x.png", buf.getvalue(), "image/png")})
     assert r.status_code == 400 and "memory-mapped" in r.json()["error"]
     assert client.get("/api/status").json()["collection"]["uploads"] == 0
+
+
+def test_thumbnails_rendered_once_then_read_from_disk(tmp_path, monkeypatch):
+    """A thumbnail is made when first asked for and kept on disk: a new cache (a restarted
+    server) serves the same bytes without decoding the original. (The big collection above has no
+    image files at all: starting it reads none.)"""
+    from PIL import Image
+
+    from artmem.web import thumbs
+
+    img = tmp_path / "a.jpg"
+    Image.new("RGB", (300, 200), (10, 120, 200)).save(img)
+    first = thumbs.ThumbCache(folder=tmp_path / "thumbs")
+    body, tag = first.get(img, 128)
+    assert first.misses == 1 and Image.open(__import__("io").BytesIO(body)).size == (128, 85)
+    assert len(list((tmp_path / "thumbs").rglob("*.jpg"))) == 1
+
+    def no_render(path, size):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(thumbs, "render_jpeg", no_render)
+    second = thumbs.ThumbCache(folder=tmp_path / "thumbs")
+    assert second.get(img, 128) == (body, tag) and second.disk_hits == 1

@@ -57,7 +57,10 @@ class Explorer:
         self.data, self.engine, self.indexer = data, engine, indexer
         self.similar_k = similar_k
         self.max_upload_bytes = max_upload_bytes
-        self.thumbs = ThumbCache()
+        # on disk in RESULTS/.explorer/thumbs (or the cache folder for a large collection without
+        # results); in memory only when there is neither
+        disk = data.results is not None or data.lazy
+        self.thumbs = ThumbCache(folder=data.cache_folder() / "thumbs" if disk else None)
         self.analyses = LRU(256)
         self.live_maps = LRU(64)  # artwork id or ("upload", sha256) -> PNG bytes
         self.svg_cache = LRU(64)
