@@ -28,7 +28,7 @@ def big(tmp_path_factory):
         "genre": rng.choice(["portrait", "landscape", None], N),
         "year": np.where(rng.random(N) < 0.1, np.nan, rng.integers(1400, 2000, N).astype(float)),
     })
-    df.to_parquet(root / "collection.parquet", index=False)
+    df.to_parquet(root / "collection.parquet", index=False, row_group_size=60_000)  # several row groups
     res = root / "results"
     shards = res / "scores" / "shards"
     shards.mkdir(parents=True)
@@ -163,3 +163,28 @@ def test_thumbnails_rendered_once_then_read_from_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(thumbs, "render_jpeg", no_render)
     second = thumbs.ThumbCache(folder=tmp_path / "thumbs")
     assert second.get(img, 128) == (body, tag) and second.disk_hits == 1
+
+
+def test_large_csv_is_copied_once_then_served_without_pandas(big, tmp_path, monkeypatch):
+    """A CSV collection of LAZY_MIN_ROWS rows is read once, copied, and the next start opens the
+    copy without reading the CSV (open_collection is not called); pages agree with pandas."""
+    from artmem.web import collection_rows
+    from artmem.web.data import ExplorerData
+
+    ref = big[2]
+    folder = tmp_path / "csvcoll"
+    folder.mkdir()
+    ref.drop(columns="score").to_csv(folder / "collection.csv", index=False)
+    first = ExplorerData(folder, big[1])
+    assert first.lazy and first.n_rows == N
+
+    def no_read(source):
+        raise AssertionError("the CSV was read again")
+
+    monkeypatch.setattr(collection_rows, "open_collection", no_read)
+    again = ExplorerData(folder, big[1])
+    assert again.lazy and len(again.collection.table) == 0
+    assert str(again.collection.root) == str(folder.resolve())
+    total, ids = again.page({"style": "style_5"}, sort="year", order="desc", offset=96, limit=48)
+    want = _reference(ref, "year", False, ref["style"] == "style_5")
+    assert total == int((ref["style"] == "style_5").sum()) and ids.tolist() == want.iloc[96:144].tolist()

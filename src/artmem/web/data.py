@@ -9,7 +9,6 @@ memory-mapped, never loaded); loading the artefacts lives in `artefacts.py`, kep
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artmem.data.collection import SIDECAR, Collection, _is_url, open_collection
+from artmem.data.collection import Collection
 from artmem.errors import ArtmemError
 from artmem.usercache import cache_dir
 from artmem.web.artefacts import (
@@ -27,14 +26,12 @@ from artmem.web.artefacts import (
     read_features_table,
     read_scores_table,
 )
+from artmem.web.collection_rows import open_rows
 from artmem.web.labels import path_key
 from artmem.web.rowstore import (
     LAZY_MIN_ROWS,
     RowStore,
-    arrow_cache_of_parquet,
     frame_to_arrow,
-    open_arrow_cache,
-    parquet_collection_info,
     quote_ident,
 )
 from artmem.web.sorting import sort_options, sort_source
@@ -48,30 +45,6 @@ logger = logging.getLogger(__name__)
 
 MAX_FILTER_VALUES = 500  # label columns with more distinct values get no drop-down
 PAGE_CACHE = 256  # grid pages kept (key: data version, filters, search, sort, page)
-
-
-def _parquet_collection_file(source) -> Path | None:
-    """The Parquet file `open_collection` would read for `source`, when it is one."""
-    if not isinstance(source, (str, Path)):
-        return None
-    p = Path(source)
-    if p.is_dir():
-        p = p / "collection.parquet"
-    return p if p.is_file() and p.suffix.lower() in (".parquet", ".pq") else None
-
-
-def _schema_only_collection(file: Path, info: dict | None, empty: pd.DataFrame) -> Collection:
-    """A `Collection` with the file's columns and root but no rows (name, root, paths and the
-    label/numeric columns work; the rows stay in the memory-mapped cache). Root resolution as in
-    `Collection.load`."""
-    if info is None and (file.parent / SIDECAR).exists():
-        info = json.loads((file.parent / SIDECAR).read_text())
-    if info is None:
-        info = {"root": str(file.parent.resolve()), "name": file.parent.name, "meta": {}}
-    root = info["root"]
-    if not _is_url(root) and not Path(root).is_absolute():
-        root = str((file.parent / root).resolve())
-    return Collection(empty, root, info.get("name", "collection"), info.get("meta", {}))
 
 
 class ExplorerData(ArtefactLoading, UploadsTable):
@@ -116,29 +89,23 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             self._load_uploads()
         self.collection_scores()  # sorted once here, so that the first page does not wait for it
         if self.lazy:
-            self._key_thread = threading.Thread(target=self._build_key_index, name="artmem-keys", daemon=True)
+            # not a daemon: killing it inside DuckDB at interpreter exit aborts the process
+            self._key_thread = threading.Thread(target=self._build_key_index, name="artmem-keys")
             self._key_thread.start()
 
     def _open_rows(self, source) -> None:
-        file = _parquet_collection_file(source)
-        n, schema, info = parquet_collection_info(file) if file is not None else (0, None, None)
-        self.lazy = file is not None and n >= LAZY_MIN_ROWS
-        if self.lazy:
-            self.collection = _schema_only_collection(file, info, schema.empty_table().to_pandas())
-            self.label_columns = list(self.collection.label_columns)
-            table = open_arrow_cache(arrow_cache_of_parquet(file, self.cache_folder()))
-            self._frame = None
-            self._path_to_id = None
-        else:
-            self.collection = open_collection(source)
-            self.label_columns = list(self.collection.label_columns)
-            frame = self.collection.table.copy()
-            frame["_root"] = COLLECTION
-            self._frame = frame.reset_index(drop=True)
-            table = frame_to_arrow(self._frame, self.label_columns)
-            self._path_to_id = {p: i for i, p in enumerate(self._frame["path"])}
+        collection, table, frame = open_rows(source, self._cache_candidates(), self.cache_folder)
+        self.collection = collection
+        self.label_columns = list(collection.label_columns)
+        self._frame = frame
+        self._path_to_id = None if frame is None else {p: i for i, p in enumerate(frame["path"])}
+        self.lazy = frame is None
         self.n_collection = table.num_rows
         self.store = RowStore(table)
+
+    def _cache_candidates(self) -> list[Path]:
+        """Where a cache copy may already be (looked up without creating folders)."""
+        return ([self.results / ".explorer"] if self.results is not None else []) + [cache_dir() / "explorer"]
 
     def cache_folder(self) -> Path:
         """Where the memory-mapped copy of a large collection goes: RESULTS/.explorer when the

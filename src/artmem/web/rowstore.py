@@ -33,7 +33,8 @@ import pyarrow.compute as pc
 logger = logging.getLogger(__name__)
 
 LAZY_MIN_ROWS = 200_000  # Parquet collections this large are memory-mapped, not loaded into pandas
-CACHE_VERSION = 1  # bump when the layout of the Arrow cache file changes
+CACHE_VERSION = 2  # bump when the layout of the Arrow cache file changes
+MAX_DICTIONARY = 65_536  # label columns with more distinct values are stored as plain text
 
 
 def quote_ident(name: str) -> str:
@@ -65,7 +66,7 @@ def frame_to_arrow(df: pd.DataFrame, label_columns: list[str]) -> pa.Table:
     return pa.table(cols)
 
 
-def parquet_signature(file: Path) -> str:
+def file_signature(file: Path) -> str:
     st = file.stat()
     key = f"{CACHE_VERSION}|{file.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     return hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
@@ -77,20 +78,24 @@ def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
-    target = cache_folder / f"collection-{parquet_signature(file)}.arrow"
+    target = cache_folder / f"collection-{file_signature(file)}.arrow"
     if target.is_file():
         return target
     cache_folder.mkdir(parents=True, exist_ok=True)
     pf = pq.ParquetFile(file)
     schema = pf.schema_arrow
     fields = [pa.field("id", pa.int64()), pa.field("_root", pa.int8()), pa.field("path", pa.string())]
+    labels = [f.name for f in schema if f.name != "path" and not _is_number(f.type)]
+    dictionaries = _label_dictionaries(pf, labels)
     for f in schema:
         if f.name == "path":
             continue
-        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type):
+        if _is_number(f.type):
             fields.append(pa.field(f.name, f.type))
-        else:  # label columns: text, dictionary-encoded (a few distinct values over millions of rows)
+        elif f.name in dictionaries:  # few distinct values over many rows: dictionary-encoded
             fields.append(pa.field(f.name, pa.dictionary(pa.int32(), pa.string())))
+        else:
+            fields.append(pa.field(f.name, pa.string()))
     out_schema = pa.schema(fields)
     tmp = target.with_suffix(".arrow.tmp")
     start = 0
@@ -102,8 +107,12 @@ def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
                       t.column("path").cast(pa.string())]
             for f in fields[3:]:
                 col = t.column(f.name)
-                if pa.types.is_dictionary(f.type):
-                    col = pc.dictionary_encode(col.cast(pa.string())).cast(f.type)
+                if pa.types.is_dictionary(f.type):  # one dictionary for the whole file (IPC files need it)
+                    values = dictionaries[f.name]
+                    idx = pc.index_in(col.cast(pa.string()), value_set=values).combine_chunks()
+                    col = pa.DictionaryArray.from_arrays(idx, values)
+                elif pa.types.is_string(f.type):
+                    col = col.cast(pa.string())
                 else:
                     col = _null_nan(col)
                 arrays.append(col)
@@ -112,6 +121,53 @@ def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
     tmp.replace(target)
     logger.info("explorer: %d rows of %s cached as %s", start, file, target)
     return target
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _label_dictionaries(pf, labels: list[str], max_values: int = MAX_DICTIONARY) -> dict[str, pa.Array]:
+    """The distinct values of each label column over the whole file (a first pass reading those
+    columns only); columns with more than `max_values` values are left out (kept as plain text)."""
+    seen: dict[str, set] = {c: set() for c in labels}
+    for batch in pf.iter_batches(columns=labels, batch_size=1 << 20) if labels else []:
+        for c in list(seen):
+            col = batch.column(c)
+            col = col.dictionary if pa.types.is_dictionary(col.type) else pc.unique(col.cast(pa.string()))
+            seen[c].update(v for v in col.cast(pa.string()).to_pylist() if v is not None)
+            if len(seen[c]) > max_values:
+                del seen[c]
+    return {c: pa.array(sorted(v), pa.string()) for c, v in seen.items()}
+
+
+INFO_KEY = b"artmem.explorer.collection"  # the collection's root, name and meta in a cache file
+
+
+def write_arrow_cache(table: pa.Table, target: Path, info: dict) -> Path:
+    """A table made from a collection read into pandas (a large CSV), written as the same
+    memory-mappable file as `arrow_cache_of_parquet` (label columns dictionary-encoded) with the
+    collection's root and name, so that the next start reads neither the CSV nor pandas."""
+    import pyarrow.ipc as ipc
+
+    cols = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        col = col.combine_chunks()  # one chunk, hence one dictionary per column (IPC files need it)
+        if pa.types.is_string(col.type) and name != "path" and len(pc.unique(col)) <= MAX_DICTIONARY:
+            col = pc.dictionary_encode(col)
+        cols[name] = col
+    out = pa.table(cols).replace_schema_metadata({INFO_KEY: json.dumps(info, default=str)})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".arrow.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, out.schema) as writer:
+        writer.write_table(out)
+    tmp.replace(target)
+    return target
+
+
+def cache_info(table: pa.Table) -> dict | None:
+    raw = (table.schema.metadata or {}).get(INFO_KEY)
+    return json.loads(raw) if raw else None
 
 
 def open_arrow_cache(file: Path) -> pa.Table:
