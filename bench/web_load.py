@@ -361,18 +361,19 @@ def run_rows(args) -> int:
         proc = start_server(args, port)
         try:
             with RssSampler(proc.pid) as rss:
-                status = wait_ready(base, proc, timeout=600)
+                status = wait_ready(base, proc, timeout=900)
                 ready = time.time() - t0
-                rss_ready = rss.peak_mb
-                print(f"{run}: ready in {ready:.1f} s ({status['collection']['images']} rows), "
-                      f"RSS peak {rss_ready:.0f} MB", file=sys.stderr)
-                out[run] = {"ready_s": round(ready, 1), "rss_peak_at_ready_mb": round(rss_ready)}
+                rss_ready, cpu_ready = rss.peak_mb, cpu_seconds(proc.pid)
+                print(f"{run}: ready in {ready:.1f} s ({cpu_ready:.1f} CPU-s; {status['collection']['images']} "
+                      f"rows), RSS peak {rss_ready:.0f} MB", file=sys.stderr)
+                out[run] = {"ready_s": round(ready, 1), "server_cpu_s_at_ready": round(cpu_ready, 1),
+                            "rss_peak_at_ready_mb": round(rss_ready)}
                 if run == "restart":
                     break
                 cpu0 = cpu_seconds(proc.pid)
                 pages = measure_pages(base, args.pages, seed=args.seed)
                 pages["server_cpu_ms_per_page"] = round(1000 * (cpu_seconds(proc.pid) - cpu0) / args.pages, 2)
-                print(f"uncached filtered+sorted grid pages: {pages}", file=sys.stderr)
+                print(f"uncached filtered+sorted grid pages: {pages}", file=sys.stderr, flush=True)
                 out["pages"] = pages
                 if args.clients:
                     cpu0 = cpu_seconds(proc.pid)

@@ -184,6 +184,12 @@ def test_large_csv_is_copied_once_then_served_without_pandas(big, tmp_path, monk
     monkeypatch.setattr(collection_rows, "open_collection", no_read)
     again = ExplorerData(folder, big[1])
     assert again.lazy and len(again.collection.table) == 0
+    # the scores aligned with the ids and their sorted copy come from the first start's files
+    assert list(again.rows_copy.parent.glob("scores-*.sorted.npy"))
+    np.testing.assert_array_equal(again.scores, first.scores)
+    np.testing.assert_array_equal(again.collection_scores(), np.sort(ref["score"].dropna().to_numpy()))
+    key = again.key_of(123)
+    assert again.id_of_key(key) == 123 and again.rows_copy.with_suffix(".keys.npy").is_file()
     assert str(again.collection.root) == str(folder.resolve())
     total, ids = again.page({"style": "style_5"}, sort="year", order="desc", offset=96, limit=48)
     want = _reference(ref, "year", False, ref["style"] == "style_5")

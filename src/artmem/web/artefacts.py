@@ -6,7 +6,9 @@ Every artefact is optional; a missing or unreadable one is logged and recorded i
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,17 @@ def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | N
     return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
 
 
+def save_npy(file: Path, array: np.ndarray) -> None:
+    """An array saved atomically beside the memory-mapped copy (a cache: failing to write it only
+    costs recomputing it at the next start)."""
+    tmp = file.with_name(file.name + ".tmp.npy")
+    try:
+        np.save(tmp, array)
+        tmp.replace(file)
+    except OSError as exc:
+        logger.warning("%s not cached: %s", file, exc)
+
+
 def read_optional_parquet(file: Path, what: str = "") -> pd.DataFrame | None:
     """A parquet table that may be absent; an unreadable one is logged and skipped (None)."""
     if not file.exists():
@@ -84,6 +97,7 @@ class ArtefactLoading:
     lock: object
     store: object  # rowstore.RowStore
     n_collection: int
+    rows_copy: Path | None  # the memory-mapped copy of a large collection
 
     def _ids_for(self, paths) -> np.ndarray:
         """The id of each results-table path (relative, or absolute under the root), -1 if none."""
@@ -126,25 +140,50 @@ class ArtefactLoading:
 
         try:
             source = open_dataset(folder, "scores")
-            n_rows = source.count_rows()
         except ArtmemError:  # a CSV scores table: read whole (lazy reading needs Parquet)
             import pyarrow as pa
 
-            df = read_scores_table(self.results)
-            source, n_rows = pa.Table.from_pandas(df[["path", "score"]], preserve_index=False), len(df)
-        got = self.store.join_by_path(source, ["score"], str(self.root))
-        score = got["score"]
-        score = np.asarray(score.filled(np.nan) if np.ma.isMaskedArray(score) else score, dtype=np.float64)
-        self.scores[got["id"]] = score
+            source = pa.Table.from_pandas(read_scores_table(self.results)[["path", "score"]], preserve_index=False)
+        n_rows = source.count_rows() if hasattr(source, "count_rows") else source.num_rows
+        cached = self._scores_cache_file(source)
+        if cached is not None and cached.is_file():  # this collection copy joined with these scores before
+            self.scores = np.load(cached)
+            n_found = int(np.isfinite(self.scores).sum())
+        else:
+            got = self.store.join_by_path(source, ["score"], str(self.root))
+            score = got["score"]
+            self.scores[got["id"]] = np.asarray(score.filled(np.nan) if np.ma.isMaskedArray(score) else score,
+                                                dtype=np.float64)
+            n_found = len(got["id"])
+            if cached is not None:
+                save_npy(cached, self.scores)
+        if cached is not None:  # and the sorted copy for percentiles (a 10 M-row sort is seconds)
+            sorted_file = cached.with_name(cached.stem + ".sorted.npy")
+            if sorted_file.is_file():
+                self._cache[("sorted_scores", self.version)] = np.load(sorted_file)
+            else:
+                save_npy(sorted_file, self.collection_scores())
         self.score_source = "scores table"
         try:
             job = read_job_record(folder)
             self.scores_model = job.model if job is not None else None
         except ArtmemError as exc:
             logger.warning("%s: the scoring model is unknown", exc)
-        if n_rows > len(got["id"]):
-            logger.warning("%d scored paths are not in the collection (ignored)", n_rows - len(got["id"]))
-        return f"{len(got['id'])} scores"
+        if n_rows > n_found:
+            logger.warning("%d scored paths are not in the collection or not finite (ignored)", n_rows - n_found)
+        return f"{n_found} scores"
+
+    def _scores_cache_file(self, source) -> Path | None:
+        """Where the scores of a large collection, aligned with its ids, are kept between starts:
+        beside its memory-mapped copy, named by that copy and the scores files (name, size, time)."""
+        files = getattr(source, "files", None)
+        if self.rows_copy is None or not files:
+            return None
+        h = hashlib.sha1(self.rows_copy.name.encode())
+        for f in sorted(files):
+            st = os.stat(f)
+            h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+        return self.rows_copy.parent / f"scores-{h.hexdigest()[:16]}.npy"
 
     def _load_features(self) -> str | None:
         """Embeddings for exact similar-artwork search in memory, up to FEATURES_IN_MEMORY_MAX_BYTES;

@@ -67,8 +67,8 @@ def _schema_only_collection(file: Path, info: dict | None, empty: pd.DataFrame) 
 
 
 def _open_csv_copy(source, candidates: list[Path], cache_folder: Callable[[], Path]):
-    """(collection, table) of a CSV collection served from its copy, or (collection, None) when
-    it is read into pandas (small), or None when `source` is not a CSV collection."""
+    """(collection, table, copy file) of a CSV collection served from its copy, or (collection,
+    None, None) when it is read into pandas (small), or None when `source` is not a CSV collection."""
     csv = _csv_collection_file(source)
     if csv is None:
         return None
@@ -77,7 +77,7 @@ def _open_csv_copy(source, candidates: list[Path], cache_folder: Callable[[], Pa
     if cached is None:
         coll = open_collection(source)
         if len(coll) < LAZY_MIN_ROWS:
-            return coll, None
+            return coll, None, None
         frame = coll.table.assign(_root=COLLECTION)
         cached = write_arrow_cache(frame_to_arrow(frame, list(coll.label_columns)), cache_folder() / name,
                                    {"root": coll.root, "name": coll.name, "meta": coll.meta})
@@ -85,12 +85,13 @@ def _open_csv_copy(source, candidates: list[Path], cache_folder: Callable[[], Pa
     table = open_arrow_cache(cached)
     info = cache_info(table)
     empty = table.schema.empty_table().drop_columns(["id", "_root"]).to_pandas()
-    return Collection(empty, info["root"], info.get("name", "collection"), info.get("meta", {})), table
+    return Collection(empty, info["root"], info.get("name", "collection"), info.get("meta", {})), table, cached
 
 
 def open_rows(source, candidates: list[Path], cache_folder: Callable[[], Path]
-              ) -> tuple[Collection, pa.Table, pd.DataFrame | None]:
-    """(collection, Arrow table of the rows, the pandas table or None when memory-mapped).
+              ) -> tuple[Collection, pa.Table, pd.DataFrame | None, Path | None]:
+    """(collection, Arrow table of the rows, the pandas table or None when memory-mapped, the
+    memory-mapped copy or None).
 
     Args:
         source: anything `open_collection` accepts.
@@ -99,14 +100,15 @@ def open_rows(source, candidates: list[Path], cache_folder: Callable[[], Path]
     """
     got = _open_csv_copy(source, candidates, cache_folder)
     if got is not None and got[1] is not None:
-        return got[0], got[1], None
+        return got[0], got[1], None, got[2]
     file = _parquet_collection_file(source)
     n, schema, info = parquet_collection_info(file) if file is not None else (0, None, None)
     if file is not None and n >= LAZY_MIN_ROWS:
         collection = _schema_only_collection(file, info, schema.empty_table().to_pandas())
-        return collection, open_arrow_cache(arrow_cache_of_parquet(file, cache_folder())), None
+        copy = arrow_cache_of_parquet(file, cache_folder())
+        return collection, open_arrow_cache(copy), None, copy
     collection = got[0] if got is not None else open_collection(source)
     frame = collection.table.copy()
     frame["_root"] = COLLECTION
     frame = frame.reset_index(drop=True)
-    return collection, frame_to_arrow(frame, list(collection.label_columns)), frame
+    return collection, frame_to_arrow(frame, list(collection.label_columns)), frame, None

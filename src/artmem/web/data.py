@@ -25,6 +25,7 @@ from artmem.web.artefacts import (
     normalise_rows,
     read_features_table,
     read_scores_table,
+    save_npy,
 )
 from artmem.web.collection_rows import open_rows
 from artmem.web.labels import path_key
@@ -82,19 +83,14 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self.artefacts: dict[str, str] = {}
         self._cache: dict = {}  # (what, version, ...) -> value; cleared when it grows
         self._key_index = None
-        self._key_thread: threading.Thread | None = None
         self._sort_labels: tuple[tuple, dict[str, str]] | None = None
         if self.results is not None:
             self._load_results()
             self._load_uploads()
         self.collection_scores()  # sorted once here, so that the first page does not wait for it
-        if self.lazy:
-            # not a daemon: killing it inside DuckDB at interpreter exit aborts the process
-            self._key_thread = threading.Thread(target=self._build_key_index, name="artmem-keys")
-            self._key_thread.start()
 
     def _open_rows(self, source) -> None:
-        collection, table, frame = open_rows(source, self._cache_candidates(), self.cache_folder)
+        collection, table, frame, self.rows_copy = open_rows(source, self._cache_candidates(), self.cache_folder)
         self.collection = collection
         self.label_columns = list(collection.label_columns)
         self._frame = frame
@@ -251,7 +247,9 @@ class ExplorerData(ArtefactLoading, UploadsTable):
 
     def id_of_key(self, key: str) -> int | None:
         if self.lazy:
-            self._key_thread.join()
+            with self.lock:
+                if self._key_index is None:
+                    self._key_index = self._large_key_index()
             keys, ids = self._key_index
             try:
                 k = int(key, 16)
@@ -267,13 +265,21 @@ class ExplorerData(ArtefactLoading, UploadsTable):
                 self._key_index = (n, {k: i for i, k in enumerate(keys)})
             return self._key_index[1].get(key)
 
-    def _build_key_index(self) -> None:
-        """Sorted 48-bit URL keys of a large collection and their ids (16 bytes a row), hashed by
-        DuckDB in the background after start (`/a/KEY` waits for it)."""
+    def _large_key_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted 48-bit URL keys of a large collection and their ids (16 bytes a row): hashed by
+        DuckDB when first needed, then kept beside the memory-mapped copy for later starts."""
+        file = self.rows_copy.with_suffix(".keys.npy")
+        try:
+            both = np.load(file)
+            return both[0], both[1].astype(np.int64)
+        except (OSError, ValueError):
+            pass
         got = self.store.sql("SELECT id, CAST('0x' || substr(sha1(CAST(_root AS VARCHAR) || ':' || path), 1, 12) "
                              "AS UBIGINT) AS k FROM items")
         order = np.argsort(got["k"], kind="stable")
-        self._key_index = (got["k"][order], got["id"][order])
+        keys, ids = got["k"][order], got["id"][order]
+        save_npy(file, np.stack([keys, ids.astype(np.uint64)]))
+        return keys, ids
 
     def labels_of(self, item_id: int) -> dict[str, str]:
         row = self.rows(np.array([item_id])).iloc[0]
