@@ -227,12 +227,34 @@ class RowStore:
 
     # ------------------------------------------------------------------ reading rows
     def take(self, ids) -> pd.DataFrame:
-        """Rows by id (= position), label columns decoded to text."""
-        t = self.table.take(pa.array(np.asarray(ids, dtype=np.int64)))
+        """Rows by id (= position), label columns decoded to text. Taken record batch by record
+        batch: `Table.take` over a chunked memory-mapped table concatenates whole columns first
+        (190 ms for 48 rows of 10 M)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        batches, starts = self._batches()
+        which = np.searchsorted(starts, ids, side="right") - 1
+        parts, order = [], []
+        for b in np.unique(which):
+            sel = np.nonzero(which == b)[0]
+            parts.append(batches[b].take(pa.array(ids[sel] - starts[b])))
+            order.append(sel)
+        t = pa.Table.from_batches(parts, schema=self.table.schema) if parts else self.table.slice(0, 0)
+        if parts:
+            t = t.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
         cols = {}
         for name, col in zip(t.column_names, t.columns, strict=True):
             cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
         return pa.table(cols).to_pandas()
+
+    def _batches(self) -> tuple[list[pa.RecordBatch], np.ndarray]:
+        """The table's record batches (zero-copy) and the id of each one's first row."""
+        table = self.table
+        cached = getattr(self, "_batch_index", None)
+        if cached is None or cached[0] is not table:
+            batches = table.to_batches()
+            starts = np.cumsum([0] + [b.num_rows for b in batches])[:-1].astype(np.int64)
+            cached = self._batch_index = (table, batches, starts)
+        return cached[1], cached[2]
 
     def path_of(self, item_id: int) -> str:
         return str(self.table.column("path")[int(item_id)].as_py())
