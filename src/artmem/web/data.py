@@ -44,6 +44,7 @@ __all__ = ["COLLECTION", "LAZY_MIN_ROWS", "MAX_FILTER_VALUES", "UPLOADS", "Explo
 
 logger = logging.getLogger(__name__)
 
+SCORE_COLUMN = "_score"  # the scores of a large collection, as a column of its row table
 MAX_FILTER_VALUES = 500  # label columns with more distinct values get no drop-down
 PAGE_CACHE = 256  # grid pages kept (key: data version, filters, search, sort, page)
 
@@ -88,6 +89,8 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             self._load_results()
             self._load_uploads()
         self.collection_scores()  # sorted once here, so that the first page does not wait for it
+        if self.lazy:  # no background scoring nor uploads change them: sorted as a column
+            self.store.add_column(SCORE_COLUMN, self.scores)
 
     def _open_rows(self, source) -> None:
         collection, table, frame, self.rows_copy = open_rows(source, self._cache_candidates(), self.cache_folder)
@@ -229,7 +232,12 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         version, n = self.version, self.n_rows
         fkey = (version, n, tuple(sorted(filters.items())), text.strip().lower())
         where, params = self.store.where(filters, text, self.label_columns)
-        total = self._cached(("count", *fkey), lambda: self.store.count(where, params))
+        if filters and not text.strip():  # counts of every value combination of these columns, once
+            cols = tuple(sorted(filters))
+            counts = self._cached(("counts", version, n, cols), lambda: self.store.counts_by(list(cols)))
+            total = counts.get(tuple(str(filters[c]) for c in cols), 0)
+        else:
+            total = self._cached(("count", *fkey), lambda: self.store.count(where, params))
         offset = max(0, min(int(offset), total))
         if limit <= 0:
             return total, np.empty(0, dtype=np.int64)

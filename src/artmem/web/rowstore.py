@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
         else:
             fields.append(pa.field(f.name, pa.string()))
     out_schema = pa.schema(fields)
-    tmp = target.with_suffix(".arrow.tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two servers may start at once
     start = 0
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, out_schema) as writer:
         for g in range(pf.num_row_groups):
@@ -158,7 +159,7 @@ def write_arrow_cache(table: pa.Table, target: Path, info: dict) -> Path:
         cols[name] = col
     out = pa.table(cols).replace_schema_metadata({INFO_KEY: json.dumps(info, default=str)})
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".arrow.tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two servers may start at once
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, out.schema) as writer:
         writer.write_table(out)
     tmp.replace(target)
@@ -208,6 +209,13 @@ class RowStore:
             self.table = table
             self.columns = {f.name: f.type for f in table.schema}
             self._generation += 1
+
+    def add_column(self, name: str, values: np.ndarray) -> None:
+        """A column of per-row values (NaN as null) added to the table DuckDB sees: the scores of a
+        large collection, which never change while it is served, are then sorted like any column,
+        with the filter pushed into the scan (a quarter cheaper than a positional join)."""
+        col = _null_nan(pa.array(np.asarray(values)))
+        self.set_table(self.table.append_column(name, col))
 
     def _cursor(self):
         """This thread's cursor, with the current table registered as `items`."""
@@ -290,6 +298,15 @@ class RowStore:
 
     def count(self, where: str, params: list) -> int:
         return int(self._cursor().execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchall()[0][0])
+
+    def counts_by(self, columns: list[str]) -> dict[tuple, int]:
+        """Rows per combination of values of `columns` (as text; rows missing one are left out,
+        as a filter never matches them): one GROUP BY answers the count of every later filter
+        on the same columns."""
+        cols = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in columns)
+        notnull = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in columns)
+        rows = self._cursor().execute(f"SELECT {cols}, count(*) FROM items WHERE {notnull} GROUP BY ALL").fetchall()
+        return {tuple(r[:-1]): int(r[-1]) for r in rows}
 
     def _sort_table(self, key: tuple, values: np.ndarray) -> pa.Table:
         """`values` (aligned with the ids) as a one-column Arrow table, NaN as null; kept per

@@ -46,7 +46,7 @@ def sort_source(data, key: str) -> tuple[str | None, np.ndarray | None]:
     """(a column of the row table, None) or (None, one value per row id) to sort by `key`
     (NaN where a row has none)."""
     if key == "score":
-        return None, data.scores
+        return ("_score", None) if "_score" in data.store.columns else (None, data.scores)
     n = data.n_rows
     if key.startswith("measure:"):
         col = key.split(":", 1)[1]
