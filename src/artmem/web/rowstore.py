@@ -359,5 +359,19 @@ class RowStore:
         norm = "replace(s.path, '\\', '/')"
         rel = f"CASE WHEN starts_with({norm}, ?) THEN substr({norm}, ?) ELSE {norm} END"
         cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
+        files = [str(f) for f in getattr(source, "files", [])]
+        if files and all(f.endswith(".parquet") for f in files):
+            # DuckDB's own Parquet reader (faster and leaner than scanning the pyarrow dataset), in a
+            # connection of its own: closing it hands the join's hash table back at once
+            import duckdb
+
+            con = duckdb.connect()
+            try:
+                con.register("items", self.table)
+                return con.execute(f"SELECT i.id, {cols} FROM read_parquet(?, union_by_name = true) s "
+                                   f"JOIN items i ON i.path = {rel} AND i._root = 0",
+                                   [files, prefix, len(prefix) + 1]).fetchnumpy()
+            finally:
+                con.close()
         return self.sql(f"SELECT i.id, {cols} FROM src s JOIN items i ON i.path = {rel} AND i._root = 0",
                         [prefix, len(prefix) + 1], src=source)
