@@ -332,15 +332,18 @@ class ExplorerData(ArtefactLoading, UploadsTable):
                 out.append((int(self._index_to_id[j]), float(sim)))
         return out
 
+    def indexed(self, item_id: int) -> bool:
+        """Whether the results' retrieval index holds this artwork's vector."""
+        m = self._id_to_index
+        return m is not None and 0 <= item_id < len(m) and m[item_id] >= 0
+
     def similar_to_item(self, item_id: int, k: int = 8) -> list[tuple[int, float]] | None:
         """Top-k of a collection artwork through the retrieval index, from its own indexed vector
         (no feature matrix in memory); None when the index does not hold it."""
         index = self.index
-        if index is None or self._id_to_index is None or item_id >= self.n_collection:
+        if index is None or not self.indexed(item_id):
             return None
         j = int(self._id_to_index[item_id])
-        if j < 0:
-            return None
         try:
             q = index.vectors(np.array([j], dtype=np.int64))
             sims, ids = index.search(q, k, exclude=[j], raw=False)

@@ -138,7 +138,8 @@ class Explorer:
         The stored score is used as is; the map is computed only when its PNG is requested.
         """
         engine = self.engine
-        need_emb = self.data.embedding_of(item_id) is None and engine.feature_model is not None
+        need_emb = (self.data.embedding_of(item_id) is None and not self.data.indexed(item_id)
+                    and engine.feature_model is not None)
         if not (engine.classifiers or need_emb):
             return None
         cached = self.analyses.get(item_id)
@@ -197,8 +198,8 @@ class Explorer:
         except ImageReadError as exc:  # the page still opens, and says what is wrong with the file
             analysis, error = None, f"this image cannot be read: {exc.reason}"
         emb = data.embedding_of(item_id)
-        if emb is None and analysis is not None:
-            emb = analysis.embedding
+        if emb is None and analysis is not None and not data.indexed(item_id):
+            emb = analysis.embedding  # else: similar() takes the artwork's own vector from the index
         has_map = (item_id in data.maps or engine.map_fn is not None) and error is None
         rank = rank_of(score, ref) if finite else None
         pct = data.percentile(score, ref) if finite else None
