@@ -194,3 +194,16 @@ def test_large_csv_is_copied_once_then_served_without_pandas(big, tmp_path, monk
     total, ids = again.page({"style": "style_5"}, sort="year", order="desc", offset=96, limit=48)
     want = _reference(ref, "year", False, ref["style"] == "style_5")
     assert total == int((ref["style"] == "style_5").sum()) and ids.tolist() == want.iloc[96:144].tolist()
+
+
+def test_many_pages_do_not_evict_the_sorted_scores(client):
+    """Past PAGE_CACHE cached pages the pages go, the sorted scores (seconds to remake at 10 M
+    rows) stay."""
+    from artmem.web.data import PAGE_CACHE
+
+    data = client.app.state.data
+    ref = data.collection_scores()
+    for k in range(PAGE_CACHE + 10):
+        data.page({"style": STYLES[k % len(STYLES)]}, sort="year", order="asc", offset=k, limit=3)
+    assert data.collection_scores() is ref
+    assert sum(1 for key in data._cache if key[0] == "page") <= PAGE_CACHE

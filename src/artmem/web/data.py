@@ -151,12 +151,16 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         return self.store.take(ids).assign(score=scores)
 
     def _cached(self, key: tuple, fn):
+        """`fn()` kept under `key` = (what, data version, ...). When the cache grows past
+        PAGE_CACHE, pages and the values of older versions go; the current version's summaries
+        (sorted scores: a second to remake for 10 M rows; counts; filter values) stay."""
         hit = self._cache.get(key)
         if hit is None:
             hit = fn()
             with self.lock:
                 if len(self._cache) > PAGE_CACHE:
-                    self._cache.clear()
+                    self._cache = {k: v for k, v in self._cache.items()
+                                   if k[0] not in ("page", "count") and k[1] == self.version}
                 self._cache[key] = hit
         return hit
 
@@ -190,7 +194,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
                 vals = self.store.distinct(c, MAX_FILTER_VALUES + 1)
                 out[c] = sorted(vals) if len(vals) <= MAX_FILTER_VALUES else []
             return out
-        return self._cached(("filters", self.n_rows, tuple(self.label_columns)), compute)
+        return self._cached(("filters", self.version, self.n_rows, tuple(self.label_columns)), compute)
 
     def numeric_columns(self) -> list[str]:
         return [
