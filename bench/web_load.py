@@ -14,6 +14,15 @@ collection / model with --collection / --results / --model.
     .venv/bin/python bench/web_load.py --mixed             # + a run where 5 of the 50 clients are hostile
     .venv/bin/python bench/web_load.py --mixed --small     # the same at a size a shared laptop takes
 
+`--rows N` serves a collection of N rows written directly as Parquet (`web_rows.py`: only 200
+image files exist; scores in shards) with no model, and reports the server's start-to-ready time,
+`--pages` uncached filtered + sorted grid pages one at a time (p50/p99), then the load of the
+clients (grid pages with varied filters and sorts, artwork pages, thumbnails of the existing
+images, categories) and the server's peak RSS over the whole run:
+
+    .venv/bin/python bench/web_load.py --rows 1000000 --clients 20 --seconds 30
+    nice .venv/bin/python bench/web_load.py --rows 10000000 --clients 0 --rows-dir /tmp/rows10m
+
 `--mixed` runs the load twice on the same server: clean, then with `--hostile` of the clients
 sending hostile requests (narrow and extreme-aspect images whose maps they fetch, uploads from a
 foreign origin, half-sent requests and bodies trickled slower than the server's read deadline).
@@ -45,6 +54,9 @@ MIX = {
     "grid_api": 20, "grid_html": 10, "artwork_api": 15, "artwork_html": 8, "thumb": 35,
     "image": 5, "categories_api": 3, "status": 2, "upload": 2,
 }
+# --rows: no model (no uploads), thumbnails only of the images that exist, grids filtered and sorted
+ROWS_MIX = {"grid_api": 30, "grid_html": 10, "artwork_api": 20, "artwork_html": 8, "thumb": 27,
+            "categories_api": 3, "status": 2}
 
 
 def free_port() -> int:
@@ -72,7 +84,7 @@ def start_server(args, port: int) -> subprocess.Popen:
         make_synthetic_collection(tmp / "coll", n_styles=4, n_genres=3, per_class=args.per_class,
                                   size=args.size, seed=0)
         collection = str(tmp / "coll")
-    cmd = [sys.executable, "-m", "artmem.cli", "-q", "serve", collection, "--model", args.model,
+    cmd = [sys.executable, "-m", "artmem.cli", "-q", "serve", str(collection), "--model", args.model,
            "--port", str(port), "--device", args.device]
     if args.results:
         cmd += ["--results", args.results]
@@ -97,24 +109,29 @@ def wait_ready(base: str, proc: subprocess.Popen | None, timeout: float) -> dict
 
 
 async def one_client(client: httpx.AsyncClient, deadline: float, n_ids: int, payload: bytes,
-                     rng: random.Random, out: list) -> None:
-    kinds, weights = list(MIX), list(MIX.values())
+                     rng: random.Random, out: list, rows_mode: bool = False, n_thumbs: int = 0) -> None:
+    from web_rows import grid_params
+
+    mix = ROWS_MIX if rows_mode else MIX
+    kinds, weights = list(mix), list(mix.values())
     while time.perf_counter() < deadline:
         kind = rng.choices(kinds, weights)[0]
         i = rng.randrange(n_ids)
         t0 = time.perf_counter()
         try:
             if kind == "grid_api":
-                r = await client.get("/api/collection", params={"page": rng.randint(1, 3), "per_page": 48,
-                                                                 "order": rng.choice(["asc", "desc"])})
+                params = grid_params(rng) if rows_mode else {"page": rng.randint(1, 3), "per_page": 48,
+                                                              "order": rng.choice(["asc", "desc"])}
+                r = await client.get("/api/collection", params=params)
             elif kind == "grid_html":
-                r = await client.get("/", params={"page": rng.randint(1, 3)})
+                r = await client.get("/", params=grid_params(rng) if rows_mode else {"page": rng.randint(1, 3)})
             elif kind == "artwork_api":
                 r = await client.get(f"/api/artwork/{i}")
             elif kind == "artwork_html":
                 r = await client.get(f"/artwork/{i}")
             elif kind == "thumb":
-                r = await client.get(f"/api/artwork/{i}/thumb", params={"size": 256})
+                j = rng.randrange(n_thumbs) if rows_mode else i
+                r = await client.get(f"/api/artwork/{j}/thumb", params={"size": 256})
             elif kind == "image":
                 r = await client.get(f"/api/artwork/{i}/image", params={"size": 1024})
             elif kind == "categories_api":
@@ -226,7 +243,7 @@ async def hostile_client(client: httpx.AsyncClient, base: str, deadline: float, 
 
 
 async def run_load(base: str, clients: int, seconds: float, n_ids: int, seed: int,
-                   hostile: int = 0) -> tuple[list, list, float]:
+                   hostile: int = 0, rows_mode: bool = False, n_thumbs: int = 0) -> tuple[list, list, float]:
     """(records of the ordinary clients, records of the hostile ones, elapsed seconds)."""
     payload = upload_payload()
     out: list = []
@@ -239,7 +256,8 @@ async def run_load(base: str, clients: int, seconds: float, n_ids: int, seed: in
         bad_tasks = [asyncio.ensure_future(hostile_client(hostile_http, base, deadline,
                                                           random.Random(seed + 1000 + k), bad))
                      for k in range(hostile)]
-        await asyncio.gather(*(one_client(client, deadline, n_ids, payload, random.Random(seed + k), out)
+        await asyncio.gather(*(one_client(client, deadline, n_ids, payload, random.Random(seed + k), out,
+                                          rows_mode, n_thumbs)
                                for k in range(clients - hostile)))
         elapsed = time.perf_counter() - t0  # the ordinary clients' time
         await asyncio.gather(*bad_tasks)
@@ -272,6 +290,13 @@ class RssSampler:
 
     def __exit__(self, *exc):
         self._stop.set()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): the cost of the requests, which
+    other jobs on a shared machine do not inflate the way they inflate latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(records: list, elapsed: float) -> dict:
@@ -309,6 +334,72 @@ def _hostile_summary(records: list) -> dict:
             "held_open_at_end": held}
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_rows(args) -> int:
+    """--rows N: start-to-ready (first start, which writes the memory-mapped copy, and a restart),
+    uncached filtered + sorted pages, then the clients' load; the server's peak RSS throughout."""
+    from web_rows import measure_pages, write_rows_collection
+
+    folder = Path(args.rows_dir or tempfile.mkdtemp(prefix="artmem_rows_"))
+    if not (folder / "collection.parquet").exists():
+        t0 = time.time()
+        write_rows_collection(folder, args.rows, seed=args.seed)
+        print(f"wrote {args.rows} rows in {time.time() - t0:.1f} s to {folder}", file=sys.stderr)
+    args.collection, args.results, args.model = str(folder), str(folder / "results"), "none"
+    out: dict = {"rows": args.rows, "clients": args.clients, "cpus": os.cpu_count()}
+    for run in ("first start", "restart"):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        t0 = time.time()
+        proc = start_server(args, port)
+        try:
+            with RssSampler(proc.pid) as rss:
+                status = wait_ready(base, proc, timeout=900)
+                ready = time.time() - t0
+                rss_ready, cpu_ready = rss.peak_mb, cpu_seconds(proc.pid)
+                print(f"{run}: ready in {ready:.1f} s ({cpu_ready:.1f} CPU-s; {status['collection']['images']} "
+                      f"rows), RSS peak {rss_ready:.0f} MB", file=sys.stderr)
+                out[run] = {"ready_s": round(ready, 1), "server_cpu_s_at_ready": round(cpu_ready, 1),
+                            "rss_peak_at_ready_mb": round(rss_ready)}
+                if run == "restart":
+                    break
+                cpu0 = cpu_seconds(proc.pid)
+                pages = measure_pages(base, args.pages, seed=args.seed)
+                pages["server_cpu_ms_per_page"] = round(1000 * (cpu_seconds(proc.pid) - cpu0) / args.pages, 2)
+                print(f"uncached filtered+sorted grid pages: {pages}", file=sys.stderr, flush=True)
+                out["pages"] = pages
+                if args.clients:
+                    cpu0 = cpu_seconds(proc.pid)
+                    records, _, elapsed = asyncio.run(run_load(base, args.clients, args.seconds, args.rows,
+                                                               args.seed, rows_mode=True, n_thumbs=200))
+                    out["load"] = summarise(records, elapsed)
+                    out["load"]["server_cpu_ms_per_request"] = round(
+                        1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, len(records)), 2)
+                    _print_summary(f"{args.clients} clients", out["load"], args.clients)
+            out[run]["rss_peak_mb"] = round(rss.peak_mb)
+        finally:
+            _stop(proc)
+    checks = {"ready < 15 s (first start)": out["first start"]["ready_s"] < 15,
+              "uncached filtered+sorted page p50 < 200 ms": out["pages"]["p50_ms"] < 200,
+              "server RSS < 2 GB": out["first start"]["rss_peak_mb"] < 2048}
+    if "load" in out:
+        checks[f"p99 < 300 ms with {args.clients} clients"] = out["load"]["p99_ms"] < 300
+    for name, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    out["checks"] = checks
+    print(json.dumps(out, indent=2, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return 1 if out.get("load", {}).get("5xx_or_transport_errors") else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="an already running explorer (default: start one)")
@@ -327,7 +418,14 @@ def main(argv=None) -> int:
     p.add_argument("--hostile", type=int, default=None, help="hostile clients in the mixed run (default: 10%%)")
     p.add_argument("--small", action="store_true",
                    help="a small run for a shared machine: 10 clients, 8 s (unless --seconds), 36 images of 96 px")
+    p.add_argument("--rows", type=int, help="serve N rows written directly as Parquet (see above)")
+    p.add_argument("--rows-dir", help="folder of the --rows collection (reused when it exists; default: a "
+                   "new temporary folder)")
+    p.add_argument("--pages", type=int, default=200, help="uncached grid pages measured with --rows")
     args = p.parse_args(argv)
+    if args.rows:
+        args.seconds = args.seconds or 20.0
+        return run_rows(args)
     if args.small:
         args.clients, args.per_class, args.size = 10, 3, 96
     args.seconds = args.seconds or (8.0 if args.small else 20.0)
@@ -357,11 +455,7 @@ def main(argv=None) -> int:
             mixed = (m_records, m_bad, m_elapsed, rss_mixed.peak_mb)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
     summary = summarise(records, elapsed)
     summary.update(clients=args.clients, images=n_ids, model=status["model"], cpus=os.cpu_count(),
                    server_rss_peak_mb=round(rss_clean.peak_mb, 1) if proc else None)

@@ -337,3 +337,31 @@ def test_model_auto_follows_the_scores_table(web_coll, engine, tmp_path):
     with TestClient(create_app(web_coll, results=res, engine=engine, background=False)) as c:
         r = c.post("/api/upload", files={"file": ("a.png", png_bytes(), "image/png")}).json()
         assert r["comparable"] is False
+
+
+def test_similar_through_the_index_without_features_in_memory(web_coll, web_results, tmp_path, monkeypatch):
+    """Features above the in-memory limit are not loaded: an artwork's neighbours come from its
+    own vector in OUT/index, and equal the exact cosine neighbours of the stored features."""
+    import shutil
+
+    pytest.importorskip("artmem.retrieval.index")
+    from artmem.retrieval.index import build_index
+    from artmem.retrieval.store import load_store
+    from artmem.web import artefacts
+    from artmem.web.app import create_app
+
+    results = tmp_path / "analysis"
+    shutil.copytree(web_results["dir"], results)
+    build_index(load_store(results / "features", web_coll), results / "index", backend="faiss", kind="flat")
+    monkeypatch.setattr(artefacts, "FEATURES_IN_MEMORY_MAX_BYTES", 0)
+    with TestClient(create_app(web_coll, results=results, model="none", background=False)) as c:
+        assert c.app.state.data.features is None
+        assert "through OUT/index only" in c.get("/api/status").json()["artefacts"]["features"]
+        v = web_results["vectors"] / np.linalg.norm(web_results["vectors"], axis=1, keepdims=True)
+        sims = v @ v[5]
+        want = [int(i) for i in np.argsort(-sims) if i != 5]
+        got = c.get("/api/artwork/5").json()["similar"]
+        assert [s["id"] for s in got] == want[:8]
+        assert [s["similarity"] for s in got] == pytest.approx([float(sims[i]) for i in want[:8]], abs=1e-5)
+        five = c.get("/api/artwork/5/similar", params={"k": 5}).json()["similar"]
+        assert [s["id"] for s in five] == want[:5]

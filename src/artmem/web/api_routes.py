@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
@@ -25,8 +24,8 @@ def add_api_routes(app: FastAPI, ex: Explorer, per_page: int) -> None:
     def api_status() -> dict:
         return {
             "collection": {"name": data.collection.name, "root": str(data.root), "images": data.n_collection,
-                           "uploads": len(data.table) - data.n_collection, "label_columns": data.label_columns},
-            "scores": {"scored": int(np.isfinite(data.scores).sum()), "source": data.score_source,
+                           "uploads": data.n_rows - data.n_collection, "label_columns": data.label_columns},
+            "scores": {"scored": data.n_scored(), "source": data.score_source,
                        "model": data.scores_model or (engine.model_name if data.score_source else None)},
             "model": engine.model_name, "device": str(engine.device),
             "classifiers": [c.name for c in engine.classifiers],

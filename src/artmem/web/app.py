@@ -106,7 +106,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         if background:
             indexer.start()
-        logger.info("explorer ready: %d images, scores: %s, model: %s on %s", len(data.table),
+        logger.info("explorer ready: %d images, scores: %s, model: %s on %s", data.n_rows,
                     data.score_source or "none yet", engine.model_name, engine.device)
         yield
         indexer.stop()

@@ -6,7 +6,9 @@ Every artefact is optional; a missing or unreadable one is logged and recorded i
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,7 @@ from artmem.errors import ArtmemError
 logger = logging.getLogger(__name__)
 
 
-def _rel_path(p: str, root: str) -> str:
-    """A results-table path as a collection-relative POSIX path (absolute paths are tolerated)."""
-    p = str(p).replace("\\", "/")
-    r = str(root).replace("\\", "/").rstrip("/") + "/"
-    return p[len(r):] if p.startswith(r) else p
+FEATURES_IN_MEMORY_MAX_BYTES = 1 << 30  # feature sets larger than 1 GB are searched through the index only
 
 
 def read_scores_table(results: Path) -> pd.DataFrame | None:
@@ -57,6 +55,17 @@ def read_features_table(results: Path) -> tuple[list[str], np.ndarray, dict] | N
     return list(fs.paths), np.asarray(fs.vectors, dtype=np.float32), dict(fs.meta or {})
 
 
+def save_npy(file: Path, array: np.ndarray) -> None:
+    """An array saved atomically beside the memory-mapped copy (a cache: failing to write it only
+    costs recomputing it at the next start)."""
+    tmp = file.with_name(file.name + ".tmp.npy")
+    try:
+        np.save(tmp, array)
+        tmp.replace(file)
+    except OSError as exc:
+        logger.warning("%s not cached: %s", file, exc)
+
+
 def read_optional_parquet(file: Path, what: str = "") -> pd.DataFrame | None:
     """A parquet table that may be absent; an unreadable one is logged and skipped (None)."""
     if not file.exists():
@@ -86,12 +95,13 @@ class ArtefactLoading:
     results: Path | None
     scores: np.ndarray
     lock: object
-    _path_to_id: dict[str, int]
+    store: object  # rowstore.RowStore
+    n_collection: int
+    rows_copy: Path | None  # the memory-mapped copy of a large collection
 
     def _ids_for(self, paths) -> np.ndarray:
-        return np.array(
-            [self._path_to_id.get(_rel_path(p, self.root), -1) for p in paths], dtype=np.int64
-        )
+        """The id of each results-table path (relative, or absolute under the root), -1 if none."""
+        return self.store.ids_for_paths(paths, str(self.root))
 
     def _with_ids(self, df: pd.DataFrame, table: str) -> pd.DataFrame:
         """The rows of `df` whose path is a table row, tagged with that id and their source table."""
@@ -121,26 +131,79 @@ class ArtefactLoading:
         self._load("index", self._load_index)
 
     def _load_scores(self) -> str | None:
-        df = read_scores_table(self.results)
-        if df is None:
+        """RESULTS/scores joined to the ids by DuckDB, scanning the Parquet dataset (merged file or
+        shards: `batch.results.open_dataset`) without loading it; a CSV table is read whole."""
+        folder = self.results / "scores"
+        if not folder.exists():
             return None
-        ids = self._ids_for(df["path"])
-        ok = ids >= 0
-        self.scores[ids[ok]] = pd.to_numeric(df["score"], errors="coerce").to_numpy()[ok]
+        from artmem.batch.results import open_dataset
+
+        try:
+            source = open_dataset(folder, "scores")
+        except ArtmemError:  # a CSV scores table: read whole (lazy reading needs Parquet)
+            import pyarrow as pa
+
+            source = pa.Table.from_pandas(read_scores_table(self.results)[["path", "score"]], preserve_index=False)
+        n_rows = source.count_rows() if hasattr(source, "count_rows") else source.num_rows
+        cached = self._scores_cache_file(source)
+        if cached is not None and cached.is_file():  # this collection copy joined with these scores before
+            self.scores = np.load(cached)
+            n_found = int(np.isfinite(self.scores).sum())
+        else:
+            got = self.store.join_by_path(source, ["score"], str(self.root))
+            score = got["score"]
+            self.scores[got["id"]] = np.asarray(score.filled(np.nan) if np.ma.isMaskedArray(score) else score,
+                                                dtype=np.float64)
+            n_found = len(got["id"])
+            if cached is not None:
+                save_npy(cached, self.scores)
+        if cached is not None:  # and the sorted copy for percentiles (a 10 M-row sort is seconds)
+            sorted_file = cached.with_name(cached.stem + ".sorted.npy")
+            if sorted_file.is_file():
+                self._cache[("sorted_scores", self.version)] = np.load(sorted_file)
+            else:
+                save_npy(sorted_file, self.collection_scores())
         self.score_source = "scores table"
         try:
-            job = read_job_record(self.results / "scores")
+            job = read_job_record(folder)
             self.scores_model = job.model if job is not None else None
         except ArtmemError as exc:
             logger.warning("%s: the scoring model is unknown", exc)
-        if (~ok).sum():
-            logger.warning("%d scored paths are not in the collection (ignored)", int((~ok).sum()))
-        return f"{int(ok.sum())} scores"
+        if n_rows > n_found:
+            logger.warning("%d scored paths are not in the collection or not finite (ignored)", n_rows - n_found)
+        return f"{n_found} scores"
+
+    def _scores_cache_file(self, source) -> Path | None:
+        """Where the scores of a large collection, aligned with its ids, are kept between starts:
+        beside its memory-mapped copy, named by that copy and the scores files (name, size, time)."""
+        files = getattr(source, "files", None)
+        if self.rows_copy is None or not files:
+            return None
+        h = hashlib.sha1(self.rows_copy.name.encode())
+        for f in sorted(files):
+            st = os.stat(f)
+            h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+        return self.rows_copy.parent / f"scores-{h.hexdigest()[:16]}.npy"
 
     def _load_features(self) -> str | None:
-        got = read_features_table(self.results)
-        if got is None:
+        """Embeddings for exact similar-artwork search in memory, up to FEATURES_IN_MEMORY_MAX_BYTES;
+        larger sets are used through the results' retrieval index only (OUT/index)."""
+        folder = self.results / "features"
+        if not folder.exists():
             return None
+        from artmem.batch.results import open_dataset
+
+        try:
+            ds = open_dataset(folder, "features")
+            n = ds.count_rows()
+            first = next(iter(ds.to_batches(columns=["embedding"], batch_size=1)), None)
+            dim = len(first.column(0)[0]) if first is not None and first.num_rows else 0
+        except ArtmemError:  # a CSV features table: small by nature, read whole below
+            n, dim = 0, 0
+        if n * dim * 4 > FEATURES_IN_MEMORY_MAX_BYTES:
+            return (f"{n} embeddings not loaded ({n * dim * 4 / 1e9:.1f} GB > "
+                    f"{FEATURES_IN_MEMORY_MAX_BYTES / 1e9:.1f} GB): similar artworks through OUT/index only")
+        got = read_features_table(self.results)
         paths, vectors, meta = got
         ids = self._ids_for(paths)
         ok = (ids >= 0) & np.isfinite(vectors).all(axis=1)
@@ -176,8 +239,13 @@ class ArtefactLoading:
 
         index = open_index(folder)
         items = index.items
-        self._index_to_id = np.full(int(items["id"].max()) + 1 if len(items) else 0, -1, dtype=np.int64)
-        self._index_to_id[items["id"].to_numpy()] = self._ids_for(items["path"])
+        n_index = int(items["id"].max()) + 1 if len(items) else 0
+        self._index_to_id = np.full(n_index, -1, dtype=np.int64)
+        ids = self._ids_for(items["path"])
+        self._index_to_id[items["id"].to_numpy()] = ids
+        self._id_to_index = np.full(self.n_collection, -1, dtype=np.int64)
+        ok = ids >= 0
+        self._id_to_index[ids[ok]] = items["id"].to_numpy()[ok]
         self.index = index
         return f"{len(index)} vectors ({index.meta.get('backend')}, {index.meta.get('model')}/{index.meta.get('layer')})"
 

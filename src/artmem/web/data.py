@@ -2,7 +2,9 @@
 
 Every artefact is optional (scores, features, measures, maps, predictions, uploads); a missing
 or unreadable one is logged and the matching part of the pages says it is not available.
-Loading lives in `artefacts.py`, kept uploads in `uploads_table.py`; this module holds the queries.
+The rows are queried per request with DuckDB (`rowstore.py`: a large Parquet collection is
+memory-mapped, never loaded); loading the artefacts lives in `artefacts.py`, kept uploads in
+`uploads_table.py`; this module holds the queries.
 """
 
 from __future__ import annotations
@@ -14,52 +16,61 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artmem.data.collection import Collection, open_collection
+from artmem.data.collection import Collection
 from artmem.errors import ArtmemError
+from artmem.usercache import cache_dir
 from artmem.web.artefacts import (
     ArtefactLoading,
     Features,
     normalise_rows,
     read_features_table,
     read_scores_table,
+    save_npy,
 )
+from artmem.web.collection_rows import open_rows
 from artmem.web.labels import path_key
-from artmem.web.sorting import sort_options, sort_values, text_mask
+from artmem.web.rowstore import (
+    LAZY_MIN_ROWS,
+    RowStore,
+    frame_to_arrow,
+    quote_ident,
+)
+from artmem.web.sorting import sort_options, sort_source
 from artmem.web.uploads_table import COLLECTION, UPLOADS, UploadsTable
 
 # what this module exported before it was split stays importable from here
-__all__ = ["COLLECTION", "MAX_FILTER_VALUES", "UPLOADS", "ExplorerData", "Features", "normalise_rows",
-           "read_features_table", "read_scores_table"]
+__all__ = ["COLLECTION", "LAZY_MIN_ROWS", "MAX_FILTER_VALUES", "UPLOADS", "ExplorerData", "Features",
+           "normalise_rows", "read_features_table", "read_scores_table"]
 
 logger = logging.getLogger(__name__)
 
+SCORE_COLUMN = "_score"  # the scores of a large collection, as a column of its row table
 MAX_FILTER_VALUES = 500  # label columns with more distinct values get no drop-down
+PAGE_CACHE = 256  # grid pages kept (key: data version, filters, search, sort, page)
 
 
 class ExplorerData(ArtefactLoading, UploadsTable):
     """The collection (+ uploads kept with `add=true`) and the analysis artefacts, thread-safe.
 
     Rows get a stable integer `id` (their position: collection rows first, then uploads).
-    Scores live in `self.scores` (NaN where not scored yet); `version` increments whenever scores
-    or embeddings change so that cached summaries are recomputed.
+    Scores live in `self.scores` (NaN where not scored yet; 8 bytes a row, the one per-row array
+    held in memory besides the sorted copy used for percentiles); `version` increments whenever
+    scores or embeddings change so that cached pages and summaries are recomputed.
+    `lazy` is True when the collection is a large Parquet file served from its memory-mapped
+    cache (`rowstore.py`); `self._frame` (the pandas table) exists only when it is not.
     """
 
     def __init__(self, collection: str | Path | Collection, results: str | Path | None = None):
-        self.collection = open_collection(collection)
-        if len(self.collection) == 0:
-            raise ArtmemError("the collection is empty: nothing to show")
-        self.root = self.collection.root
         self.results = Path(results) if results else None
         if self.results is not None and not self.results.is_dir():
             raise ArtmemError(f"{self.results}: --results must be an analysis folder (artmem analyze -o DIR)")
         self.lock = threading.RLock()
         self.version = 0
-        self.label_columns = list(self.collection.label_columns)
-        table = self.collection.table.copy()
-        table["_root"] = COLLECTION
-        self.n_collection = len(table)
-        self.table = table.reset_index(drop=True)
-        self.scores = np.full(len(table), np.nan, dtype=np.float64)
+        self._open_rows(collection)
+        if self.n_collection == 0:
+            raise ArtmemError("the collection is empty: nothing to show")
+        self.root = self.collection.root
+        self.scores = np.full(self.n_collection, np.nan, dtype=np.float64)
         self.score_source = None  # "scores table" | "computed at start with ..."
         self.scores_model: str | None = None  # the model of the scores table, when job.json says
         self.features: Features | None = None
@@ -69,36 +80,101 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self.errors: dict[int, str] = {}
         self.index = None  # an artmem.retrieval index over the collection, when the results hold one
         self._index_to_id: np.ndarray | None = None
+        self._id_to_index: np.ndarray | None = None
         self.artefacts: dict[str, str] = {}
-        self._path_to_id = {p: i for i, p in enumerate(self.table["path"])}
-        self._query_cache: dict = {}
-        self._sorted_cache: tuple[int, np.ndarray] | None = None
-        self._key_index: tuple[int, dict[str, int]] | None = None
+        self._cache: dict = {}  # (what, version, ...) -> value; cleared when it grows
+        self._key_index = None
         self._sort_labels: tuple[tuple, dict[str, str]] | None = None
         if self.results is not None:
             self._load_results()
             self._load_uploads()
+        self.collection_scores()  # sorted once here, so that the first page does not wait for it
+        if self.lazy:  # no background scoring nor uploads change them: sorted as a column
+            self.store.add_column(SCORE_COLUMN, self.scores)
 
-    # ---------------------------------------------------------------- queries
+    def _open_rows(self, source) -> None:
+        collection, table, frame, self.rows_copy = open_rows(source, self._cache_candidates(), self.cache_folder)
+        self.collection = collection
+        self.label_columns = list(collection.label_columns)
+        self._frame = frame
+        self._path_to_id = None if frame is None else {p: i for i, p in enumerate(frame["path"])}
+        self.lazy = frame is None
+        self.n_collection = table.num_rows
+        self.store = RowStore(table)
+
+    def _cache_candidates(self) -> list[Path]:
+        """Where a cache copy may already be (looked up without creating folders)."""
+        return ([self.results / ".explorer"] if self.results is not None else []) + [cache_dir() / "explorer"]
+
+    def cache_folder(self) -> Path:
+        """Where the memory-mapped copy of a large collection goes: RESULTS/.explorer when the
+        results folder is writable, else artmem's cache folder."""
+        if self.results is not None:
+            folder = self.results / ".explorer"
+            try:
+                folder.mkdir(exist_ok=True)
+                return folder
+            except OSError as exc:
+                logger.info("results folder not writable (%s); caching in %s", exc, cache_dir())
+        return cache_dir() / "explorer"
+
+    def _refresh_store(self) -> None:
+        """After uploads changed the pandas table (small collections only)."""
+        self.store.set_table(frame_to_arrow(self._frame, self.label_columns))
+
+    # ---------------------------------------------------------------- rows
+    @property
+    def n_rows(self) -> int:
+        return len(self.store)
+
+    def path_of(self, item_id: int) -> str:
+        return self.store.path_of(item_id)
+
     def root_of(self, item_id: int) -> str | Path:
-        return self.root if int(self.table.at[item_id, "_root"]) == COLLECTION else self.uploads_dir
+        return self.root if self.store.root_of(item_id) == COLLECTION else self.uploads_dir
 
     def id_of_path(self, rel: str) -> int | None:
-        return self._path_to_id.get(rel)
+        """The id of a collection path (the /files route)."""
+        if self._path_to_id is not None:
+            return self._path_to_id.get(rel)
+        got = self.store.sql("SELECT id FROM items WHERE path = ? AND _root = 0 LIMIT 1", [rel])["id"]
+        return int(got[0]) if len(got) else None
 
     def valid_id(self, item_id: int) -> bool:
-        return 0 <= item_id < len(self.table)
+        return 0 <= item_id < self.n_rows
 
+    def rows(self, ids: np.ndarray) -> pd.DataFrame:
+        """Table rows for `ids` (with their `id`) and a `score` column added."""
+        ids = np.asarray(ids, dtype=np.int64)
+        with self.lock:
+            scores = self.scores[ids]
+        return self.store.take(ids).assign(score=scores)
+
+    def _cached(self, key: tuple, fn):
+        """`fn()` kept under `key` = (what, data version, ...). When the cache grows past
+        PAGE_CACHE, pages and the values of older versions go; the current version's summaries
+        (sorted scores: a second to remake for 10 M rows; counts; filter values) stay."""
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = fn()
+            with self.lock:
+                if len(self._cache) > PAGE_CACHE:
+                    self._cache = {k: v for k, v in self._cache.items()
+                                   if k[0] not in ("page", "count") and k[1] == self.version}
+                self._cache[key] = hit
+        return hit
+
+    # ---------------------------------------------------------------- scores
     def collection_scores(self) -> np.ndarray:
-        """Sorted finite scores of the collection rows (the reference for percentiles)."""
-        key = self.version
-        cached = self._sorted_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        s = self.scores[: self.n_collection]
-        ref = np.sort(s[np.isfinite(s)])
-        self._sorted_cache = (key, ref)
-        return ref
+        """Sorted finite scores of the collection rows (the reference for percentiles): sorted
+        once per data version (10 M scores: 80 MB and about a second)."""
+        def compute():
+            s = self.scores[: self.n_collection]
+            return np.sort(s[np.isfinite(s)])
+        return self._cached(("sorted_scores", self.version), compute)
+
+    def n_scored(self) -> int:
+        return self._cached(("n_scored", self.version, self.n_rows), lambda: int(np.isfinite(self.scores).sum()))
 
     def percentile(self, score: float | None, sorted_scores: np.ndarray | None = None) -> float | None:
         """Percent of collection images scoring at or below `score` (None if unknown)."""
@@ -109,15 +185,16 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             return None
         return float(100.0 * np.searchsorted(ref, score, side="right") / len(ref))
 
+    # ---------------------------------------------------------------- filters and sorting
     def filter_options(self) -> dict[str, list[str]]:
         """Label column -> its distinct values (columns with many values get an empty list)."""
-        out = {}
-        with self.lock:
-            table = self.table
-        for c in self.label_columns:
-            vals = table[c].dropna().astype(str).unique()
-            out[c] = sorted(vals.tolist()) if len(vals) <= MAX_FILTER_VALUES else []
-        return out
+        def compute():
+            out = {}
+            for c in self.label_columns:
+                vals = self.store.distinct(c, MAX_FILTER_VALUES + 1)
+                out[c] = sorted(vals) if len(vals) <= MAX_FILTER_VALUES else []
+            return out
+        return self._cached(("filters", self.version, self.n_rows, tuple(self.label_columns)), compute)
 
     def numeric_columns(self) -> list[str]:
         return [
@@ -134,80 +211,95 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         """Sort key -> its human name (computed once per state of the data: every grid request
         validates its sort key against these)."""
         with self.lock:
-            state = (self.version, len(self.table), id(self.predictions), id(self.measures))
+            state = (self.version, self.n_rows, id(self.predictions), id(self.measures))
             if self._sort_labels is None or self._sort_labels[0] != state:
                 self._sort_labels = (state, dict(sort_options(self)))
             return self._sort_labels[1]
-
-    def key_of(self, item_id: int) -> str:
-        """The stable URL key of a row (a hash of its source and path; see `labels.path_key`)."""
-        return path_key(int(self.table.at[item_id, "_root"]), str(self.table.at[item_id, "path"]))
-
-    def id_of_key(self, key: str) -> int | None:
-        with self.lock:
-            n = len(self.table)
-            if self._key_index is None or self._key_index[0] != n:  # rebuilt when uploads are added
-                keys = [path_key(int(r), str(p)) for r, p in zip(self.table["_root"], self.table["path"],
-                                                                   strict=True)]
-                self._key_index = (n, {k: i for i, k in enumerate(keys)})
-            return self._key_index[1].get(key)
 
     def _check_label_column(self, column: str) -> None:
         if column not in self.label_columns:
             raise ArtmemError(f"unknown label column {column!r}; label columns: {', '.join(self.label_columns)}")
 
-    def _snapshot(self) -> tuple[pd.DataFrame, np.ndarray]:
-        """The table and a copy of the scores, taken together (uploads may change both meanwhile)."""
-        with self.lock:
-            return self.table, self.scores.copy()
+    def page(self, filters: dict[str, str], sort: str = "score", order: str = "desc", text: str = "",
+             offset: int = 0, limit: int = 48) -> tuple[int, np.ndarray]:
+        """(number of matching rows, ids of rows offset..offset+limit) for the rows matching all
+        `filters` (label column -> value) and the search `text` (a substring of the path or of a
+        label value), sorted by `sort`; missing values go last, ties in id order.
 
-    def query(self, filters: dict[str, str], sort: str = "score", order: str = "desc",
-              text: str = "") -> np.ndarray:
-        """Ids of the rows matching all `filters` (label column -> value) and the search `text`
-        (a substring of the path or of a label value), sorted; NaN goes last.
-
-        Results are cached per (data version, filters, sort, order), so paging is cheap even on
-        large collections.
+        One DuckDB query per uncached page (and one count per filter set); see `rowstore.py`.
         """
         for col in filters:
             self._check_label_column(col)
         if sort not in self.sort_keys():
             raise ArtmemError(f"cannot sort by {sort!r}; use score, path, a numeric column, measure:NAME "
                               "or pred:TABLE:COLUMN (GET /api/filters lists them)")
-        with self.lock:
-            table, scores, version = self.table, self.scores.copy(), self.version
-        key = (version, len(table), tuple(sorted(filters.items())), sort, order, text.strip().lower())
-        hit = self._query_cache.get(key)
-        if hit is not None:
-            return hit
-        mask = np.ones(len(table), dtype=bool)
-        for col, val in filters.items():
-            mask &= (table[col].astype(str) == str(val)).to_numpy()
-        if text.strip():
-            mask &= text_mask(table, self.label_columns, text)
-        ids = np.nonzero(mask)[0]
-        keys = sort_values(self, sort, table, scores)[ids]
-        frame = pd.DataFrame({"k": keys, "id": ids})
-        ids = frame.sort_values("k", ascending=(order == "asc"), na_position="last", kind="mergesort")["id"].to_numpy()
-        with self.lock:
-            if len(self._query_cache) > 64:
-                self._query_cache.clear()
-            self._query_cache[key] = ids
-        return ids
+        version, n = self.version, self.n_rows
+        fkey = (version, n, tuple(sorted(filters.items())), text.strip().lower())
+        where, params = self.store.where(filters, text, self.label_columns)
+        if filters and not text.strip():  # counts of every value combination of these columns, once
+            cols = tuple(sorted(filters))
+            counts = self._cached(("counts", version, n, cols), lambda: self.store.counts_by(list(cols)))
+            total = counts.get(tuple(str(filters[c]) for c in cols), 0)
+        else:
+            total = self._cached(("count", *fkey), lambda: self.store.count(where, params))
+        offset = max(0, min(int(offset), total))
+        if limit <= 0:
+            return total, np.empty(0, dtype=np.int64)
 
-    def rows(self, ids: np.ndarray) -> pd.DataFrame:
-        """Table rows for `ids` with `id` and `score` columns added."""
-        ids = np.asarray(ids, dtype=np.int64)
+        def compute():
+            column, values = sort_source(self, sort)
+            return self.store.page_ids(where, params, order, offset, limit, column=column, values=values,
+                                       values_key=(version, n, sort))
+        return total, self._cached(("page", *fkey, sort, order, offset, limit), compute)
+
+    # ---------------------------------------------------------------- one artwork
+    def key_of(self, item_id: int) -> str:
+        """The stable URL key of a row (a hash of its source and path; see `labels.path_key`)."""
+        return path_key(self.store.root_of(item_id), self.path_of(item_id))
+
+    def id_of_key(self, key: str) -> int | None:
+        if self.lazy:
+            with self.lock:
+                if self._key_index is None:
+                    self._key_index = self._large_key_index()
+            keys, ids = self._key_index
+            try:
+                k = int(key, 16)
+            except ValueError:
+                return None
+            j = int(np.searchsorted(keys, k))
+            return int(ids[j]) if j < len(keys) and keys[j] == k else None
         with self.lock:
-            return self.table.iloc[ids].assign(id=ids, score=self.scores[ids])
+            n = self.n_rows
+            if self._key_index is None or self._key_index[0] != n:  # rebuilt when uploads are added
+                frame = self._frame
+                keys = [path_key(int(r), str(p)) for r, p in zip(frame["_root"], frame["path"], strict=True)]
+                self._key_index = (n, {k: i for i, k in enumerate(keys)})
+            return self._key_index[1].get(key)
+
+    def _large_key_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted 48-bit URL keys of a large collection and their ids (16 bytes a row): hashed by
+        DuckDB when first needed, then kept beside the memory-mapped copy for later starts."""
+        file = self.rows_copy.with_suffix(".keys.npy")
+        try:
+            both = np.load(file)
+            return both[0], both[1].astype(np.int64)
+        except (OSError, ValueError):
+            pass
+        got = self.store.sql("SELECT id, CAST('0x' || substr(sha1(CAST(_root AS VARCHAR) || ':' || path), 1, 12) "
+                             "AS UBIGINT) AS k FROM items")
+        order = np.argsort(got["k"], kind="stable")
+        keys, ids = got["k"][order], got["id"][order]
+        save_npy(file, np.stack([keys, ids.astype(np.uint64)]))
+        return keys, ids
 
     def labels_of(self, item_id: int) -> dict[str, str]:
-        row = self.table.iloc[item_id]
+        row = self.rows(np.array([item_id])).iloc[0]
         out = {}
         for c in self.label_columns:
             v = row.get(c)
-            if v is not None and not (isinstance(v, float) and np.isnan(v)) and v is not pd.NA:
-                out[c] = str(v)
+            if isinstance(v, str):
+                out[c] = v
         for c in self.numeric_columns():
             v = row.get(c)
             if v is not None and pd.notna(v):
@@ -231,28 +323,52 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             for r in rows.to_dict("records")
         ]
 
+    # ---------------------------------------------------------------- similar artworks
     def set_embeddings(self, ids: np.ndarray, vectors: np.ndarray, model: str, layer: str) -> None:
         with self.lock:
             self.features = Features(np.asarray(ids, np.int64), normalise_rows(vectors), model, layer)
             self.version += 1
+
+    def _index_hits(self, ids, sims, exclude: int | None) -> list[tuple[int, float]]:
+        out = []
+        for j, sim in zip(ids, sims, strict=True):
+            if 0 <= j < len(self._index_to_id) and self._index_to_id[j] >= 0 and self._index_to_id[j] != exclude:
+                out.append((int(self._index_to_id[j]), float(sim)))
+        return out
+
+    def indexed(self, item_id: int) -> bool:
+        """Whether the results' retrieval index holds this artwork's vector."""
+        m = self._id_to_index
+        return m is not None and 0 <= item_id < len(m) and m[item_id] >= 0
+
+    def similar_to_item(self, item_id: int, k: int = 8) -> list[tuple[int, float]] | None:
+        """Top-k of a collection artwork through the retrieval index, from its own indexed vector
+        (no feature matrix in memory); None when the index does not hold it."""
+        index = self.index
+        if index is None or not self.indexed(item_id):
+            return None
+        j = int(self._id_to_index[item_id])
+        try:
+            q = index.vectors(np.array([j], dtype=np.int64))
+            sims, ids = index.search(q, k, exclude=[j], raw=False)
+        except Exception as exc:  # the page still opens; similar artworks say they are unavailable
+            logger.warning("index search failed for id %d: %s", item_id, exc)
+            return None
+        return self._index_hits(ids[0], sims[0], item_id)
 
     def _similar_index(self, q: np.ndarray, k: int, exclude: int | None) -> list[tuple[int, float]] | None:
         index = self.index
         if index is None or q.shape[0] != index.in_dim:
             return None
         self_id = None
-        if exclude is not None and exclude < self.n_collection:
-            self_id = index.id_of(str(self.table.at[exclude, "path"]))
+        if exclude is not None and exclude < self.n_collection and self._id_to_index is not None:
+            self_id = int(self._id_to_index[exclude]) if self._id_to_index[exclude] >= 0 else None
         try:
             sims, ids = index.search(q[None], k, exclude=[self_id])
         except Exception as exc:  # fall back to the exact search on the features
             logger.warning("index search failed (%s); using exact search", exc)
             return None
-        out = []
-        for j, sim in zip(ids[0], sims[0], strict=True):
-            if 0 <= j < len(self._index_to_id) and self._index_to_id[j] >= 0 and self._index_to_id[j] != exclude:
-                out.append((int(self._index_to_id[j]), float(sim)))
-        return out
+        return self._index_hits(ids[0], sims[0], exclude)
 
     def similar(self, query: np.ndarray, k: int = 8, exclude: int | None = None) -> list[tuple[int, float]]:
         """Top-k ids by cosine similarity to `query`: through the results' retrieval index when
@@ -285,29 +401,41 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         hit = np.nonzero(feats.ids == item_id)[0]
         return feats.vectors[hit[0]] if len(hit) else None
 
+    # ---------------------------------------------------------------- categories
+    def _score_table(self):
+        import pyarrow as pa
+
+        return pa.table({"v": pa.array(self.scores.copy(), from_pandas=True)})
+
     def category_summary(self, column: str) -> pd.DataFrame:
-        """n, scored, mean, median, sd, quartiles, min and max of the score per category value."""
+        """n, scored, mean, median, sd, quartiles, min and max of the score per category value
+        (DuckDB: quantile_cont is numpy's linear quantile, stddev_samp the ddof=1 deviation)."""
         self._check_label_column(column)
-        table, scores = self._snapshot()
-        df = pd.DataFrame({"value": _category_values(table, column), "score": scores})
+        return self._cached(("categories", self.version, self.n_rows, column), lambda: self._category_summary(column))
+
+    def _category_summary(self, column: str) -> pd.DataFrame:
+        col = quote_ident(column)
+        got = self.store.sql(
+            f"SELECT coalesce(CAST(i.{col} AS VARCHAR), '(none)') AS value, count(*) AS n, count(s.v) AS n_scored, "
+            "avg(s.v) AS mean, quantile_cont(s.v, 0.5) AS median, stddev_samp(s.v) AS std, "
+            "quantile_cont(s.v, 0.25) AS q1, quantile_cont(s.v, 0.75) AS q3, min(s.v) AS min, max(s.v) AS max "
+            "FROM items i POSITIONAL JOIN scores s GROUP BY value ORDER BY value", scores=self._score_table())
         rows = []
-        for value, g in df.groupby("value", sort=True):
-            s = g["score"].dropna().to_numpy()
-            stats = {"value": value, "n": int(len(g)), "n_scored": int(len(s))}
-            if len(s):
-                stats.update(mean=float(s.mean()), median=float(np.median(s)),
-                             std=float(s.std(ddof=1)) if len(s) > 1 else 0.0,
-                             q1=float(np.quantile(s, 0.25)), q3=float(np.quantile(s, 0.75)),
-                             min=float(s.min()), max=float(s.max()))
+        for r in pd.DataFrame(got).to_dict("records"):
+            stats = {"value": r["value"], "n": int(r["n"]), "n_scored": int(r["n_scored"])}
+            if stats["n_scored"]:
+                stats.update({k: float(r[k]) for k in ("mean", "median", "q1", "q3", "min", "max")},
+                             std=float(r["std"]) if stats["n_scored"] > 1 else 0.0)
             rows.append(stats)
         return pd.DataFrame(rows)
 
     def scores_for(self, column: str) -> dict[str, np.ndarray]:
-        table, scores = self._snapshot()
-        labels = _category_values(table, column)
-        return {v: scores[(labels == v).to_numpy() & np.isfinite(scores)] for v in sorted(labels.unique())}
-
-
-def _category_values(table: pd.DataFrame, column: str) -> pd.Series:
-    """The column as strings, missing values shown as "(none)" (a category of their own)."""
-    return table[column].astype(str).where(table[column].notna(), "(none)")
+        """Finite scores per value of a label column (missing values: "(none)")."""
+        col = quote_ident(column)
+        got = self.store.sql(f"SELECT coalesce(CAST(i.{col} AS VARCHAR), '(none)') AS value, s.v "
+                             "FROM items i POSITIONAL JOIN scores s", scores=self._score_table())
+        values, v = got["value"], got["v"]
+        v = np.asarray(v.filled(np.nan) if np.ma.isMaskedArray(v) else v, dtype=np.float64)
+        values = np.asarray(values.filled("(none)") if np.ma.isMaskedArray(values) else values, dtype=object)
+        ok = np.isfinite(v)
+        return {str(c): v[(values == c) & ok] for c in sorted(set(values.tolist()))}

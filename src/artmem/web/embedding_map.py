@@ -72,7 +72,7 @@ class EmbeddingLayout:
         if feats is None or len(feats.ids) == 0:
             return None
         ids = np.asarray(feats.ids, dtype=np.int64)
-        paths = self.data.table["path"].astype(str).to_numpy()[ids].tolist()
+        paths = self.data.rows(ids)["path"].astype(str).tolist()
         sig = self._signature(ids, feats.vectors, paths)
         with self.lock:  # one computation at a time; the others wait for it
             if self._cached is not None and self._cached[0] == sig:

@@ -115,16 +115,25 @@ class Engine:
 
     def __init__(self, model: str | None = "resmem", runs: list[str] | tuple = (), device: str = "auto",
                  feature_model: str | None = None, feature_layer: str | None = None, maps: bool = True):
+        self.lock = threading.Lock()
+        self.model_name = model
+        self.model = None
+        self.preprocess = None
+        self.classifiers: list[Classifier] = []
+        self.feature_layer = feature_layer
+        self.feature_model_name = feature_model
+        self.feature_model = None
+        self.feature_preprocess = None
+        self.map_fn = None
+        if not (model or runs or feature_model):  # browse only: no torch to import (seconds at start)
+            self.device = "none"
+            return
         import torch
 
         from artmem.models.factory import create_model
         from artmem.runtime import resolve_device
 
         self.device = resolve_device(device)
-        self.lock = threading.Lock()
-        self.model_name = model
-        self.model = None
-        self.preprocess = None
         if model:
             self.model = create_model(model).to(self.device).eval()
             cfg = self.model.pretrained_cfg
@@ -134,7 +143,6 @@ class Engine:
                     "not 'score'); pass a classifier with --run instead"
                 )
             self.preprocess = preprocess_for(self.model)
-        self.classifiers: list[Classifier] = []
         for run in runs:
             clf = create_model(str(run)).to(self.device).eval()
             cfg = clf.pretrained_cfg
@@ -142,10 +150,6 @@ class Engine:
             names = list(cfg.class_names or [f"class_{i}" for i in range(n)])
             self.classifiers.append(Classifier(run_name(run), clf, preprocess_for(clf), names))
         # The embedding used for similar artworks.
-        self.feature_layer = feature_layer
-        self.feature_model_name = feature_model
-        self.feature_model = None
-        self.feature_preprocess = None
         if feature_model and feature_model != model:
             try:
                 self.feature_model = create_model(feature_model).to(self.device).eval()
@@ -329,6 +333,11 @@ class Indexer:
         """
         d, e = self.data, self.engine
         if e.model is None:
+            return np.array([], dtype=np.int64), False, False
+        if d.lazy:  # a large collection is scored by a batch job (`artmem score`), not by the server
+            if d.score_source is None:
+                logger.warning("the collection has %d rows and the results no scores: run `artmem score` "
+                               "into the results folder (the server does not score large collections)", d.n_collection)
             return np.array([], dtype=np.int64), False, False
         need_scores = d.score_source is None
         need_emb = d.features is None and e.feature_model is e.model and bool(e.feature_layer)

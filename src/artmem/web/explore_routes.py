@@ -23,11 +23,10 @@ def add_explore_routes(app: FastAPI, ex: Explorer, templates: Jinja2Templates) -
             return {"available": False, "n": 0,
                     "reason": "no embeddings: run `artmem extract` (or `artmem analyze`) into the results folder"}
         ids, xy, used = got
-        table, scores = data._snapshot()
-        rows = table.iloc[ids]
+        rows = data.rows(ids)
         labels = {c: [None if v is None or v != v else str(v) for v in rows[c].tolist()]
                   for c in data.label_columns}
-        score = scores[ids]
+        score = rows["score"].to_numpy(dtype=np.float64)
         return {
             "available": True, "n": int(len(ids)), "layout": used,
             "ids": ids.tolist(),
@@ -43,14 +42,10 @@ def add_explore_routes(app: FastAPI, ex: Explorer, templates: Jinja2Templates) -
     def api_similar(item_id: int, k: int = Query(8, ge=1, le=100)) -> dict:
         ex.item_id(item_id)
         emb = data.embedding_of(item_id)
-        if emb is None:
+        hits = data.similar(emb, k, exclude=item_id) if emb is not None else data.similar_to_item(item_id, k)
+        if hits is None:
             return {"id": item_id, "similar": [], "reason": "this artwork has no embedding yet"}
-        hits = data.similar(emb, k, exclude=item_id)
-        out = ex.summaries(data.rows(np.array([i for i, _ in hits], dtype=np.int64)),
-                           data.collection_scores(), data.label_columns[:2]) if hits else []
-        for item, (_, sim) in zip(out, hits, strict=True):
-            item["similarity"] = sim
-        return {"id": item_id, "key": data.key_of(item_id), "similar": out}
+        return {"id": item_id, "key": data.key_of(item_id), "similar": ex.similar_entries(hits)}
 
     @app.get("/api/a/{key}", tags=["api"], summary="Everything about one artwork, by its stable key")
     def api_artwork_by_key(key: str) -> dict:

@@ -46,7 +46,7 @@ class LRU:
 
 def rank_of(score: float, ref: np.ndarray) -> int:
     """1 + the number of collection scores above `score` (1 = most memorable)."""
-    return int((ref > score).sum()) + 1
+    return int(len(ref) - np.searchsorted(ref, score, side="right")) + 1  # ref is sorted
 
 
 class Explorer:
@@ -57,7 +57,10 @@ class Explorer:
         self.data, self.engine, self.indexer = data, engine, indexer
         self.similar_k = similar_k
         self.max_upload_bytes = max_upload_bytes
-        self.thumbs = ThumbCache()
+        # on disk in RESULTS/.explorer/thumbs (or the cache folder for a large collection without
+        # results); in memory only when there is neither
+        disk = data.results is not None or data.lazy
+        self.thumbs = ThumbCache(folder=data.cache_folder() / "thumbs" if disk else None)
         self.analyses = LRU(256)
         self.live_maps = LRU(64)  # artwork id or ("upload", sha256) -> PNG bytes
         self.svg_cache = LRU(64)
@@ -73,7 +76,7 @@ class Explorer:
         """The local file of a row (checked to lie inside its root), or its URL for remote roots."""
         data = self.data
         root = data.root_of(item_id)
-        rel = str(data.table.at[item_id, "path"])
+        rel = data.path_of(item_id)
         if root is None:
             raise HTTPException(404, "image not available")
         if "://" in str(root) and not str(root).startswith("file://"):
@@ -109,10 +112,17 @@ class Explorer:
         return out
 
     def similar(self, query, exclude=None) -> list[dict]:
-        if query is None:
-            return []
+        """Similar artworks of a query vector, or of the collection artwork `exclude` through the
+        retrieval index when `query` is None (its vector is read from the index)."""
         data = self.data
-        hits = data.similar(query, self.similar_k, exclude=exclude)
+        if query is None:
+            hits = data.similar_to_item(exclude, self.similar_k) if exclude is not None else None
+        else:
+            hits = data.similar(query, self.similar_k, exclude=exclude)
+        return self.similar_entries(hits)
+
+    def similar_entries(self, hits: list[tuple[int, float]] | None) -> list[dict]:
+        data = self.data
         if not hits:
             return []
         ids = np.array([i for i, _ in hits])
@@ -128,7 +138,8 @@ class Explorer:
         The stored score is used as is; the map is computed only when its PNG is requested.
         """
         engine = self.engine
-        need_emb = self.data.embedding_of(item_id) is None and engine.feature_model is not None
+        need_emb = (self.data.embedding_of(item_id) is None and not self.data.indexed(item_id)
+                    and engine.feature_model is not None)
         if not (engine.classifiers or need_emb):
             return None
         cached = self.analyses.get(item_id)
@@ -163,20 +174,21 @@ class Explorer:
         data = self.data
         filters = {k: v for k, v in query_params.items() if k not in GRID_PARAMS and v != ""}
         text = query_params.get("q", "")
-        ids = data.query(filters, sort=sort, order=order, text=text)
-        total = len(ids)
+        total, _ = data.page(filters, sort=sort, order=order, text=text, offset=0, limit=0)
         pages = max(1, math.ceil(total / per_page))
         page = min(max(1, page), pages)
-        chunk = data.rows(ids[(page - 1) * per_page: page * per_page])
+        _, ids = data.page(filters, sort=sort, order=order, text=text, offset=(page - 1) * per_page,
+                           limit=per_page)
+        chunk = data.rows(ids)
         items = self.summaries(chunk, data.collection_scores(), data.label_columns)
         return {"total": total, "page": page, "pages": pages, "per_page": per_page, "sort": sort,
                 "order": order, "filters": filters, "q": text, "items": items,
-                "scored": int(np.isfinite(data.scores).sum()), "indexing": self.indexer.status()}
+                "scored": data.n_scored(), "indexing": self.indexer.status()}
 
     def artwork(self, item_id: int) -> dict:
         data, engine = self.data, self.engine
         item_id = self.item_id(item_id)
-        row = data.table.iloc[item_id]
+        path = data.path_of(item_id)
         score = float(data.scores[item_id])
         ref = data.collection_scores()
         finite = np.isfinite(score)
@@ -186,8 +198,8 @@ class Explorer:
         except ImageReadError as exc:  # the page still opens, and says what is wrong with the file
             analysis, error = None, f"this image cannot be read: {exc.reason}"
         emb = data.embedding_of(item_id)
-        if emb is None and analysis is not None:
-            emb = analysis.embedding
+        if emb is None and analysis is not None and not data.indexed(item_id):
+            emb = analysis.embedding  # else: similar() takes the artwork's own vector from the index
         has_map = (item_id in data.maps or engine.map_fn is not None) and error is None
         rank = rank_of(score, ref) if finite else None
         pct = data.percentile(score, ref) if finite else None
@@ -195,7 +207,7 @@ class Explorer:
             "id": item_id,
             "key": data.key_of(item_id),
             "url": f"/a/{data.key_of(item_id)}",
-            "path": str(row["path"]),
+            "path": path,
             "source": "upload" if item_id >= data.n_collection else "collection",
             "labels": data.labels_of(item_id),
             "score": score if finite else None,
@@ -213,12 +225,12 @@ class Explorer:
             "stored_predictions": data.stored_predictions_of(item_id),
             "similar": self.similar(emb, exclude=item_id),
             "image_url": f"/api/artwork/{item_id}/image?size=1024",
-            "original_url": (f"/files/{quote(row['path'])}" if item_id < data.n_collection else None),
+            "original_url": (f"/files/{quote(path)}" if item_id < data.n_collection else None),
             "error": error,
             "prev_id": item_id - 1 if item_id > 0 else None,
-            "next_id": item_id + 1 if item_id + 1 < len(data.table) else None,
+            "next_id": item_id + 1 if item_id + 1 < data.n_rows else None,
             "prev_url": f"/a/{data.key_of(item_id - 1)}" if item_id > 0 else None,
-            "next_url": f"/a/{data.key_of(item_id + 1)}" if item_id + 1 < len(data.table) else None,
+            "next_url": f"/a/{data.key_of(item_id + 1)}" if item_id + 1 < data.n_rows else None,
         }
 
     def id_of_key(self, key: str) -> int:

@@ -45,7 +45,7 @@ def add_page_routes(app: FastAPI, ex: Explorer, templates: Jinja2Templates, per_
 
         ctx = {**ex.nav("grid"), **result, "options": data.filter_options(),
                "sort_keys": data.sort_keys(), "sort_labels": data.sort_labels(), "page_url": page_url,
-               "n_total": len(data.table)}
+               "n_total": data.n_rows}
         return templates.TemplateResponse(request, "grid.html", ctx)
 
     @app.get("/a/{key}", response_class=HTMLResponse, include_in_schema=False)

@@ -3,8 +3,10 @@
 Sort keys: `score`, `path`, a numeric collection column, `measure:<column>` (the results'
 measures), and `pred:<table>:<column>` (a numeric column of a predictions table: a probability,
 `prob`, or `correct` = predicted label equals the true one, derived from `pred` and `label` when
-the table lacks it). Text search matches a
-case-insensitive substring of the path or of any label value.
+the table lacks it). The path and numeric collection columns are sorted by DuckDB on the table
+itself; the other keys are arrays aligned with the row ids (`rowstore.RowStore.page_ids`).
+Text search (`rowstore.RowStore.where`) matches a case-insensitive substring of the path or of any
+label value.
 """
 
 from __future__ import annotations
@@ -40,14 +42,15 @@ def sort_options(data) -> list[tuple[str, str]]:
     return out
 
 
-def sort_values(data, key: str, table: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
-    """The values to sort the rows of `table` by for `key` (NaN / None where a row has none)."""
-    n = len(table)
+def sort_source(data, key: str) -> tuple[str | None, np.ndarray | None]:
+    """(a column of the row table, None) or (None, one value per row id) to sort by `key`
+    (NaN where a row has none)."""
     if key == "score":
-        return scores
+        return ("_score", None) if "_score" in data.store.columns else (None, data.scores)
+    n = data.n_rows
     if key.startswith("measure:"):
         col = key.split(":", 1)[1]
-        return _by_id(data.measures[col], n)
+        return None, _by_id(data.measures[col], n)
     if key.startswith("pred:"):
         _, name, col = key.split(":", 2)
         rows = data.predictions[data.predictions["_table"] == name].drop_duplicates("_id", keep="last")
@@ -55,8 +58,8 @@ def sort_values(data, key: str, table: pd.DataFrame, scores: np.ndarray) -> np.n
             values = (rows["pred"].astype(str) == rows["label"].astype(str)).astype(float)
         else:
             values = rows[col].astype(float)
-        return _by_id(pd.Series(values.to_numpy(), index=rows["_id"].to_numpy()), n)
-    return table[key].to_numpy()
+        return None, _by_id(pd.Series(values.to_numpy(), index=rows["_id"].to_numpy()), n)
+    return key, None
 
 
 def _by_id(series: pd.Series, n: int) -> np.ndarray:
@@ -65,13 +68,3 @@ def _by_id(series: pd.Series, n: int) -> np.ndarray:
     ok = ids < n
     out[ids[ok]] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)[ok]
     return out
-
-
-def text_mask(table: pd.DataFrame, columns: list[str], text: str) -> np.ndarray:
-    """Rows whose path or any of `columns` contains `text` (case-insensitive; plain text, not a
-    regular expression)."""
-    needle = text.strip().lower()
-    mask = np.zeros(len(table), dtype=bool)
-    for c in ["path", *columns]:
-        mask |= table[c].astype(str).str.lower().str.contains(needle, regex=False).fillna(False).to_numpy(dtype=bool)
-    return mask

@@ -1,9 +1,13 @@
-"""Thumbnails and display-size copies made on the fly, kept in a bounded in-memory LRU cache."""
+"""Thumbnails and display-size copies made on the fly when first requested (never at start), kept
+in a bounded in-memory LRU cache and, with a folder, as JPEG files on disk (so that a restart or
+another page does not decode the original again)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -12,6 +16,8 @@ from PIL import Image
 
 from artmem.data.images import load_image
 from artmem.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_SIZES = (128, 256, 512, 1024)
 
@@ -54,15 +60,45 @@ def render_jpeg(path: Path | str, size: int) -> bytes:
 
 
 class ThumbCache:
-    """LRU of rendered JPEGs keyed by ETag (file identity + size), bounded in bytes."""
+    """LRU of rendered JPEGs keyed by ETag (file identity + size), bounded in bytes, backed by
+    `folder` when given: one file per rendering, named by its ETag (a changed original gets a new
+    ETag, hence a new file). The folder grows with the images viewed (about 10 KB per 256 px
+    thumbnail); deleting it any time only costs re-rendering."""
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, folder: Path | None = None):
         self.max_bytes = max_bytes
+        self.folder = folder
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
+        self.disk_hits = 0
         self.misses = 0
+
+    def _file(self, tag: str) -> Path | None:
+        if self.folder is None:
+            return None
+        name = tag.strip('"')
+        return self.folder / name[:2] / f"{name}.jpg"
+
+    def _read_disk(self, tag: str) -> bytes | None:
+        f = self._file(tag)
+        try:
+            return f.read_bytes() if f is not None else None
+        except OSError:
+            return None
+
+    def _write_disk(self, tag: str, data: bytes) -> None:
+        f = self._file(tag)
+        if f is None:
+            return
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f"{f.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(f)  # atomic: a reader sees the whole file or none
+        except OSError as exc:  # a full or read-only disk: the thumbnail is still served
+            logger.warning("thumbnail not cached on disk (%s)", exc)
 
     def get(self, path: Path | str, size: int) -> tuple[bytes, str]:
         tag = etag_for(path, size)
@@ -72,9 +108,14 @@ class ThumbCache:
                 self._items.move_to_end(tag)
                 self.hits += 1
                 return data, tag
-        data = render_jpeg(path, size)  # outside the lock: several thumbnails render at once
-        with self._lock:
+        data = self._read_disk(tag)
+        if data is not None:
+            self.disk_hits += 1
+        else:
+            data = render_jpeg(path, size)  # outside the lock: several thumbnails render at once
+            self._write_disk(tag, data)
             self.misses += 1
+        with self._lock:
             if tag not in self._items:
                 self._items[tag] = data
                 self._bytes += len(data)
