@@ -158,9 +158,9 @@ def build_index(
 
         shutil.rmtree(out / "lance")
     if earlier.get("kind") == "ivfpq":
-        from artmem.retrieval.ondisk_backend import OnDiskIndex
+        from artmem.retrieval.ondisk_build import clear_files
 
-        OnDiskIndex(out, earlier)._clear_files()
+        clear_files(out)
     t0 = time.perf_counter()
     pca = None
     if pca_dim:

@@ -14,17 +14,16 @@ merged into one on-disk lists file. Adds encode new blocks the same way and merg
 current lists into a new generation (`index-gG.faiss` + `lists-gG.ivfdata`), which index.json
 switches to atomically. Removals are tombstones (`removed.npy`) that every search leaves out.
 
+The build steps themselves (training, chunk blocks, merging lists) are in `ondisk_build`.
 Folder: index.json, trained.faiss, index-gG.faiss, lists-gG.ivfdata, vectors.f32 (float32, row i =
 id i), path_hash.u64, items/part-*.parquet (id, path, metadata), removed.npy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -42,65 +41,34 @@ from artmem.retrieval.backend_base import (
     tune_breadth,
 )
 from artmem.retrieval.filters import filter_mask
+from artmem.retrieval.ondisk_build import (
+    CHUNK_ROWS,
+    TRAIN_MAX,
+    TRAIN_PER_LIST,
+    atomic_write_index,
+    clear_files,
+    default_nlist,
+    faiss_prints_to_stderr,
+    merge_lists,
+    path_hashes,
+    pq_subquantizers,
+    train_quantizers,
+    truncate,
+    write_chunk,
+)
 
 logger = logging.getLogger(__name__)
 
 KIND = "ivfpq"
-CHUNK_ROWS = 100_000
-NLIST_MAX = 4096        # k-means cost grows with nlist x sample; 4096 lists keep 10M-row training ~1 min
-TRAIN_PER_LIST = 40     # FAISS asks for >= 39 training points per centroid
-TRAIN_MAX = 262_144
 REFINE_CANDIDATES = (50, 100, 200, 400, 800)  # candidates re-ranked exactly, tried in this order
 EXACT_FILTER_MAX = 200_000
 READ_CHUNK = 65_536
 
 
-def default_nlist(n: int) -> int:
-    return int(max(1, min(4 * np.sqrt(n), n // TRAIN_PER_LIST, NLIST_MAX)))
-
-
-def pq_subquantizers(dim: int) -> int:
-    """PQ sub-vectors: ~8 dims each (16 bytes per 128-d code), at most 64, dividing `dim`."""
-    m = max(1, min(64, dim // 8))
-    while dim % m:
-        m -= 1
-    return m
-
-
-def path_hashes(paths) -> np.ndarray:
-    return pd.util.hash_pandas_object(pd.Series(paths, dtype=str), index=False).to_numpy(np.uint64)
-
-
 def _faiss():
-    import faiss
+    import faiss  # imported when used: `artmem --help` does not load it
 
     return faiss
-
-
-@contextlib.contextmanager
-def _faiss_prints_to_stderr():
-    """FAISS's on-disk lists printf progress lines ("resizing ...", "updating ondisk filename")
-    to the C stdout, which artmem keeps for results and written paths: send them to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _atomic_write_index(index, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    _faiss().write_index(index, str(tmp))
-    os.replace(tmp, path)
-
-
-def _truncate(path: Path, size: int) -> None:
-    with open(path, "ab") as f:
-        f.truncate(size)
-
 
 class OnDiskIndex(Index):
     backend = "faiss"
@@ -142,7 +110,7 @@ class OnDiskIndex(Index):
                             "train_rows": n_train, "metric": "L2 on unit vectors (= cosine order)"})
         self = cls(out, meta)
         if not resume:
-            self._clear_files()
+            clear_files(self.dir)
             meta["build"] = {"state": "building", "plan": plan, "rows_done": 0, "parts": []}
             meta["count"] = 0
         else:
@@ -150,19 +118,19 @@ class OnDiskIndex(Index):
         build = meta["build"]
         t0 = time.perf_counter()
         if not (out / "trained.faiss").exists():
-            trained = self._train(stream, plan, seed=int(params.get("seed", 0)))
-            _atomic_write_index(trained, out / "trained.faiss")
+            trained = train_quantizers(stream, plan, seed=int(params.get("seed", 0)))
+            atomic_write_index(trained, out / "trained.faiss")
             build["train_seconds"] = round(time.perf_counter() - t0, 3)
         self.write_meta()
         done = int(build["rows_done"])
         for f in ("vectors.f32", "path_hash.u64"):  # a chunk cut short by the kill: drop its tail
-            _truncate(out / f, done * (dim * 4 if f == "vectors.f32" else 8))
+            truncate(out / f, done * (dim * 4 if f == "vectors.f32" else 8))
         (out / "blocks").mkdir(exist_ok=True)
         (out / "items").mkdir(exist_ok=True)
         block = faiss.read_index(str(out / "trained.faiss"))
         for items, vecs in stream.chunks(chunk, skip_rows=done):
             k = done // chunk
-            self._write_chunk(block, items, vecs, done, f"{k:05d}")
+            write_chunk(self.dir, block, items, vecs, done, f"{k:05d}")
             done += len(vecs)
             build["rows_done"] = done
             build["parts"].append([f"part-{k:05d}.parquet", done - len(vecs), len(vecs)])
@@ -172,7 +140,8 @@ class OnDiskIndex(Index):
         if done != n:
             raise ArtmemError(f"{stream.source_id}: the stream gave {done} rows, expected {n}")
         blocks = sorted((out / "blocks").glob("block-*.faiss"))
-        self._merge([], blocks, generation=1)
+        merge_lists(self.dir, [], blocks, generation=1)
+        self.meta["generation"] = 1
         self.meta["parts"] = build.pop("parts")
         self.meta["count"] = n
         build["state"] = "complete"
@@ -181,77 +150,6 @@ class OnDiskIndex(Index):
         self.write_meta()
         self._open()
         return self
-
-    def _clear_files(self) -> None:
-        for name in ("trained.faiss", "vectors.f32", "path_hash.u64", "removed.npy"):
-            (self.dir / name).unlink(missing_ok=True)
-        for pattern in ("index-g*.faiss", "lists-g*.ivfdata"):
-            for f in self.dir.glob(pattern):
-                f.unlink()
-        for sub in ("blocks", "items"):
-            shutil.rmtree(self.dir / sub, ignore_errors=True)
-
-    def _train(self, stream, plan: dict, seed: int):
-        """Coarse centroids + PQ codebooks from `train_rows` rows drawn uniformly (one pass)."""
-        faiss = _faiss()
-        n, dim = plan["rows"], plan["dim"]
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(n, size=plan["train_rows"], replace=False))
-        sample = np.empty((len(pick), dim), np.float32)
-        got, start = 0, 0
-        for _, vecs in stream.chunks(plan["chunk_rows"]):
-            lo, hi = np.searchsorted(pick, [start, start + len(vecs)])
-            sample[got : got + hi - lo] = vecs[pick[lo:hi] - start]
-            got, start = got + int(hi - lo), start + len(vecs)
-            if got == len(pick):
-                break
-        quantizer = faiss.IndexFlatL2(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, plan["nlist"], plan["pq_m"], plan["pq_bits"])
-        index.cp.seed = seed
-        logger.info("training IVF%d,PQ%d on %d sampled rows", plan["nlist"], plan["pq_m"], len(pick))
-        index.train(sample)
-        return index
-
-    def _write_chunk(self, block, items: pd.DataFrame, vecs: np.ndarray, start: int, tag: str) -> None:
-        """Codes, vectors, path hashes and items of one chunk whose ids start at `start`."""
-        ids = np.arange(start, start + len(vecs), dtype=np.int64)
-        block.reset()
-        block.add_with_ids(np.ascontiguousarray(vecs, np.float32), ids)
-        _atomic_write_index(block, self.dir / "blocks" / f"block-{tag}.faiss")
-        with open(self.dir / "vectors.f32", "ab") as f:
-            f.write(np.ascontiguousarray(vecs, "<f4").tobytes())
-        with open(self.dir / "path_hash.u64", "ab") as f:
-            f.write(path_hashes(items["path"]).astype("<u8").tobytes())
-        table = items.reset_index(drop=True).copy()
-        table.insert(0, "id", ids)
-        tmp = self.dir / "items" / f"part-{tag}.tmp.parquet"
-        table.to_parquet(tmp, index=False, row_group_size=8192)
-        os.replace(tmp, self.dir / "items" / f"part-{tag}.parquet")
-
-    def _merge(self, current_invlists: list, blocks: list[Path], generation: int) -> None:
-        """Write lists-gG.ivfdata holding `current_invlists` + the blocks' lists, and its index-gG.faiss."""
-        faiss = _faiss()
-        index = faiss.read_index(str(self.dir / "trained.faiss"))
-        ivf = faiss.extract_index_ivf(index)
-        sources, keep = list(current_invlists), []
-        for b in blocks:
-            bi = faiss.read_index(str(b), faiss.IO_FLAG_MMAP)
-            keep.append(bi)
-            sources.append(faiss.extract_index_ivf(bi).invlists)
-        lists_file = self.dir / f"lists-g{generation}.ivfdata"
-        lists_file.unlink(missing_ok=True)
-        invlists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(lists_file))
-        vec = faiss.InvertedListsPtrVector()
-        for s in sources:
-            vec.push_back(s)
-        with _faiss_prints_to_stderr():
-            ntotal = invlists.merge_from_multiple(vec.data(), vec.size(), False)
-        index.ntotal = ivf.ntotal = ntotal
-        ivf.replace_invlists(invlists, True)
-        invlists.this.disown()
-        _atomic_write_index(index, self.dir / f"index-g{generation}.faiss")
-        self.meta["generation"] = generation
-        del keep
 
     def _tombstone_duplicates(self) -> None:
         """A path given twice keeps its first live id; later ones become removed ids (as
@@ -289,7 +187,7 @@ class OnDiskIndex(Index):
     def _open(self) -> None:
         faiss = _faiss()
         g = self.meta["generation"]
-        with _faiss_prints_to_stderr():
+        with faiss_prints_to_stderr():
             self.faiss_index = faiss.read_index(str(self.dir / f"index-g{g}.faiss"),
                                                 faiss.IO_FLAG_ONDISK_SAME_DIR)
         if self._fd is not None:
@@ -495,7 +393,7 @@ class OnDiskIndex(Index):
         faiss = _faiss()
         n0, dim = len(self), self.index_dim
         for f in ("vectors.f32", "path_hash.u64"):  # an interrupted earlier add: drop its tail
-            _truncate(self.dir / f, n0 * (dim * 4 if f == "vectors.f32" else 8))
+            truncate(self.dir / f, n0 * (dim * 4 if f == "vectors.f32" else 8))
         (self.dir / "blocks").mkdir(exist_ok=True)
         block = faiss.read_index(str(self.dir / "trained.faiss"))
         parts = list(self.meta["parts"])
@@ -509,14 +407,15 @@ class OnDiskIndex(Index):
             if not new.any():
                 continue
             tag = f"{tag0 + c:05d}"
-            self._write_chunk(block, items[new], vecs[new], start, tag)
+            write_chunk(self.dir, block, items[new], vecs[new], start, tag)
             parts.append([f"part-{tag}.parquet", start, int(new.sum())])
             start += int(new.sum())
         added = start - n0
         if added:
             g = int(self.meta["generation"])
-            self._merge([faiss.extract_index_ivf(self.faiss_index).invlists],
+            merge_lists(self.dir, [faiss.extract_index_ivf(self.faiss_index).invlists],
                         sorted((self.dir / "blocks").glob("block-*.faiss")), g + 1)
+            self.meta["generation"] = g + 1
             self.meta.update(parts=parts, count=start)
             self.write_meta()  # the commit point: index.json now names generation g + 1
             for f in (f"index-g{g}.faiss", f"lists-g{g}.ivfdata"):
