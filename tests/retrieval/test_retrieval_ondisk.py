@@ -215,3 +215,23 @@ def test_other_indexes_refuse_remove(make_store, tmp_path):
     index = build_index(make_store(n=50), tmp_path / "flat")
     with pytest.raises(ArtmemError, match="cannot remove"):
         index.remove(["img/00001.jpg"])
+
+
+def test_feature_stream_recuts_shards_into_whole_chunks(tmp_path):
+    """Shards of an unfinished job (no merged table) with uneven row groups give chunks of exactly
+    `rows` rows in dataset order, normalised; skip_rows starts at a later chunk."""
+    vecs = np.random.default_rng(0).normal(size=(2_500, 8)).astype(np.float32)
+    paths = [f"p{i}" for i in range(2_500)]
+    for s, (a, b) in enumerate([(0, 1_100), (1_100, 2_500)]):
+        one = write_features(tmp_path / f"s{s}", paths[a:b], vecs[a:b], row_group=333)
+        (tmp_path / "job" / "shards").mkdir(parents=True, exist_ok=True)
+        (one / "features.parquet").rename(tmp_path / "job" / "shards" / f"features-{s:05d}.parquet")
+    stream = FeatureStream(tmp_path / "job")
+    assert len(stream) == 2_500 and stream.dim == 8
+    chunks = list(stream.chunks(1_000))
+    assert [len(v) for _, v in chunks] == [1_000, 1_000, 500]
+    got = np.concatenate([v for _, v in chunks])
+    np.testing.assert_allclose(got, vecs / np.linalg.norm(vecs, axis=1, keepdims=True), atol=1e-6)
+    assert sum((c["path"].tolist() for c, _ in chunks), []) == paths
+    later = list(stream.chunks(1_000, skip_rows=2_000))
+    assert len(later) == 1 and later[0][0]["path"].iloc[0] == "p2000"
