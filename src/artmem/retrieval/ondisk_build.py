@@ -128,6 +128,9 @@ def merge_lists(folder: Path, current_invlists: list, blocks: list[Path], genera
     sources, keep = list(current_invlists), []
     for b in blocks:
         bi = faiss.read_index(str(b), faiss.IO_FLAG_MMAP)
+        # reading an IVF-PQ index precomputes its nlist x m x 256 distance table (64 MB at
+        # 4096 lists, PQ16): 100 blocks held 6.4 GB. Merging needs only their lists.
+        bi.precomputed_table.resize(0)
         keep.append(bi)
         sources.append(faiss.extract_index_ivf(bi).invlists)
     lists_file = folder / f"lists-g{generation}.ivfdata"
