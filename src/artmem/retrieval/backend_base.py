@@ -244,11 +244,10 @@ class Index(ABC):
 
 
 def tune_breadth(search_fn, set_fn, candidates, queries: np.ndarray, self_ids: np.ndarray,
-                 truth: np.ndarray, target: float, k: int, warn: bool = True) -> dict:
+                 truth: np.ndarray, target: float, k: int) -> dict:
     """Smallest search breadth whose recall@k on `queries` reaches `target`.
 
-    `search_fn(q, k)` returns (sims, ids); `set_fn(value)` sets the breadth. Without `warn`, a
-    target not reached is not logged (the caller widens another parameter and tries again).
+    `search_fn(q, k)` returns (sims, ids); `set_fn(value)` sets the breadth.
     """
     tried = []
     goal = min(0.995, target + TUNE_MARGIN)
@@ -265,9 +264,8 @@ def tune_breadth(search_fn, set_fn, candidates, queries: np.ndarray, self_ids: n
                     "queries": len(queries), "tried": tried}
     best = max(tried, key=lambda t: t["recall"])
     set_fn(best["value"])
-    if warn:
-        logger.warning("search breadth %s reaches recall@%d %.3f only (target %.2f)",
-                       best["value"], k, best["recall"], target)
+    logger.warning("search breadth %s reaches recall@%d %.3f only (target %.2f)",
+                   best["value"], k, best["recall"], target)
     return {"value": best["value"], "recall": best["recall"], "target": target, "tuned_for": goal, "k": k,
             "queries": len(queries), "tried": tried}
 

@@ -33,12 +33,13 @@ import pandas as pd
 from artmem.errors import ArtmemError
 from artmem.retrieval.backend_base import (
     NPROBE_CANDIDATES,
+    TUNE_MARGIN,
     TUNE_QUERIES,
     Index,
     drop_self,
     exact_knn,
     exact_knn_chunks,
-    tune_breadth,
+    recall_at_k,
 )
 from artmem.retrieval.filters import filter_mask
 from artmem.retrieval.ondisk_build import (
@@ -360,7 +361,12 @@ class OnDiskIndex(Index):
 
     # ------------------------------------------------------------------ tuning / updates / checks
     def tune(self, target: float = 0.95, k: int = 10) -> dict:
-        """Smallest nprobe reaching `target` (+ margin) for the smallest refine depth that can."""
+        """Smallest (refine, nprobe) whose recall@k on stored queries reaches `target` + margin.
+
+        nprobe grows along NPROBE_CANDIDATES; when recall stops rising (< 0.005 per step) the PQ
+        ranking, not the lists probed, is what misses neighbours, so refine goes to the next
+        depth at the same nprobe. Each setting is tried once: a few dozen passes at most.
+        """
         live = np.setdiff1d(np.arange(len(self)), self.removed_ids())
         if len(live) <= k + 1:
             return {}
@@ -369,21 +375,30 @@ class OnDiskIndex(Index):
         queries = self.vectors(qids)
         s, i = exact_knn_chunks(queries, self.iter_index_vectors(), k + 1, self.removed_ids())
         truth, _ = drop_self(i, s, qids, k)
-        nlist = int(self.meta["params"]["nlist"])
-        cands = [p for p in NPROBE_CANDIDATES if p <= nlist]
-        result = {}
-        state = {}
-        for refine in REFINE_CANDIDATES:
-            state["refine"] = refine
-            result = tune_breadth(
-                lambda qq, kk: self._search(qq, kk, None, state["nprobe"], state["refine"]),
-                lambda v: state.update(nprobe=v), cands, queries, qids, truth, target, k,
-                warn=refine == REFINE_CANDIDATES[-1])
-            result.update(parameter="nprobe", refine=refine)
-            if result["recall"] >= result["tuned_for"]:
+        nprobes = [p for p in NPROBE_CANDIDATES if p <= int(self.meta["params"]["nlist"])]
+        goal = min(0.995, target + TUNE_MARGIN)
+        tried, pi, ri, prev = [], 0, 0, -1.0
+        while pi < len(nprobes) and ri < len(REFINE_CANDIDATES):
+            p, r = nprobes[pi], REFINE_CANDIDATES[ri]
+            t0 = time.perf_counter()
+            sims, ids = self._search(queries, k + 1, None, p, r)
+            ms = 1e3 * (time.perf_counter() - t0) / len(queries)
+            rec = recall_at_k(drop_self(ids, sims, qids, k)[0], truth)
+            tried.append({"value": p, "refine": r, "recall": round(rec, 4), "ms_per_query": round(ms, 4)})
+            if rec >= goal:
                 break
-        self.nprobe, self.refine = int(result["value"]), int(result["refine"])
-        return result
+            if prev >= 0 and rec - prev < 0.005:
+                ri, prev = ri + 1, -1.0  # plateau: re-rank deeper at this nprobe
+            else:
+                pi, prev = pi + 1, rec
+        best = tried[-1] if tried[-1]["recall"] >= goal else max(tried, key=lambda t: t["recall"])
+        if best["recall"] < goal:
+            logger.warning("nprobe %d, refine %d reach recall@%d %.3f only (target %.2f)",
+                           best["value"], best["refine"], k, best["recall"], target)
+        self.nprobe, self.refine = int(best["value"]), int(best["refine"])
+        return {"parameter": "nprobe", "value": best["value"], "refine": best["refine"],
+                "recall": best["recall"], "target": target, "tuned_for": goal, "k": k,
+                "queries": len(queries), "tried": tried}
 
     def add(self, source) -> dict:
         """Add the rows of `source` (a FeatureStore or a stream) whose paths are not indexed."""
