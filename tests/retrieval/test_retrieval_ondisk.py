@@ -155,12 +155,19 @@ def test_add_and_remove_images(data, tmp_path):
     _, ids = index.search(data["base"][[5, 17_000]], 10)
     assert not np.isin(ids, [5, 17_000]).any()
     assert measure_recall(index, queries=50)["recall"] >= 0.9  # exact truth leaves removed ids out too
-    # a removed image given again is indexed anew, under a new id
+    # a removed image given again is indexed anew, under a new id; a third add after an add
+    # whose first chunk was all known gets part files of its own
     again = write_features(tmp_path / "again", [gone[0]], data["base"][[5]])
     assert add_to_index(index, FeatureStream(again))["added"] == 1
     index = open_index(tmp_path / "index")
     assert index.id_of(gone[0]) == N
     assert index.search(data["base"][[5]], 1)[1][0, 0] == N
+    last = write_features(tmp_path / "last", ["img/new-a.jpg", "img/new-b.jpg"], data["queries"][:2])
+    assert add_to_index(index, FeatureStream(last))["added"] == 2
+    index = open_index(tmp_path / "index")
+    names = [p[0] for p in index.meta["parts"]]
+    assert len(set(names)) == len(names) and index.check() == []
+    assert index.items_of([N, N + 1, N + 2])["path"].tolist() == [gone[0], "img/new-a.jpg", "img/new-b.jpg"]
 
 
 def test_duplicate_paths_keep_the_first(tmp_path):

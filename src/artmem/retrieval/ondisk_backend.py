@@ -409,11 +409,12 @@ class OnDiskIndex(Index):
         n0, dim = len(self), self.index_dim
         for f in ("vectors.f32", "path_hash.u64"):  # an interrupted earlier add: drop its tail
             truncate(self.dir / f, n0 * (dim * 4 if f == "vectors.f32" else 8))
-        (self.dir / "blocks").mkdir(exist_ok=True)
+        shutil.rmtree(self.dir / "blocks", ignore_errors=True)  # an interrupted earlier add's
+        (self.dir / "blocks").mkdir()
         block = faiss.read_index(str(self.dir / "trained.faiss"))
         parts = list(self.meta["parts"])
         start, skipped = n0, 0
-        tag0 = len(parts)
+        tag0 = 1 + max(int(name[len("part-"):].split(".")[0]) for name, _, _ in parts)
         for c, (items, vecs) in enumerate(stream.chunks(int(self.meta["params"]["chunk_rows"]))):
             known = self.live_ids_of(items["path"]) >= 0
             dup = items["path"].duplicated().to_numpy()
