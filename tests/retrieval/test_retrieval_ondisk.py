@@ -196,10 +196,14 @@ def test_cli_on_disk_build_similar_remove_check(synthetic_collection, tiny_featu
     table = capsys.readouterr().out
     assert query not in table and table.count(".png") + table.count(".jpg") >= 5
     assert main(["index", "remove", str(out), synthetic_collection.paths[4]]) == 0
+    assert main(["index", "add", str(out), "--features", str(tiny_features)]) == 0  # streamed
+    assert "added 1 images (47 already indexed)" in capsys.readouterr().err  # the removed one anew
+    assert open_index(out).id_of(synthetic_collection.paths[4]) == len(synthetic_collection)
+    assert main(["index", "remove", str(out), synthetic_collection.paths[4]]) == 0
     capsys.readouterr()
     assert main(["index", "check", str(out), "--queries", "20", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["kind"] == "ivfpq" and report["removed"] == 1 and report["problems"] == []
+    assert report["kind"] == "ivfpq" and report["removed"] == 2 and report["problems"] == []
     assert report["search"]["queries"] == 20 and report["search"]["recall"] >= 0.9
     assert report["search"]["p50_ms"] <= report["search"]["p99_ms"]
 
