@@ -122,6 +122,7 @@ class OnDiskIndex(Index):
             trained = train_quantizers(stream, plan, seed=int(params.get("seed", 0)))
             atomic_write_index(trained, out / "trained.faiss")
             build["train_seconds"] = round(time.perf_counter() - t0, 3)
+            del trained  # its PQ distance table (nlist x m x 256 floats) is not needed any more
         self.write_meta()
         done = int(build["rows_done"])
         for f in ("vectors.f32", "path_hash.u64"):  # a chunk cut short by the kill: drop its tail

@@ -124,6 +124,7 @@ def merge_lists(folder: Path, current_invlists: list, blocks: list[Path], genera
     """Write lists-gG.ivfdata holding `current_invlists` + the blocks' lists, and its index-gG.faiss."""
     faiss = _faiss()
     index = faiss.read_index(str(folder / "trained.faiss"))
+    index.precomputed_table.resize(0)  # only written as a header here (the table is not saved)
     ivf = faiss.extract_index_ivf(index)
     sources, keep = list(current_invlists), []
     for b in blocks:
