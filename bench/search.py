@@ -9,6 +9,16 @@ structure of real CNN features; see `artmem.retrieval.synthetic`), in one run:
 
     .venv/bin/python bench/search.py                 # 1,000,000 x 512 (a few minutes, ~6 GB RAM)
     .venv/bin/python bench/search.py --n 100000      # quick run
+
+With --on-disk it benchmarks the on-disk IVF-PQ index instead, never holding the N vectors in RAM:
+the synthetic vectors are generated chunk by chunk into a Parquet features dataset on disk (the
+exact top-k of the held-out queries is accumulated on the way), the index is built from that
+dataset by `build_ondisk_index` (streamed, as `artmem index build --on-disk`), and the figures are
+build time, p50/p99 single-query latency, recall@10 on held-out queries and peak RSS per phase.
+The baseline is exact search streamed over the same on-disk vectors (batched ms per query).
+
+    .venv/bin/python bench/search.py --on-disk --n 10000000 --dim 128 --workdir /tmp/x   # ~10 GB disk
+    .venv/bin/python bench/search.py --on-disk --n 200000 --dim 128                      # quick
 """
 
 from __future__ import annotations
@@ -41,7 +51,15 @@ def main(argv=None) -> int:
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--on-disk", action="store_true", help="benchmark the on-disk IVF-PQ index")
+    ap.add_argument("--workdir", help="--on-disk: folder for the features and the index "
+                    "(default a temporary folder, deleted at the end)")
+    ap.add_argument("--chunk-rows", type=int, default=100_000, help="--on-disk: rows per chunk")
+    ap.add_argument("--check-queries", type=int, default=100,
+                    help="--on-disk: also run `index check`'s measurement with this many queries (0 = skip)")
     args = ap.parse_args(argv)
+    if args.on_disk:
+        return on_disk(args)
 
     import faiss
 
@@ -146,6 +164,129 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
+
+def write_features_streaming(folder: Path, args, queries_n: int):
+    """Generate N + queries clustered vectors chunk by chunk: the first `queries_n` are held out,
+    the others go to folder/features.parquet (one row group per chunk) as they come.
+
+    Returns (held-out queries, an iterator of (first id, base chunk) that writes each chunk as it
+    yields it, for the exact ground truth to be accumulated on the way)."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from artmem.retrieval.synthetic import clustered_chunks
+
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("path", pa.string()), ("embedding", pa.list_(pa.float32(), args.dim))])
+    gen = clustered_chunks(args.n + queries_n, args.dim, seed=args.seed, chunk=args.chunk_rows)
+    first, _ = next(gen)
+    queries = first[:queries_n].copy()
+
+    def base_chunks():
+        start = 0
+        with pq.ParquetWriter(folder / "features.parquet", schema) as writer:
+            for vecs in itertools.chain([first[queries_n:]], (x for x, _ in gen)):
+                yield start, vecs
+                flat = pa.array(np.ascontiguousarray(vecs, np.float32).ravel(), pa.float32())
+                paths = pa.array([f"img/{i:08d}.jpg" for i in range(start, start + len(vecs))])
+                writer.write_table(pa.Table.from_arrays(
+                    [paths, pa.FixedSizeListArray.from_arrays(flat, args.dim)], schema=schema))
+                start += len(vecs)
+        (folder / "features.json").write_text(json.dumps(
+            {"model": "synthetic", "layer": "clustered", "dim": args.dim, "count": start}))
+
+    return queries, base_chunks()
+
+
+def on_disk(args) -> int:
+    """The on-disk IVF-PQ benchmark (see the module docstring)."""
+    import shutil
+
+    import faiss
+
+    from artmem.batch.scale_sim import PeakRSS
+    from artmem.retrieval.backend_base import exact_knn_chunks, recall_at_k
+    from artmem.retrieval.index import build_ondisk_index, measure_recall, open_index
+    from artmem.retrieval.stream import FeatureStream
+
+    k, nq = args.k, args.queries
+    if nq >= args.chunk_rows:
+        raise SystemExit("--queries must be below --chunk-rows (they are cut from the first chunk)")
+    load0 = os.getloadavg()
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="artmem-bench-ondisk-"))
+    print(f"machine: {os.cpu_count()} CPUs, faiss {faiss.__version__}, load average {load0[0]:.1f} at "
+          f"start (shared machine); work folder {work}", file=sys.stderr)
+    res = {"n": args.n, "dim": args.dim, "k": k, "queries": nq, "load_start": load0[0],
+           "chunk_rows": args.chunk_rows}
+    truth_file = work / f"truth-{args.n}x{args.dim}-q{nq}-k{k}-s{args.seed}.npz"
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        if truth_file.exists():  # a rerun in the same --workdir: the dataset is already written
+            saved = np.load(truth_file)
+            queries, gt_ids = saved["queries"], saved["ids"]
+        else:
+            queries, chunks = write_features_streaming(work / "features", args, nq)
+            _, gt_ids = exact_knn_chunks(queries, chunks, k)  # exact truth while writing the dataset
+            np.savez(truth_file, queries=queries, ids=gt_ids)
+        res["generate_and_exact_s"] = round(time.perf_counter() - t0, 1)
+    res["peak_rss_gen_gb"] = rss.peak / 1e9
+    print(f"wrote {args.n:,} x {args.dim} vectors to {work / 'features'} and their exact top-{k} for "
+          f"{nq} held-out queries in {res['generate_and_exact_s']} s", file=sys.stderr)
+    with PeakRSS() as rss:
+        t0, c0 = time.perf_counter(), time.process_time()
+        index = build_ondisk_index(FeatureStream(work / "features"), work / "index", args.target_recall,
+                                   {"chunk_rows": args.chunk_rows})
+        res["build_s"] = round(time.perf_counter() - t0, 1)
+        res["build_cpu_s"] = round(time.process_time() - c0, 1)
+    res["peak_rss_build_gb"] = rss.peak / 1e9
+    meta = index.meta
+    res["params"], res["train_s"] = meta["params"], meta["build"].get("train_seconds")
+    res["tuning"] = {x: meta["tuning"].get(x) for x in ("parameter", "value", "refine", "recall")}
+    del index
+    with PeakRSS() as rss:
+        index = open_index(work / "index")  # as a user (or the explorer) opens it
+        lat, found = [], np.empty((nq, k), np.int64)
+        for i in range(nq):
+            t = time.perf_counter()
+            _, ids = index.search(queries[i : i + 1], k)
+            lat.append(time.perf_counter() - t)
+            found[i] = ids[0]
+        res["p50_ms"], res["p99_ms"] = pct(lat, 50), pct(lat, 99)
+        res["recall_at_k"] = recall_at_k(found, gt_ids)
+        t0 = time.perf_counter()
+        exact_knn_chunks(queries[:50], index.iter_index_vectors(), k)
+        res["exact_stream_ms_per_query"] = 1e3 * (time.perf_counter() - t0) / 50
+        if args.check_queries:
+            res["index_check"] = measure_recall(index, queries=args.check_queries)
+    res["peak_rss_search_gb"] = rss.peak / 1e9
+    sizes = {p.name: p.stat().st_size for p in (work / "index").iterdir() if p.is_file()}
+    res["index_disk_gb"] = sum(sizes.values()) / 1e9
+    res["vectors_disk_gb"] = sizes.get("vectors.f32", 0) / 1e9
+    res["load_end"] = os.getloadavg()[0]
+    print(f"\n== on-disk IVF-PQ, {args.n:,} x {args.dim} clustered float32, k={k}, {nq} held-out queries ==")
+    print(f"build {res['build_s']:.0f} s ({res['build_cpu_s']:.0f} CPU-s; training {res['train_s']} s); "
+          f"nlist {res['params']['nlist']}, PQ{res['params']['pq_m']}x{res['params']['pq_bits']}; tuned "
+          f"nprobe {res['tuning']['value']}, refine {res['tuning']['refine']}")
+    print(f"single query: p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms; recall@{k} "
+          f"{res['recall_at_k']:.3f} on held-out queries")
+    print(f"exact search streamed over the on-disk vectors: {res['exact_stream_ms_per_query']:.0f} ms per "
+          f"query (batched) -> {res['exact_stream_ms_per_query'] / res['p50_ms']:.0f}x at p50")
+    print(f"peak RSS: generate {res['peak_rss_gen_gb']:.2f} GB, build {res['peak_rss_build_gb']:.2f} GB, "
+          f"search {res['peak_rss_search_gb']:.2f} GB (N x D float32 = {args.n * args.dim * 4 / 1e9:.2f} GB); "
+          f"index on disk {res['index_disk_gb']:.2f} GB")
+    if "index_check" in res:
+        c = res["index_check"]
+        print(f"`index check`: recall@{c['k']} {c['recall']:.3f}, p50 {c['p50_ms']:.2f} ms, "
+              f"p99 {c['p99_ms']:.2f} ms on {c['queries']} stored vectors held out from tuning")
+    print(f"load average {res['load_start']:.1f} -> {res['load_end']:.1f} (shared machine)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,6 +67,34 @@ def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray
     return sims, ids
 
 
+def exact_knn_chunks(queries: np.ndarray, chunks, k: int,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product over a base given as (first id, block) chunks.
+
+    Only one block is in memory at a time, so the base may be larger than RAM. Ids in the sorted
+    array `exclude` (removed images) are left out. Missing results have id -1.
+    """
+    q = np.ascontiguousarray(queries, np.float32)
+    best_s = np.full((len(q), k), -np.inf, np.float32)
+    best_i = np.full((len(q), k), -1, np.int64)
+    exclude = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
+    for start, block in chunks:
+        if not len(block):
+            continue
+        lo, hi = np.searchsorted(exclude, [start, start + len(block)])
+        sims, ids = exact_knn(q, block, min(len(block), k + int(hi - lo)))
+        ids = np.where(ids >= 0, ids + start, -1)
+        if hi > lo:  # drop the excluded ones (they were fetched as extra candidates)
+            sims = np.where(np.isin(ids, exclude[lo:hi]), -np.inf, sims)
+        all_s = np.concatenate([best_s, sims], axis=1)
+        all_i = np.concatenate([best_i, ids], axis=1)
+        all_i[~np.isfinite(all_s)] = -1
+        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+        best_s = np.take_along_axis(all_s, order, axis=1)
+        best_i = np.take_along_axis(all_i, order, axis=1)
+    return best_s, best_i
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each row of `truth` present in the same row of `found`."""
     k = truth.shape[1]
@@ -172,6 +200,23 @@ class Index(ABC):
             self_ids = np.array([-2 if e is None else e for e in exclude], np.int64)
             ids, sims = drop_self(ids, sims, self_ids, k)
         return sims[:, :k], ids[:, :k]
+
+    def items_of(self, ids) -> pd.DataFrame:
+        """The items rows of `ids`, in that order (on-disk indexes read only these rows)."""
+        return self.items.iloc[np.asarray(ids, np.int64)].reset_index(drop=True)
+
+    def removed_ids(self) -> np.ndarray:
+        """Sorted ids of removed images, which no search returns (only on-disk indexes remove)."""
+        return np.zeros(0, np.int64)
+
+    def remove(self, paths: list[str]) -> dict:
+        raise ArtmemError(f"{self.backend}/{self.meta.get('kind')} indexes cannot remove images; "
+                          "rebuild without them, or build an on-disk index (`--on-disk`)")
+
+    def iter_index_vectors(self, chunk: int = 65536):
+        """(first id, index-space vectors) blocks over all ids in order, one block in memory."""
+        for s in range(0, len(self), chunk):
+            yield s, self.vectors(np.arange(s, min(s + chunk, len(self))))
 
     # ---- backend specific ----
     @property

@@ -1,4 +1,4 @@
-"""CLI: `artmem index build|add|check|info|compare|evaluate` and `artmem similar`."""
+"""CLI: `artmem index build|add|remove|check|info|compare|evaluate` and `artmem similar`."""
 
 from __future__ import annotations
 
@@ -34,14 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="layer for --model (default: the model's default layer)")
     p.add_argument("--backend", choices=["faiss", "lancedb"], default="faiss",
                    help="faiss: index files in INDEX (default); lancedb: a LanceDB table (filters, versions)")
-    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf"], default="auto",
-                   help="faiss index kind (auto: flat up to 20,000 vectors, HNSW up to 5M, IVF above)")
+    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
+                   help="faiss index kind (auto: flat up to 20,000 vectors, HNSW up to 5M, IVF above; "
+                   "ivfpq on disk when the vectors would take over a quarter of the available RAM)")
+    p.add_argument("--on-disk", action="store_true",
+                   help="build the on-disk IVF-PQ index (= --kind ivfpq): features streamed in chunks, "
+                   "re-ranked on full vectors read from disk; resumable")
+    p.add_argument("--chunk-rows", type=int, help="on-disk build: rows per chunk (default 100,000)")
+    p.add_argument("--pq-m", type=int, help="on-disk index: PQ sub-vectors per code (default dim/8, max 64)")
     p.add_argument("--pca", type=int, metavar="D", help="reduce to D dims with PCA before indexing")
     p.add_argument("--target-recall", type=float, default=0.95,
                    help="recall@10 the approximate search breadth is tuned for (default 0.95)")
     p.add_argument("--hnsw-m", type=int, help="HNSW graph degree M (default 32)")
     p.add_argument("--ef-construction", type=int, help="HNSW efConstruction (default 40)")
-    p.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N))")
+    p.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N); on disk at most 4096)")
     p.add_argument("--lance-uri", help="LanceDB location (default INDEX_DIR/lance; s3://... works)")
     add_device_arg(p)
     add_out_arg(p)
@@ -54,9 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the one the index was built from)")
     p.set_defaults(func=cmd_add)
 
-    p = isub.add_parser("check", help="verify that the index matches its feature store")
+    p = isub.add_parser("remove", help="remove images from an on-disk index (by path)")
+    p.add_argument("index", help="index folder")
+    p.add_argument("paths", nargs="*", help="collection paths of the images to remove")
+    p.add_argument("--paths-file", help="a text file with one path per line to remove")
+    p.set_defaults(func=cmd_remove)
+
+    p = isub.add_parser("check", help="verify that the index matches its feature store, and measure "
+                        "recall@10 and latency against exact search")
     p.add_argument("index", help="index folder")
     p.add_argument("--features", help="also compare with this (newer) extract output")
+    p.add_argument("--queries", type=int, default=200,
+                   help="held-out queries for recall@10 and latency vs exact search (default 200; 0 = skip)")
+    p.add_argument("--json", action="store_true",
+                   help="print the check's figures (problems, recall, p50/p99 ms) as JSON on stdout")
     p.set_defaults(func=cmd_check)
 
     p = isub.add_parser("info", help="print an index's metadata")
@@ -107,7 +124,34 @@ def _params(args) -> dict:
         params["nlist"] = args.nlist
     if args.lance_uri:
         params["uri"] = args.lance_uri
+    if args.chunk_rows:
+        params["chunk_rows"] = args.chunk_rows
+    if args.pq_m:
+        params["pq_m"] = args.pq_m
     return params
+
+
+def _on_disk(args, features) -> bool:
+    """--on-disk / --kind ivfpq, or kind auto with features too large for the in-RAM path."""
+    from artmem.retrieval.index import wants_on_disk
+    from artmem.retrieval.stream import FeatureStream
+
+    if args.on_disk or args.kind == "ivfpq":
+        if args.kind not in ("auto", "ivfpq") or args.backend != "faiss" or args.pca:
+            raise ArtmemError("--on-disk builds a faiss IVF-PQ index: it does not combine with "
+                              "--kind flat/hnsw/ivf, --backend lancedb or --pca")
+        return True
+    if args.kind != "auto" or args.backend != "faiss":
+        return False
+    try:
+        stream = FeatureStream(features)
+    except ArtmemError:  # CSV features cannot be streamed (and are never that large): in RAM
+        return False
+    if wants_on_disk(len(stream), stream.dim):
+        logger.info("%d x %d features exceed the in-RAM budget: building the on-disk index",
+                    len(stream), stream.dim)
+        return True
+    return False
 
 
 def cmd_build(args) -> int:
@@ -128,9 +172,15 @@ def cmd_build(args) -> int:
         features = out / "features"
         logger.info("extracting %s features into %s", model, features)
         extract(coll, model, args.layer, out=features, device=args.device)
-    store = load_store(features, coll)
-    index = build_index(store, out, backend=args.backend, kind=args.kind, pca_dim=args.pca,
-                        target_recall=args.target_recall, params=_params(args))
+    if _on_disk(args, features):
+        from artmem.retrieval.index import build_ondisk_index
+        from artmem.retrieval.stream import FeatureStream
+
+        index = build_ondisk_index(FeatureStream(features, coll), out, args.target_recall, _params(args))
+    else:
+        store = load_store(features, coll)
+        index = build_index(store, out, backend=args.backend, kind=args.kind, pca_dim=args.pca,
+                            target_recall=args.target_recall, params=_params(args))
     if isinstance(args.collection, str):
         src = Path(args.collection)
         index.meta["collection"] = str(src.resolve()) if src.exists() else str(args.collection)
@@ -144,7 +194,7 @@ def cmd_build(args) -> int:
 
 def _index_files(out: Path) -> list[Path]:
     """The files of an index folder, plus its LanceDB folder when there is one."""
-    return sorted(p for p in Path(out).iterdir() if p.is_file() or p.name == "lance")
+    return sorted(p for p in Path(out).iterdir() if p.is_file() or p.name in ("lance", "items"))
 
 
 def _summary(index) -> None:
@@ -167,7 +217,12 @@ def cmd_add(args) -> int:
     source = args.collection or index.meta.get("collection")
     if source and Path(source).exists():
         coll = open_collection(source)
-    store = load_store(args.features, coll)
+    if index.meta["kind"] == "ivfpq":
+        from artmem.retrieval.stream import FeatureStream
+
+        store = FeatureStream(args.features, coll)
+    else:
+        store = load_store(args.features, coll)
     counts = add_to_index(index, store)
     print(f"added {counts['added']} images ({counts['skipped_existing']} already indexed); the "
           f"index now holds {counts['count']}", file=sys.stderr)
@@ -175,12 +230,41 @@ def cmd_add(args) -> int:
     return 0
 
 
+def cmd_remove(args) -> int:
+    from artmem.retrieval.index import open_index, remove_from_index
+
+    paths = list(args.paths)
+    if args.paths_file:
+        try:
+            paths += [ln.strip() for ln in Path(args.paths_file).read_text().splitlines() if ln.strip()]
+        except OSError as exc:
+            raise ArtmemError(f"{args.paths_file}: cannot read the paths file ({exc.strerror})") from exc
+    if not paths:
+        raise ArtmemError("give the paths to remove (arguments or --paths-file)")
+    index = open_index(args.index)
+    counts = remove_from_index(index, paths)
+    print(f"removed {counts['removed']} images ({counts['not_found']} paths not in the index); "
+          f"{counts['removed_total']} removed in all, {counts['count'] - counts['removed_total']} searchable",
+          file=sys.stderr)
+    print_written(_index_files(Path(args.index)))
+    return 0
+
+
 def cmd_check(args) -> int:
-    from artmem.retrieval.index import check_against_features, open_index
+    from artmem.retrieval.index import check_against_features, measure_recall, open_index
     from artmem.retrieval.store import load_store
 
     index = open_index(args.index)
     problems = index.check()
+    report = {"index": str(args.index), "backend": index.backend, "kind": index.meta["kind"],
+              "count": len(index), "removed": len(index.removed_ids())}
+    if args.queries and not problems:
+        m = measure_recall(index, queries=args.queries)
+        report["search"] = m
+        if m["queries"]:
+            print(f"artmem index check: recall@{m['k']} {m['recall']:.3f} vs exact search on "
+                  f"{m['queries']} held-out queries; latency p50 {m['p50_ms']:.2f} ms, "
+                  f"p99 {m['p99_ms']:.2f} ms per single query", file=sys.stderr)
     if args.features:
         diff = check_against_features(index, load_store(args.features))
         if diff["not_indexed"]:
@@ -191,6 +275,9 @@ def cmd_check(args) -> int:
         if diff["changed_in_sample"]:
             problems.append(f"{diff['changed_in_sample']} of {diff['compared']} sampled images have "
                             "different features now (rebuild the index)")
+    report["problems"] = problems
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
     if problems:
         for line in problems:
             print(f"artmem index check: {line}", file=sys.stderr)

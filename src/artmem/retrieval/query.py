@@ -50,7 +50,7 @@ def resolve_query(index: Index, query, device: str = "auto") -> tuple[np.ndarray
     query = str(query)
     qid = index.id_of(query)
     if qid is not None:
-        return index.vectors([qid])[0], qid, index.items["path"].iloc[qid]
+        return index.vectors([qid])[0], qid, index.items_of([qid])["path"].iloc[0]
     path = Path(query)
     if not path.is_file():
         raise ArtmemError(f"{query}: not a path in the index and not an image file")
@@ -67,7 +67,7 @@ def results_frame(index: Index, sims: np.ndarray, ids: np.ndarray) -> pd.DataFra
     """One row per hit: rank, id, path, similarity, distance and the item's metadata."""
     keep = ids >= 0
     ids, sims = ids[keep], sims[keep]
-    df = index.items.iloc[ids].reset_index(drop=True).copy()
+    df = index.items_of(ids).copy()
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.insert(3, "similarity", sims.astype(np.float64))
     df.insert(4, "distance", 1.0 - sims.astype(np.float64))
@@ -125,7 +125,7 @@ def similar(index: Index | str | Path, query, out: str | Path, k: int = 10,
     written = write_table(table, out, "results", csv=csv)
     qid = df.attrs["query_id"]
     if qid is not None:
-        q_image = item_file(index, index.items["path"].iloc[qid])
+        q_image = item_file(index, index.items_of([qid])["path"].iloc[0])
     elif isinstance(query, (str, Path)):
         q_image = str(query)
     elif hasattr(query, "convert"):
