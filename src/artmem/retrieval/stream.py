@@ -91,25 +91,11 @@ class FeatureStream:
         return f"features:{self.meta['features']}:{len(self)}"
 
     def _batches(self, rows: int):
-        """(paths, vectors) record batches of the dataset, in order, one row group in memory.
+        """(paths, vectors) record batches of the dataset, in order, about one batch in memory
+        (`iter_feature_batches` scans without pre-buffering or read-ahead)."""
+        from artmem.batch.results import iter_feature_batches
 
-        As `artmem.batch.results.iter_feature_batches`, but with pre-buffering off and no
-        read-ahead: Arrow's default scan keeps every pre-buffered row group of a file until the
-        file ends and reads 16 batches ahead, which held 2.2 GB after 2 M rows of a 5 GB
-        features.parquet (and kept growing); these options hold ~0.2 GB throughout.
-        """
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
-        from artmem.batch.results import arrow_vectors
-
-        scan = pads.ParquetFragmentScanOptions(pre_buffer=False)
-        for batch in self._dataset.to_batches(columns=["path", "embedding"], batch_size=rows,
-                                              fragment_scan_options=scan, batch_readahead=1,
-                                              fragment_readahead=1):
-            if batch.num_rows:
-                table = pa.Table.from_batches([batch])
-                yield [str(p) for p in table.column("path").to_pylist()], arrow_vectors(table, self.features)
+        yield from iter_feature_batches(self.features, rows)
 
     def chunks(self, rows: int, skip_rows: int = 0) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
         """(items, unit vectors) chunks of exactly `rows` rows (the last may be shorter),
