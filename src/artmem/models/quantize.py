@@ -3,12 +3,12 @@ per-channel int8 weights, uint8 activations with MinMax ranges), calibrated on r
 
 Residual networks (the ResNet-152 trunk of ResMem: scores, features, maps) get a mixed recipe,
 chosen by measuring which quantization steps move the scores most (bench/README.md, "int8
-recipes"): the residual stream is summed in fp32 - each block's skip input is the previous
-block's fp32 sum (not its int8 copy, which the next block's convolutions still read), and the
-convolutions whose output enters a sum (each block's last one, the downsampling ones) run in fp32,
-as do those reading the image; the other two thirds of the convolutions run in int8. Plain int8
-re-quantizes the stream after every one of the 50 blocks, and that accumulated noise is what
-swapped the ranks of similar images.
+recipes"): the residual stream is carried in fp32 - each block's skip input is the previous
+block's fp32 sum, not its int8 copy (which the block's convolutions still read) - and the
+convolutions reading the image run in fp32; every other convolution runs in int8. Plain int8
+re-quantizes the stream after each of the 50 blocks, and that accumulated noise is the largest
+part of what swapped the ranks of similar images. Keeping also the convolutions that feed the sums
+in fp32 reaches Spearman 0.99 but leaves int8 no faster than fp32 (bench/README.md).
 
 Static quantization needs the range of every activation; it is measured by running the fp32 model
 on a calibration sample. By default that sample is drawn from the user's own collection
@@ -44,7 +44,7 @@ CALIBRATION_IMAGES = 32
 FIDELITY_IMAGES = 32
 MIN_RANK_FIDELITY = 0.99  # Spearman(int8, fp32) of scores
 MIN_COSINE = 0.99  # mean cosine(int8, fp32) of feature vectors
-QUANT_RECIPE = "qdq-s8w-perchannel-u8a-minmax-v2-fp32residual"  # in the cache key: a new recipe re-quantizes
+QUANT_RECIPE = "qdq-s8w-perchannel-u8a-minmax-v3-fp32stream"  # in the cache key: a new recipe re-quantizes
 
 
 def calibration_paths(abs_paths: Sequence[str], n: int = CALIBRATION_IMAGES, seed: int = 0) -> list[str]:
@@ -146,23 +146,19 @@ def residual_adds(model) -> list:
 
 
 def fp32_nodes(model) -> list[str]:
-    """Names of the nodes a residual network keeps in fp32: the convolutions reading the image and
-    those whose output is added to the residual stream (a block's last one, the downsampling)."""
+    """Names of the nodes a residual network keeps in fp32: the convolutions reading the image."""
     inputs = {i.name for i in model.graph.input}
-    prod = {o: n for n in model.graph.node for o in n.output}
-    first = [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
-    into_sum = {prod[i].name for add in residual_adds(model) for i in add.input if prod[i].op_type == "Conv"}
-    return first + sorted(into_sum - set(first))
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
 
 
 def fp32_residual_stream(model) -> int:
-    """Rewire a QDQ model so each residual sum reads fp32 operands; returns the inputs changed.
+    """Rewire a QDQ model so each residual sum reads the stream in fp32; returns the inputs changed.
 
-    A residual Add reads DequantizeLinear(QuantizeLinear(T)) for both operands. For the skip, T is
-    the previous block's sum (QDQ dropped the Relu after it, the uint8 quantizer clamping at zero
-    instead): the Add reads Relu(T) in fp32, while the next block's convolutions still read the
-    int8 copy. For the branch, T is the output of a convolution kept in fp32 (`fp32_nodes`): the
-    Add reads T. Q/DQ pairs left without a reader are removed.
+    A residual Add's skip operand is DequantizeLinear(QuantizeLinear(T)), T the previous block's
+    sum (QDQ dropped the Relu after it, the uint8 quantizer clamping at zero instead). The Add reads
+    Relu(T) in fp32 instead, while the next block's convolutions still read the int8 copy; the
+    branch operand (an int8 convolution's output) is left as it is. Q/DQ pairs left without a
+    reader are removed.
     """
     from onnx import helper
 
@@ -184,7 +180,7 @@ def fp32_residual_stream(model) -> int:
                 if src not in relus:
                     relus[src] = helper.make_node("Relu", [src], [f"{src}_fp32_relu"], name=f"{prod[src].name}_fp32_relu")
                 add.input[i] = relus[src].output[0]
-            elif prod[src].op_type in ("Relu", "Conv"):  # a stream not fused by QDQ; an fp32 convolution
+            elif prod[src].op_type == "Relu":  # a stream whose Relu QDQ kept
                 add.input[i] = src
             else:
                 continue
@@ -209,7 +205,7 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, batches: list[np.ndarray]) -
     """Static QDQ quantization of `fp32_path` calibrated on `batches` -> `int8_path` (atomic).
 
     Residual networks get the mixed recipe of the module docstring (image convolutions and the
-    residual sums in fp32); other graphs are quantized throughout.
+    residual stream in fp32); other graphs are quantized throughout.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -246,7 +242,7 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, batches: list[np.ndarray]) -
         if residual:
             model = onnx.load(str(tmp))
             n = fp32_residual_stream(model)
-            logger.info("int8: %d convolution(s) and %d residual-sum input(s) kept in fp32", len(exclude), n)
+            logger.info("int8: %d image convolution(s) and %d residual skip input(s) kept in fp32", len(exclude), n)
             onnx.save(model, str(tmp))
             del model
         os.replace(tmp, int8_path)
