@@ -1,6 +1,15 @@
 """int8 versions of the cached ONNX exports: ONNX Runtime static quantization (QDQ format,
 per-channel int8 weights, uint8 activations with MinMax ranges), calibrated on real images.
 
+Residual networks (the ResNet-152 trunk of ResMem: scores, features, maps) get a mixed recipe,
+chosen by measuring which quantization steps move the scores most (bench/README.md, "int8
+recipes"): the residual stream is carried in fp32 - each block's skip input is the previous
+block's fp32 sum, not its int8 copy (which the block's convolutions still read) - and the
+convolutions reading the image run in fp32; every other convolution runs in int8. Plain int8
+re-quantizes the stream after each of the 50 blocks, and that accumulated noise is the largest
+part of what swapped the ranks of similar images. Keeping also the convolutions that feed the sums
+in fp32 reaches Spearman 0.99 but leaves int8 no faster than fp32 (bench/README.md).
+
 Static quantization needs the range of every activation; it is measured by running the fp32 model
 on a calibration sample. By default that sample is drawn from the user's own collection
 (`calibration_paths`: a seeded sample of up to 32 images), else from the real photos and paintings
@@ -35,7 +44,7 @@ CALIBRATION_IMAGES = 32
 FIDELITY_IMAGES = 32
 MIN_RANK_FIDELITY = 0.99  # Spearman(int8, fp32) of scores
 MIN_COSINE = 0.99  # mean cosine(int8, fp32) of feature vectors
-QUANT_RECIPE = "qdq-s8w-perchannel-u8a-minmax-v1"  # in the cache key: changing the recipe re-quantizes
+QUANT_RECIPE = "qdq-s8w-perchannel-u8a-minmax-v3-fp32stream"  # in the cache key: a new recipe re-quantizes
 
 
 def calibration_paths(abs_paths: Sequence[str], n: int = CALIBRATION_IMAGES, seed: int = 0) -> list[str]:
@@ -120,8 +129,85 @@ class _BatchReader:
         pass
 
 
+def residual_adds(model) -> list:
+    """The Add nodes of residual blocks, in an fp32 or a QDQ graph: both inputs computed, one by a
+    Conv (seen through any QuantizeLinear/DequantizeLinear in between)."""
+    prod = {o: n for n in model.graph.node for o in n.output}
+
+    def origin(t):
+        n = prod.get(t)
+        while n is not None and n.op_type in ("DequantizeLinear", "QuantizeLinear"):
+            n = prod.get(n.input[0])
+        return n
+
+    return [n for n in model.graph.node if n.op_type == "Add" and len(n.input) == 2
+            and all(origin(i) is not None for i in n.input)
+            and any(origin(i).op_type == "Conv" for i in n.input)]
+
+
+def fp32_nodes(model) -> list[str]:
+    """Names of the nodes a residual network keeps in fp32: the convolutions reading the image."""
+    inputs = {i.name for i in model.graph.input}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
+
+
+def fp32_residual_stream(model) -> int:
+    """Rewire a QDQ model so each residual sum reads the stream in fp32; returns the inputs changed.
+
+    A residual Add's skip operand is DequantizeLinear(QuantizeLinear(T)), T the previous block's
+    sum (QDQ dropped the Relu after it, the uint8 quantizer clamping at zero instead). The Add reads
+    Relu(T) in fp32 instead, while the next block's convolutions still read the int8 copy; the
+    branch operand (an int8 convolution's output) is left as it is. Q/DQ pairs left without a
+    reader are removed.
+    """
+    from onnx import helper
+
+    g = model.graph
+    prod = {o: n for n in g.node for o in n.output}
+
+    def quantized_source(t):
+        dq = prod.get(t)
+        q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    relus, changed = {}, 0
+    for add in residual_adds(model):
+        for i, t in enumerate(add.input):
+            src = quantized_source(t)
+            if src is None or src not in prod:
+                continue
+            if prod[src].op_type == "Add":
+                if src not in relus:
+                    relus[src] = helper.make_node("Relu", [src], [f"{src}_fp32_relu"], name=f"{prod[src].name}_fp32_relu")
+                add.input[i] = relus[src].output[0]
+            elif prod[src].op_type == "Relu":  # a stream whose Relu QDQ kept
+                add.input[i] = src
+            else:
+                continue
+            changed += 1
+    for src, relu in relus.items():
+        g.node.insert(list(g.node).index(prod[src]) + 1, relu)
+    while True:
+        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    read = {i for n in g.node for i in n.input}
+    for init in [i for i in g.initializer if i.name not in read]:  # their scales and zero points
+        g.initializer.remove(init)
+    return changed
+
+
 def quantize_onnx(fp32_path: Path, int8_path: Path, batches: list[np.ndarray]) -> Path:
-    """Static QDQ quantization of `fp32_path` calibrated on `batches` -> `int8_path` (atomic)."""
+    """Static QDQ quantization of `fp32_path` calibrated on `batches` -> `int8_path` (atomic).
+
+    Residual networks get the mixed recipe of the module docstring (image convolutions and the
+    residual stream in fp32); other graphs are quantized throughout.
+    """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -142,13 +228,23 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, batches: list[np.ndarray]) -
     try:
         # folds constants and BatchNorm and infers shapes, so every Conv/Gemm gets its ranges
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre), load_external_data=False)
+        residual = bool(residual_adds(graph))
+        exclude = fp32_nodes(graph) if residual else []
+        del graph
         quantize_static(
             str(pre), str(tmp), Reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
             # symmetric int8 weights; activations keep their zero point (ReLU outputs are >= 0)
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
         )
+        if residual:
+            model = onnx.load(str(tmp))
+            n = fp32_residual_stream(model)
+            logger.info("int8: %d image convolution(s) and %d residual skip input(s) kept in fp32", len(exclude), n)
+            onnx.save(model, str(tmp))
+            del model
         os.replace(tmp, int8_path)
     except ArtmemError:
         raise
