@@ -213,8 +213,9 @@ def _clear(spec: JobSpec) -> None:
         (spec.out / name).unlink(missing_ok=True)
 
 
-def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
-    """Check/record OUT/job.json and return the shards still to run.
+def open_job(spec: JobSpec, resume: bool = True) -> dict[int, Path]:
+    """Check/record OUT/job.json (clearing OUT's results of this kind unless resuming) and return
+    the readable finished shards {shard id: results file}.
 
     Raises:
         ArtmemError: `resume` and OUT holds results of a different job (other model/layer/kind).
@@ -244,7 +245,17 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     if not resume:
         _clear(spec)
     write_json(record, job_file)
-    done_files = _readable_shards(spec)
+    return _readable_shards(spec)
+
+
+def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
+    """`open_job`, then the shards still to run, every path in memory (the local engines; the Ray
+    engine plans the same shards out of core: `artmem.batch.plan.PendingPlan`).
+
+    Raises:
+        ArtmemError: `resume` and OUT holds results of a different job (other model/layer/kind).
+    """
+    done_files = open_job(spec, resume)
     wanted = spec.all_paths()
     if not wanted:
         raise ArtmemError("the collection has no images")
