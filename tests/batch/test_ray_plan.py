@@ -42,12 +42,16 @@ def _spec(coll, out: Path, shard_size: int):
 
 
 def _planned(spec, resume: bool = True) -> list[tuple[int, list[str], list[str]]]:
-    """(shard id, paths, abs paths) of every pending-list file the plan writes."""
+    """(shard id, paths, abs paths) of every pending-list file the plan writes (in a child
+    process, as the Ray engine runs it)."""
     from artmem.batch.job import open_job
-    from artmem.batch.plan import PendingPlan, decode_abs_path
+    from artmem.batch.plan import decode_abs_path, plan_pending
 
-    with PendingPlan(spec.collection, open_job(spec, resume), spec.shard_size) as plan:
-        shards = plan.write(spec.out / "pending", group_rows=4)
+    plan = plan_pending(spec.collection, open_job(spec, resume), spec.shard_size, spec.out / "pending",
+                        decode_block=4)
+    shards = plan.shards
+    assert plan.n_wanted == len(set(_PATHS)) and plan.n_pending == int(shards.rows.sum())
+    assert not (spec.out / "pending" / "collection-paths.parquet").exists()
     got = []
     for sid, n, groups in zip(shards.ids, shards.rows, shards.groups, strict=True):
         f = pq.ParquetFile(shards.file(int(sid)))
@@ -109,14 +113,14 @@ def test_plan_of_collection_file_equals_loaded_collection(tmp_path):
 
 def test_plan_of_nothing_is_an_error(tmp_path):
     from artmem.batch.job import open_job
-    from artmem.batch.plan import PendingPlan
+    from artmem.batch.plan import plan_pending
     from artmem.data.collection import Collection
     from artmem.errors import ArtmemError
 
     spec = _spec(Collection(pd.DataFrame({"path": pd.Series([], dtype="str")}), str(tmp_path), "empty"),
                  tmp_path / "out", 4)
-    with pytest.raises(ArtmemError, match="no images"):
-        PendingPlan(spec.collection, open_job(spec), spec.shard_size)
+    with pytest.raises(ArtmemError, match="^the collection has no images$"):
+        plan_pending(spec.collection, open_job(spec), spec.shard_size, tmp_path / "pending", 32)
 
 
 def test_locate_unit_walks_the_shards_row_groups():

@@ -297,3 +297,118 @@ class PendingPlan:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Fewest decode units a small job is cut into, so that several actors get work.
+MIN_UNITS = 8
+
+
+def group_rows_for(n_pending: int, decode_block: int) -> int:
+    """Images per decode unit: `decode_block`, smaller on a job too small for MIN_UNITS units."""
+    return max(1, min(decode_block, math.ceil(n_pending / MIN_UNITS)))
+
+
+@dataclass
+class PlanResult:
+    n_wanted: int
+    n_pending: int
+    shards: PendingShards
+
+
+def plan_pending(collection, done_files: dict[int, Path], shard_size: int, folder: Path,
+                 decode_block: int) -> PlanResult:
+    """Plan the pending shards into `folder` (one pending list per shard) in a child process.
+
+    DuckDB's working memory (up to PLAN_MEMORY_LIMIT, growing with the collection until it
+    spills) and Arrow's buffers are then released with that process instead of staying in the
+    driver's heap. The child gets the collection as its Parquet file (a `CollectionFile`), or an
+    in-memory collection's path column written to `folder/collection-paths.parquet`.
+
+    Raises:
+        ArtmemError: the collection has no images (or the planner failed: its message).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import artmem
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(collection, CollectionFile):
+        source = {"file": str(collection.file)}
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"path": pa.array(collection.table["path"], pa.string())})
+        pq.write_table(table, folder / "collection-paths.parquet")
+        del table
+        source = {"paths": str(folder / "collection-paths.parquet"), "root": collection.root,
+                  "name": collection.name}
+    request = {"source": source, "done": [str(f) for f in done_files.values()],
+               "first_id": max(done_files) + 1 if done_files else 0, "shard_size": shard_size,
+               "folder": str(folder), "decode_block": decode_block}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(artmem.__file__).parents[1]),
+                                                    env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run([sys.executable, "-m", "artmem.batch.plan"], input=json.dumps(request),
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise ArtmemError(lines[-1] if lines else f"the job planner failed (exit {proc.returncode})")
+    (folder / "collection-paths.parquet").unlink(missing_ok=True)
+    out = json.loads(proc.stdout)
+    shards = PendingShards(folder, np.array(out["ids"], dtype=np.int64), np.array(out["rows"], dtype=np.int64),
+                           np.array(out["groups"], dtype=np.int64))
+    n_done = out["n_wanted"] - out["n_pending"]
+    if n_done:
+        logger.info("resuming: %d of %d images already done in %d shard(s); %d to go",
+                    n_done, out["n_wanted"], len(done_files), out["n_pending"])
+    return PlanResult(out["n_wanted"], out["n_pending"], shards)
+
+
+def _plan_main() -> int:
+    """`python -m artmem.batch.plan`: a planning request (JSON on stdin) -> pending lists written,
+    {n_wanted, n_pending, ids, rows, groups} (JSON on stdout)."""
+    import json
+    import sys
+
+    import pandas as pd
+
+    from artmem.data.collection import Collection
+
+    req = json.loads(sys.stdin.read())
+    src = req["source"]
+    if "file" in src:
+        coll = CollectionFile(src["file"])
+    else:  # the path column only; `abs_path` needs just the root
+        coll = _PathsFile(src["paths"], Collection(pd.DataFrame({"path": pd.Series([], dtype="str")}),
+                                                   src["root"], src["name"]))
+    done = {i: Path(f) for i, f in enumerate(req["done"])}
+    try:
+        with PendingPlan(coll, done, req["shard_size"]) as plan:
+            plan.first_id = req["first_id"]
+            shards = plan.write(Path(req["folder"]), group_rows_for(plan.n_pending, req["decode_block"]))
+            n_wanted, n_pending = plan.n_wanted, plan.n_pending
+    except ArtmemError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(json.dumps({"n_wanted": n_wanted, "n_pending": n_pending, "ids": shards.ids.tolist(),
+                      "rows": shards.rows.tolist(), "groups": shards.groups.tolist()}))
+    return 0
+
+
+class _PathsFile(CollectionFile):
+    """A path column in a Parquet file plus the collection's root (the planner's view of an
+    in-memory collection)."""
+
+    def __init__(self, file: str | Path, resolver):
+        self.file = Path(file)
+        self._resolver = resolver
+        self._rows = 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_plan_main())

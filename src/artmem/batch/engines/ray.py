@@ -2,11 +2,12 @@
 
 Pipeline (one Ray Data dataset per run):
 
-    pending images (path, abs path, shard)        driver: `plan.PendingPlan` -> only unfinished
-                                                  work, planned out of core (DuckDB), one Parquet
-                                                  file per shard in OUT; Ray Data gets unit
-                                                  numbers (`from_numpy`), each a row group
-                                                  that a worker reads
+    pending images (path, abs path, shard)        driver: `plan.plan_pending` -> only unfinished
+                                                  work, planned out of core (DuckDB, in a child
+                                                  process), one Parquet file per shard in OUT;
+                                                  Ray Data gets unit numbers (`from_numpy`, a
+                                                  block per shard), each a row group that a
+                                                  worker reads
       -> map_batches(_decode, tasks)              decode + preprocess (`processor.load`), CPU tasks
       -> map_batches(_ProcessActor, actor pool)   `processor.setup` once per actor, then
                                                   `collate` + `process` batch after batch; each
@@ -39,7 +40,13 @@ import numpy as np
 
 from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part
 from artmem.batch.job import JobResult, JobSpec, finalize, open_job, safe_load
-from artmem.batch.plan import PendingPlan, PendingShards, decode_abs_path, locate_unit, pending_file
+from artmem.batch.plan import (
+    PendingShards,
+    decode_abs_path,
+    locate_unit,
+    pending_file,
+    plan_pending,
+)
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
@@ -345,14 +352,17 @@ def run_job(
     done_files = open_job(spec, resume)
     info: dict = {"startup_s": 0.0, "workers": {}, "plan": None, "pipeline_s": 0.0,
                   "first_output_s": None, "steady_images_per_s": None}
-    with PendingPlan(spec.collection, done_files, spec.shard_size) as pending:
-        n_pending = pending.n_pending
-        del done_files
-        if n_pending:
-            _run_pending(spec, pending, info, address=address, actors=actors, cpus_per_actor=cpus_per_actor,
-                         gpus_per_actor=gpus_per_actor, batch_size=batch_size, threads=threads,
-                         num_cpus=num_cpus, object_store_memory=object_store_memory, progress=progress,
-                         on_shard_done=on_shard_done)
+    # Parts left by a killed run belong to shards that were never finished: start clean.
+    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
+    run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
+    plan = plan_pending(spec.collection, done_files, spec.shard_size, run_dir / "pending", DECODE_BLOCK)
+    n_pending = plan.n_pending
+    if n_pending:
+        _run_pending(spec, plan.shards, run_dir, info, address=address, actors=actors,
+                     cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
+                     threads=threads, num_cpus=num_cpus, object_store_memory=object_store_memory,
+                     progress=progress, on_shard_done=on_shard_done)
+    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
     result = finalize(spec)
     result.n_processed = n_pending
     result.n_resumed = result.n_total - n_pending
@@ -365,7 +375,7 @@ def run_job(
     return result
 
 
-def _run_pending(spec: JobSpec, pending: PendingPlan, info: dict, *, address, actors, cpus_per_actor,
+def _run_pending(spec: JobSpec, shards: PendingShards, run_dir, info: dict, *, address, actors, cpus_per_actor,
                  gpus_per_actor, batch_size, threads, num_cpus, object_store_memory, progress,
                  on_shard_done) -> None:
     from tqdm.auto import tqdm
@@ -375,7 +385,7 @@ def _run_pending(spec: JobSpec, pending: PendingPlan, info: dict, *, address, ac
     import ray.data
 
     _quiet_ray_data()
-    n_pending = pending.n_pending
+    n_pending = int(shards.rows.sum())
     n_batches = math.ceil(n_pending / batch_size)
     device = spec.device
     if device == "cuda" and session.gpus == 0:
@@ -390,20 +400,13 @@ def _run_pending(spec: JobSpec, pending: PendingPlan, info: dict, *, address, ac
     info["plan"] = plan
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
     blob = pickle.dumps(spec.processor, protocol=5)
-    # Parts left by a killed run belong to shards that were never finished: start clean.
-    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
-    run_dir = parts_root(spec.out, spec.kind) / uuid.uuid4().hex[:12]
-    # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
-    group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
-    shards: PendingShards = pending.write(run_dir / "pending", group_rows)
-    pending.close()  # DuckDB's buffers are not needed while the pipeline runs
-    # Unit numbers, one block per unit up to 10,000 blocks: 8 bytes per unit (32 images) in the
-    # driver. (`ray.data.range` would generate them in read tasks, but those ask for a whole CPU,
-    # which the actors leave free only on big nodes.)
-    n_blocks = max(1, min(shards.n_units, 10_000))
+    # Unit numbers, one input block per shard (more on a small job, to feed every actor): Ray Data
+    # costs the driver tens of KB per input block, so the block count must not grow with N. A
+    # decode task walks its block one unit at a time (batch_size=1) and streams its output.
+    n_blocks = max(1, min(shards.n_units, max(len(shards.ids), 2 * plan.actors)))
     ds = ray.data.from_numpy(np.array_split(np.arange(shards.n_units, dtype=np.int64), n_blocks))
     ds = ds.map_batches(
-        _decode_block, batch_size=None, batch_format="numpy", num_cpus=plan.decode_cpus,
+        _decode_block, batch_size=1, batch_format="numpy", num_cpus=plan.decode_cpus,
         fn_kwargs={"processor_blob": blob, "pending_dir": str(shards.folder), "shard_ids": shards.ids,
                    "unit_starts": shards.unit_starts()},
     )
@@ -442,7 +445,6 @@ def _run_pending(spec: JobSpec, pending: PendingPlan, info: dict, *, address, ac
         info["steady_images_per_s"] = (n_done - n_first) / (t_end - t_first)
     if tracker.incomplete:
         raise RuntimeError(f"Ray run ended with shard(s) {tracker.incomplete[:5]} incomplete")
-    shutil.rmtree(parts_root(spec.out, spec.kind), ignore_errors=True)
     if backends and hasattr(spec.processor, "active_backend"):
         spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
 
