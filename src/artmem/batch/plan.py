@@ -5,8 +5,9 @@ fine on one machine, but ~0.3 KB per image in a Ray driver that should only coor
 module plans the same shards out of core: DuckDB (with a memory limit; it spills to a temporary
 folder beyond it) de-duplicates and sorts the collection's paths and removes the ones already done
 in finished shards (an anti-join with their `path` columns), and the sorted result is streamed,
-one shard at a time, into one pending-list Parquet file per shard. The driver keeps a count per
-shard and nothing per image.
+one shard at a time, into one pending-list Parquet file per shard. All of this runs in a child
+process (`plan_pending` -> `python -m artmem.batch.plan`), so DuckDB's and Arrow's working memory
+is returned when it exits; the driver gets a count per shard and nothing per image.
 
 The plan is the one `prepare_job` makes, by construction: the collection's unique paths in code
 point order (DuckDB compares strings byte-wise, and UTF-8 byte order is code point order, the

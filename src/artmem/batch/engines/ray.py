@@ -21,7 +21,7 @@ filesystem); no result row travels to the driver, whose memory is a counter per 
 it never holds the collection's paths (with a `plan.CollectionFile` it never loads the table).
 Workers read the images from local paths on a shared filesystem or fsspec URLs such as s3://...
 Resume works across engines because both use `open_job`/`write_shard_files`/`finalize` of
-`artmem.batch.job` and plan the same shards (`prepare_job` in memory, `PendingPlan` out of core):
+`artmem.batch.job` and plan the same shards (`prepare_job` in memory, `plan_pending` out of core):
 shards finished by the local engine are skipped here and vice versa.
 """
 
@@ -225,7 +225,7 @@ def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes, pending_d
     error row.
 
     The block holds unit numbers (column `data`); unit u is one row group of one shard's
-    pending-list file (`PendingPlan.write`, `locate_unit`), read here on the worker. The
+    pending-list file (`plan_pending`, `locate_unit`), read here on the worker. The
     processor arrives pickled without its model (processors drop heavy state when pickled), so
     this stays cheap; items go back pickled so that any processor's item type travels unchanged.
     """
