@@ -236,15 +236,10 @@ class PendingPlan:
             self.close()
             raise ArtmemError("the collection has no images")
         self.n_pending = int(self.con.sql(f"SELECT count(*) FROM ({self._pending_sql})").fetchall()[0][0])
-        self.n_done_shards = len(done_files)
         n_done = self.n_wanted - self.n_pending
         if n_done:
             logger.info("resuming: %d of %d images already done in %d shard(s); %d to go",
                         n_done, self.n_wanted, len(done_files), self.n_pending)
-
-    @property
-    def n_shards(self) -> int:
-        return math.ceil(self.n_pending / self.shard_size)
 
     def write(self, folder: Path, group_rows: int) -> PendingShards:
         """One Parquet file per pending shard (path, abs_path as bytes, shard) in row groups of
