@@ -78,7 +78,7 @@ def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], ru
         if storage.exists(shard_file(out, kind, shard_id)):  # a retried task whose first attempt finished
             return _existing(out, kind, shard_id)
         raise RuntimeError(f"shard {shard_id}: no part files in {d}; OUT must be a filesystem that "
-                           "every Ray node can write and read (a shared filesystem)")
+                           "every Ray node can write and read (a shared filesystem or an object store URL)")
     files = [storage.join(d, n) for n in storage.list_names(d) if not n.startswith(".")]
     order = {p: i for i, p in enumerate(paths)}
     table = _read_shards([f for f in files if not storage.name(f).endswith(_ERRORS_SUFFIX)])
