@@ -208,6 +208,35 @@ def test_lock_on_an_object_store(s3, monkeypatch):
         assert json.loads(storage.read_text(held))["heartbeat"] > first
 
 
+def test_ray_plan_with_out_on_s3_equals_prepare_job(s3, synthetic_collection):
+    """The Ray engine's out-of-core plan with OUT on S3: finished shards there are subtracted
+    (their path columns streamed into DuckDB) and the pending lists are written there, shard by
+    shard, exactly as `prepare_job` cuts them in memory."""
+    pytest.importorskip("duckdb")
+    from artmem.batch.job import JobSpec, open_job, prepare_job, write_shard_files
+    from artmem.batch.plan import decode_abs_path, plan_pending
+
+    coll = synthetic_collection
+    url = f"s3://{BUCKET}/plan"
+    spec = JobSpec(coll, _processor(coll, "scores"), url, shard_size=7, device="cpu")
+    wanted = spec.all_paths()
+    write_shard_files(url, "scores", 0, pd.DataFrame({"path": wanted[:5], "score": [0.5] * 5}),
+                      [(wanted[5], "broken")])  # a failed image is tried again
+    write_shard_files(url, "scores", 2, pd.DataFrame({"path": wanted[20:23], "score": [0.1] * 3}), [])
+    plan = plan_pending(coll, open_job(spec), spec.shard_size, f"{url}/pending", decode_block=4)
+    got = []
+    for sid, n, groups in zip(plan.shards.ids, plan.shards.rows, plan.shards.groups, strict=True):
+        f = storage.parquet_file(plan.shards.file(int(sid)))
+        t = f.read()
+        assert t.num_rows == n and f.num_row_groups == groups
+        got.append((int(sid), t.column("path").to_pylist(),
+                    [decode_abs_path(b) for b in t.column("abs_path").to_pylist()]))
+    expected = [(s.id, list(s.paths), [coll.abs_path(p) for p in s.paths]) for s in prepare_job(spec)]
+    assert got == expected and got[0][0] == 3
+    assert plan.n_wanted == len(wanted) and plan.n_pending == len(wanted) - 8
+    assert _keys(s3, "plan/pending") == [f"{sid:05d}.parquet" for sid, _, _ in expected]
+
+
 @pytest.mark.ray
 @pytest.mark.slow  # starts a local Ray instance
 def test_ray_engine_writes_to_s3(s3, synthetic_collection, tmp_path):

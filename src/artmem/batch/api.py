@@ -74,12 +74,12 @@ def run_job(
             limits (1 M rows, 1 GiB of column data).
         engine_opts: passed to the engine (Ray: `address`, `actors`, ...).
     """
-    from artmem.data.collection import open_inputs
+    from artmem.batch.plan import open_job_inputs
 
     if engine not in ENGINES:
         raise ArtmemError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     with contextlib.ExitStack() as stack:
-        coll = stack.enter_context(open_inputs(collection))
+        coll = stack.enter_context(open_job_inputs(collection, engine))
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="artmem-job-"))
             resume = False
@@ -115,9 +115,9 @@ def model_processor(coll, model, kind: str, precision: str = "fp32", **kwargs):
 def _model_job(collection, model, kind: str, layer: str | None, out, *, backend: str, threads: int | None,
                precision: str, **job_opts) -> JobResult:
     """`score`/`extract`: a ModelProcessor job over any input `open_inputs` takes."""
-    from artmem.data.collection import open_inputs
+    from artmem.batch.plan import open_job_inputs
 
-    with open_inputs(collection) as coll:
+    with open_job_inputs(collection, job_opts.get("engine", "local")) as coll:
         proc = model_processor(coll, model, kind, layer=layer, backend=backend_for(backend, len(coll), precision),
                                threads=threads, precision=precision)
         return run_job(coll, proc, out, **job_opts)

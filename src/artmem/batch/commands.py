@@ -103,11 +103,16 @@ def _engine_opts(args) -> dict:
 
 
 def _run(args, kind: str) -> int:
+    from artmem.batch.plan import open_job_inputs
+
+    with open_job_inputs(args.collection, args.engine) as coll:  # Ray: a collection file stays on disk
+        return _run_on(args, kind, coll)
+
+
+def _run_on(args, kind: str, coll) -> int:
     from artmem.batch.api import backend_for, model_processor, run_job
     from artmem.batch.engines.local import summarize_errors
-    from artmem.data.collection import open_collection
 
-    coll = open_collection(args.collection)
     processor = model_processor(coll, args.model, kind, layer=getattr(args, "layer", None),
                                 backend=backend_for(args.backend, len(coll), args.precision),
                                 threads=args.threads, precision=args.precision)

@@ -142,22 +142,23 @@ def finished_shards(out: Location, kind: str) -> dict[int, Location]:
     return {sid: storage.join(out, SHARDS_DIR, n) for sid, n in shard_names(out, kind).items()}
 
 
-def _readable_shards(spec: JobSpec) -> tuple[dict[int, Location], set[str]]:
-    """The finished shards whose files can be read, and the images they hold; an unreadable one
-    (a disk error, a copy cut short) is renamed `*.corrupt` with a warning, so its images are
-    simply computed again. Each shard is read once (its path column)."""
+def _readable_shards(spec: JobSpec, keep_paths: bool = True) -> tuple[dict[int, Location], set[str]]:
+    """The finished shards whose files can be read, and the images they hold (an empty set unless
+    `keep_paths`: the Ray driver's plan reads them out of core); an unreadable one (a disk error, a
+    copy cut short) is renamed `*.corrupt` with a warning, so its images are simply computed again.
+    Each shard is read once (its path column)."""
     names = set(storage.list_names(spec.shard_dir))
     shards = finished_shards(spec.out, spec.kind)
 
     def check(f: Location):
         errs = storage.join(storage.parent(f), storage.name(f).replace(".parquet", ".errors.parquet"))
         try:
-            paths = storage.read_parquet(f, columns=["path"]).column("path").to_pylist()
+            paths = storage.read_parquet(f, columns=["path"]).column("path")
             if storage.name(errs) in names:
                 storage.parquet_file(errs)
         except Exception as exc:  # Arrow raises several types for a damaged file
             return exc
-        return paths
+        return paths.to_pylist() if keep_paths else []
 
     good: dict[int, Location] = {}
     done: set[str] = set()
@@ -233,8 +234,8 @@ def _has_kind(out: Location, kind: str) -> bool:
     return has_results(out, kind, complete=False)
 
 
-def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
-    """Check/record OUT/job.json and return the shards still to run.
+def _open_record(spec: JobSpec, resume: bool) -> None:
+    """Check/record OUT/job.json, clearing OUT's results of this kind unless resuming.
 
     Raises:
         ArtmemError: `resume` and OUT holds results of a different job (other model/layer/kind).
@@ -265,6 +266,28 @@ def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
     if not resume:
         _clear(spec)
     write_json(record, job_file)
+
+
+def open_job(spec: JobSpec, resume: bool = True) -> dict[int, Location]:
+    """Check/record OUT/job.json (clearing OUT's results of this kind unless resuming) and return
+    the readable finished shards {shard id: results file}, without their paths (the Ray engine's
+    plan subtracts them out of core, `artmem.batch.plan`).
+
+    Raises:
+        ArtmemError: `resume` and OUT holds results of a different job (other model/layer/kind).
+    """
+    _open_record(spec, resume)
+    return _readable_shards(spec, keep_paths=False)[0]
+
+
+def prepare_job(spec: JobSpec, resume: bool = True) -> list[Shard]:
+    """`open_job`, then the shards still to run, every path in memory (the local engines; the Ray
+    engine plans the same shards out of core: `artmem.batch.plan.plan_pending`).
+
+    Raises:
+        ArtmemError: `resume` and OUT holds results of a different job (other model/layer/kind).
+    """
+    _open_record(spec, resume)
     done_files, done = _readable_shards(spec)
     wanted = spec.all_paths()
     if not wanted:

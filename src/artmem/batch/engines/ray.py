@@ -2,9 +2,12 @@
 
 Pipeline (one Ray Data dataset per run):
 
-    pending images (path, abs path, shard)        driver: `prepare_job` -> only unfinished work,
-                                                  one Parquet file per shard in OUT; Ray Data gets
-                                                  (file, row group) units, workers read the rows
+    pending images (path, abs path, shard)        driver: `plan.plan_pending` -> only unfinished
+                                                  work, planned out of core (DuckDB, in a child
+                                                  process), one Parquet file per shard in OUT;
+                                                  Ray Data gets unit numbers (`from_numpy`, a
+                                                  block per shard), each a row group that a
+                                                  worker reads
       -> map_batches(_decode, tasks)              decode + preprocess (`processor.load`), CPU tasks
       -> map_batches(_ProcessActor, actor pool)   `processor.setup` once per actor, then
                                                   `collate` + `process` batch after batch; each
@@ -14,10 +17,13 @@ Pipeline (one Ray Data dataset per run):
                                                   into the shard files (`ray_parts.compact_shard`)
 
 Workers write every shard file, so OUT must be a location that every node can write (a shared
-filesystem, or an object store URL such as s3://bucket/prefix); no result row travels to the driver, whose memory per shard in flight is a counter.
+filesystem, or an object store URL such as s3://bucket/prefix); no result row travels to the
+driver, whose memory is a counter per pending shard: it never holds the collection's paths (with a
+`plan.CollectionFile` it never loads the table).
 Workers read the images from local paths on a shared filesystem or fsspec URLs such as s3://...
-Resume works across engines because both use `prepare_job`/`write_shard_files`/`finalize` of
-`artmem.batch.job`: shards finished by the local engine are skipped here and vice versa.
+Resume works across engines because both use `open_job`/`write_shard_files`/`finalize` of
+`artmem.batch.job` and plan the same shards (`prepare_job` in memory, `plan_pending` out of core):
+shards finished by the local engine are skipped here and vice versa.
 """
 
 from __future__ import annotations
@@ -33,14 +39,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from artmem.batch import storage
-from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part, write_pending
-from artmem.batch.job import (
-    JobResult,
-    JobSpec,
-    Shard,
-    finalize,
-    prepare_job,
-    safe_load,
+from artmem.batch.engines.ray_parts import ShardTracker, parts_root, write_part
+from artmem.batch.job import JobResult, JobSpec, finalize, open_job, safe_load
+from artmem.batch.plan import (
+    PendingShards,
+    decode_abs_path,
+    locate_unit,
+    pending_file,
+    plan_pending,
 )
 from artmem.errors import ArtmemError
 
@@ -214,25 +220,27 @@ def _limit_threads(threads: int) -> None:
         pass
 
 
-def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes) -> dict[str, np.ndarray]:
+def _decode_block(batch: dict[str, np.ndarray], processor_blob: bytes, pending_dir: str,
+                  shard_ids: np.ndarray, unit_starts: np.ndarray) -> dict[str, np.ndarray]:
     """Ray task: read the pending images of a block, `processor.load` each; a failure becomes an
     error row.
 
-    The block names row groups of the pending-list files (`_write_pending`), read here on the
-    worker. The processor arrives pickled without its model (processors drop heavy state when
-    pickled), so this stays cheap; items go back pickled so that any processor's item type
-    travels unchanged.
+    The block holds unit numbers (column `data`); unit u is one row group of one shard's
+    pending-list file (`plan_pending`, `locate_unit`), read here on the worker. The
+    processor arrives pickled without its model (processors drop heavy state when pickled), so
+    this stays cheap; items go back pickled so that any processor's item type travels unchanged.
     """
 
     _limit_threads(1)
     processor = pickle.loads(processor_blob)
     paths, shards, items, reasons = [], [], [], []
-    for file, group in zip(batch["file"], batch["row_group"], strict=True):
-        rows = storage.parquet_file(str(file)).read_row_group(int(group)).to_pydict()
+    for unit in batch["data"]:
+        sid, group = locate_unit(int(unit), shard_ids, unit_starts)
+        rows = storage.parquet_file(pending_file(pending_dir, sid)).read_row_group(group).to_pydict()
         paths += rows["path"]
         shards += rows["shard"]
         for abs_path in rows["abs_path"]:
-            item, reason = safe_load(processor, abs_path)
+            item, reason = safe_load(processor, decode_abs_path(abs_path))
             items.append(b"" if reason is not None else pickle.dumps(item, protocol=5))
             reasons.append("" if reason is None else reason)
     return {
@@ -341,15 +349,21 @@ def run_job(
         the first batch) and `workers` ({actor: {images, seconds inside process()}}).
     """
     t0 = time.perf_counter()
-    shards = prepare_job(spec, resume)
-    n_pending = sum(len(s.paths) for s in shards)
+    done_files = open_job(spec, resume)
     info: dict = {"startup_s": 0.0, "workers": {}, "plan": None, "pipeline_s": 0.0,
                   "first_output_s": None, "steady_images_per_s": None}
-    if shards:
-        _run_pending(spec, shards, info, address=address, actors=actors, cpus_per_actor=cpus_per_actor,
-                     gpus_per_actor=gpus_per_actor, batch_size=batch_size, threads=threads,
-                     num_cpus=num_cpus, object_store_memory=object_store_memory, progress=progress,
-                     on_shard_done=on_shard_done)
+    # Parts left by a killed run belong to shards that were never finished: start clean.
+    storage.remove_tree(parts_root(spec.out, spec.kind))
+    run_dir = storage.join(parts_root(spec.out, spec.kind), uuid.uuid4().hex[:12])
+    plan = plan_pending(spec.collection, done_files, spec.shard_size, storage.join(run_dir, "pending"),
+                        DECODE_BLOCK)
+    n_pending = plan.n_pending
+    if n_pending:
+        _run_pending(spec, plan.shards, run_dir, info, address=address, actors=actors,
+                     cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
+                     threads=threads, num_cpus=num_cpus, object_store_memory=object_store_memory,
+                     progress=progress, on_shard_done=on_shard_done)
+    storage.remove_tree(parts_root(spec.out, spec.kind))
     result = finalize(spec)
     result.n_processed = n_pending
     result.n_resumed = result.n_total - n_pending
@@ -362,7 +376,7 @@ def run_job(
     return result
 
 
-def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, actors, cpus_per_actor,
+def _run_pending(spec: JobSpec, shards: PendingShards, run_dir, info: dict, *, address, actors, cpus_per_actor,
                  gpus_per_actor, batch_size, threads, num_cpus, object_store_memory, progress,
                  on_shard_done) -> None:
     from tqdm.auto import tqdm
@@ -372,7 +386,7 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     import ray.data
 
     _quiet_ray_data()
-    n_pending = sum(len(s.paths) for s in shards)
+    n_pending = int(shards.rows.sum())
     n_batches = math.ceil(n_pending / batch_size)
     device = spec.device
     if device == "cuda" and session.gpus == 0:
@@ -387,19 +401,15 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
     info["plan"] = plan
     logger.info("Ray: %g CPU(s), %g GPU(s); %s", session.cpus, session.gpus, plan.describe())
     blob = pickle.dumps(spec.processor, protocol=5)
-    # Parts left by a killed run belong to shards that were never finished: start clean.
-    storage.remove_tree(parts_root(spec.out, spec.kind))
-    run_dir = storage.join(parts_root(spec.out, spec.kind), uuid.uuid4().hex[:12])
-    # Decode units of <= DECODE_BLOCK images, and enough of them to feed every actor.
-    group_rows = max(1, min(DECODE_BLOCK, math.ceil(n_pending / min(n_batches, 2 * plan.actors))))
-    units = write_pending(spec, shards, storage.join(run_dir, "pending"), group_rows)
-    # from_items builds the blocks' metadata in the driver (from_pandas/from_arrow start a remote
-    # task per block just for that); one block per unit, up to 10,000 blocks.
-    ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 10_000)))
-    del units
+    # Unit numbers, one input block per shard (more on a small job, to feed every actor): Ray Data
+    # costs the driver tens of KB per input block, so the block count must not grow with N. A
+    # decode task walks its block one unit at a time (batch_size=1) and streams its output.
+    n_blocks = max(1, min(shards.n_units, max(len(shards.ids), 2 * plan.actors)))
+    ds = ray.data.from_numpy(np.array_split(np.arange(shards.n_units, dtype=np.int64), n_blocks))
     ds = ds.map_batches(
-        _decode_block, fn_kwargs={"processor_blob": blob}, batch_size=None, batch_format="numpy",
-        num_cpus=plan.decode_cpus,
+        _decode_block, batch_size=1, batch_format="numpy", num_cpus=plan.decode_cpus,
+        fn_kwargs={"processor_blob": blob, "pending_dir": str(shards.folder), "shard_ids": shards.ids,
+                   "unit_starts": shards.unit_starts()},
     )
     ds = ds.map_batches(
         _ProcessActor, fn_constructor_args=(blob, device, plan.threads, str(run_dir)), batch_size=batch_size,
@@ -436,7 +446,6 @@ def _run_pending(spec: JobSpec, shards: list[Shard], info: dict, *, address, act
         info["steady_images_per_s"] = (n_done - n_first) / (t_end - t_first)
     if tracker.incomplete:
         raise RuntimeError(f"Ray run ended with shard(s) {tracker.incomplete[:5]} incomplete")
-    storage.remove_tree(parts_root(spec.out, spec.kind))
     if backends and hasattr(spec.processor, "active_backend"):
         spec.processor.active_backend = sorted(backends)[0]  # recorded in features.json
 

@@ -1,5 +1,6 @@
-"""The Ray engine's files in OUT: pending lists read by workers, per-batch part files written by
-actors, their compaction into shard files, and the driver's count of finished images per shard.
+"""The Ray engine's files in OUT: per-batch part files written by actors, their compaction into
+shard files, and the driver's count of finished images per shard (the pending lists the workers
+read are written by `artmem.batch.plan`).
 
 Ray Data hands an actor batches that do not follow shard boundaries, so an actor cannot write a
 whole shard. Each actor writes, for every shard a batch touches, one *part* (that batch's result
@@ -22,7 +23,6 @@ run that reuses the same shard numbers; the driver discards every leftover part 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import deque
 
 import numpy as np
@@ -31,7 +31,6 @@ import pandas as pd
 from artmem.batch import storage
 from artmem.batch.job import (
     JobSpec,
-    Shard,
     ShardResult,
     _concat,
     _read_shards,
@@ -39,6 +38,7 @@ from artmem.batch.job import (
     shard_file,
     write_shard_files,
 )
+from artmem.batch.plan import PendingShards
 from artmem.batch.results import SHARDS_DIR, atomic_write_parquet, errors_frame
 from artmem.batch.storage import Location
 
@@ -78,7 +78,7 @@ def compact_shard(out: str, kind: str, shard_id: int, paths: tuple[str, ...], ru
         if storage.exists(shard_file(out, kind, shard_id)):  # a retried task whose first attempt finished
             return _existing(out, kind, shard_id)
         raise RuntimeError(f"shard {shard_id}: no part files in {d}; OUT must be a filesystem that "
-                           "every Ray node can write and read (a shared filesystem)")
+                           "every Ray node can write and read (a shared filesystem or an object store URL)")
     files = [storage.join(d, n) for n in storage.list_names(d) if not n.startswith(".")]
     order = {p: i for i, p in enumerate(paths)}
     table = _read_shards([f for f in files if not storage.name(f).endswith(_ERRORS_SUFFIX)])
@@ -113,56 +113,40 @@ def _existing(out: str, kind: str, shard_id: int) -> ShardResult:
     return ShardResult(shard_id, storage.parquet_file(f).metadata.num_rows, n_err, f)
 
 
-def write_pending(spec: JobSpec, shards: list[Shard], folder: Location, group_rows: int) -> list[dict]:
-    """The pending images as one Parquet file per shard (path, abs_path, shard) in row groups of
-    <= `group_rows`; returns one {file, row_group} per row group, a decode task's unit of work.
-
-    Workers read the rows themselves, so the driver hands Ray Data one small record per row group
-    instead of one per image, and holds one shard's rows at a time while it writes them. `folder`
-    is in OUT, which every node can read since workers write there.
-    """
-    import pyarrow as pa
-
-    storage.make_dirs(folder)
-    units = []
-    for shard in shards:
-        table = pa.table({
-            "path": pa.array(shard.paths, pa.string()),
-            "abs_path": pa.array([spec.collection.abs_path(p) for p in shard.paths], pa.string()),
-            "shard": pa.array(np.full(len(shard.paths), shard.id, dtype=np.int64)),
-        })
-        f = str(storage.join(folder, f"{shard.id:05d}.parquet"))
-        storage.write_parquet(table, f, row_group_size=group_rows)
-        units += [{"file": f, "row_group": g} for g in range(math.ceil(len(shard.paths) / group_rows))]
-    return units
+def compact_pending_shard(out: str, kind: str, shard_id: int, pending: str, run_dir: str) -> ShardResult:
+    """Ray task: `compact_shard` with the shard's paths read from its pending-list file (a local
+    path or a URL, through storage), so the driver never holds them."""
+    paths = storage.read_parquet(pending, columns=["path"]).column("path").to_pylist()
+    return compact_shard(out, kind, shard_id, tuple(paths), run_dir)
 
 
 class ShardTracker:
-    """Driver-side bookkeeping: images done per shard, and the compaction of complete shards.
+    """Driver-side bookkeeping: images still missing per shard, and the compaction of complete shards.
 
-    Per pending shard: the count of images still missing, and its path tuple (already held by the
-    caller) for the compaction task. Compactions run one at a time, in the order the shards
-    complete, which keeps up with a cluster as long as one shard compacts faster than the cluster
-    fills one: `on_shard_done` then always sees every earlier shard written, and a driver
-    stopped by it (or killed) leaves at most one shard being compacted; the parts of the others
-    are discarded on resume.
+    Per pending shard it holds one count; the compaction task reads the shard's paths from its
+    pending-list file. Compactions run one at a time, in the order the shards complete, which
+    keeps up with a cluster as long as one shard compacts faster than the cluster fills one:
+    `on_shard_done` then always sees every earlier shard written, and a driver stopped by it (or
+    killed) leaves at most one shard being compacted; the parts of the others are discarded on
+    resume.
     """
 
-    def __init__(self, spec: JobSpec, shards: list[Shard], run_dir: Location, on_shard_done):
+    def __init__(self, spec: JobSpec, pending: PendingShards, run_dir: Location, on_shard_done):
         import ray
 
         self.spec, self.run_dir, self.on_shard_done = spec, run_dir, on_shard_done
-        self.shards = {s.id: s for s in shards}
-        self.missing = {s.id: len(s.paths) for s in shards}
+        self.pending = pending
+        self.size = {int(s): int(n) for s, n in zip(pending.ids, pending.rows, strict=True)}
+        self.missing = dict(self.size)
         self.ready: deque[int] = deque()
         self.in_flight = None
-        self._task = ray.remote(num_cpus=0, max_retries=1)(compact_shard)
+        self._task = ray.remote(num_cpus=0, max_retries=1)(compact_pending_shard)
 
     def add(self, shard_id: int, n: int) -> None:
         self.missing[shard_id] -= n
         if self.missing[shard_id] < 0:
             raise RuntimeError(f"shard {shard_id}: got {-self.missing[shard_id]} result(s) more than "
-                               f"its {len(self.shards[shard_id].paths)} images")
+                               f"its {self.size[shard_id]} images")
         if self.missing[shard_id] == 0:
             del self.missing[shard_id]
             self.ready.append(shard_id)
@@ -184,9 +168,8 @@ class ShardTracker:
             if not self.ready:
                 return
             sid = self.ready.popleft()
-            shard = self.shards.pop(sid)
-            self.in_flight = self._task.remote(str(self.spec.out), self.spec.kind, sid, shard.paths,
-                                               str(self.run_dir))
+            self.in_flight = self._task.remote(str(self.spec.out), self.spec.kind, sid,
+                                               str(self.pending.file(sid)), str(self.run_dir))
 
     @property
     def incomplete(self) -> list[int]:
