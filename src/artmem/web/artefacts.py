@@ -238,14 +238,6 @@ class ArtefactLoading:
         from artmem.retrieval.index import open_index
 
         index = open_index(folder)
-        items = index.items
-        n_index = int(items["id"].max()) + 1 if len(items) else 0
-        self._index_to_id = np.full(n_index, -1, dtype=np.int64)
-        ids = self._ids_for(items["path"])
-        self._index_to_id[items["id"].to_numpy()] = ids
-        self._id_to_index = np.full(self.n_collection, -1, dtype=np.int64)
-        ok = ids >= 0
-        self._id_to_index[ids[ok]] = items["id"].to_numpy()[ok]
         self.index = index
         return f"{len(index)} vectors ({index.meta.get('backend')}, {index.meta.get('model')}/{index.meta.get('layer')})"
 

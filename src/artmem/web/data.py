@@ -79,8 +79,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self.predictions: pd.DataFrame | None = None
         self.errors: dict[int, str] = {}
         self.index = None  # an artmem.retrieval index over the collection, when the results hold one
-        self._index_to_id: np.ndarray | None = None
-        self._id_to_index: np.ndarray | None = None
+        self._index_ids: dict[int, int | None] = {}  # collection id -> index id, looked up on demand
         self.artefacts: dict[str, str] = {}
         self._cache: dict = {}  # (what, version, ...) -> value; cleared when it grows
         self._key_index = None
@@ -330,24 +329,38 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             self.version += 1
 
     def _index_hits(self, ids, sims, exclude: int | None) -> list[tuple[int, float]]:
-        out = []
-        for j, sim in zip(ids, sims, strict=True):
-            if 0 <= j < len(self._index_to_id) and self._index_to_id[j] >= 0 and self._index_to_id[j] != exclude:
-                out.append((int(self._index_to_id[j]), float(sim)))
-        return out
+        """Index hits as (collection id, similarity): the hits' paths read from the index (only
+        these rows) and matched to the collection in one query."""
+        ids, sims = np.asarray(ids, np.int64), np.asarray(sims)
+        keep = ids >= 0
+        if not keep.any():
+            return []
+        cids = self._ids_for(self.index.items_of(ids[keep])["path"].astype(str).tolist())
+        return [(int(c), float(sim)) for c, sim in zip(cids, sims[keep], strict=True) if c >= 0 and c != exclude]
+
+    def _index_id(self, item_id: int) -> int | None:
+        """The index's id of a collection artwork (by its path), None when not indexed. Looked up
+        per artwork and remembered, so a 10 M-image index is never mapped whole at start."""
+        index = self.index
+        if index is None or not self.valid_id(item_id) or self.store.root_of(item_id) != COLLECTION:
+            return None
+        if item_id not in self._index_ids:
+            if len(self._index_ids) > 100_000:
+                self._index_ids.clear()
+            self._index_ids[item_id] = index.id_of(self.path_of(item_id))
+        return self._index_ids[item_id]
 
     def indexed(self, item_id: int) -> bool:
         """Whether the results' retrieval index holds this artwork's vector."""
-        m = self._id_to_index
-        return m is not None and 0 <= item_id < len(m) and m[item_id] >= 0
+        return self._index_id(item_id) is not None
 
     def similar_to_item(self, item_id: int, k: int = 8) -> list[tuple[int, float]] | None:
         """Top-k of a collection artwork through the retrieval index, from its own indexed vector
         (no feature matrix in memory); None when the index does not hold it."""
         index = self.index
-        if index is None or not self.indexed(item_id):
+        j = self._index_id(item_id)
+        if j is None:
             return None
-        j = int(self._id_to_index[item_id])
         try:
             q = index.vectors(np.array([j], dtype=np.int64))
             sims, ids = index.search(q, k, exclude=[j], raw=False)
@@ -360,9 +373,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         index = self.index
         if index is None or q.shape[0] != index.in_dim:
             return None
-        self_id = None
-        if exclude is not None and exclude < self.n_collection and self._id_to_index is not None:
-            self_id = int(self._id_to_index[exclude]) if self._id_to_index[exclude] >= 0 else None
+        self_id = self._index_id(exclude) if exclude is not None else None
         try:
             sims, ids = index.search(q[None], k, exclude=[self_id])
         except Exception as exc:  # fall back to the exact search on the features
