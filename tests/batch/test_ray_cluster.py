@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from collection_support import copy_images
+
 pytest.importorskip("ray")
 pytest.importorskip("duckdb")
 
@@ -126,11 +128,7 @@ def tiny_collection_file(tmp_path, synthetic_collection):
     from artmem.data.collection import Collection
 
     root = tmp_path / "images"
-    src = Path(synthetic_collection.root)
-    paths = synthetic_collection.paths[:20]
-    for p in paths:
-        (root / p).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src / p, root / p)
+    paths = copy_images(synthetic_collection, root)
     (root / "bad").mkdir()
     (root / "bad" / "empty.jpg").write_bytes(b"")
     coll = Collection(pd.DataFrame({"path": paths + ["bad/empty.jpg", "bad/missing.jpg"]}), str(root), "cluster-test")

@@ -11,6 +11,7 @@ import pytest
 
 from artmem.batch.engines.ray import plan_actors
 from artmem.errors import ArtmemError
+from collection_support import copy_images
 
 # ----------------------------------------------------------------------------- no Ray needed
 
@@ -117,11 +118,7 @@ def _tiny_collection(tmp_path_factory, synthetic_collection):
     from artmem.data.collection import Collection
 
     root = tmp_path_factory.mktemp("ray-coll")
-    src = Path(synthetic_collection.root)
-    paths = synthetic_collection.paths[:20]
-    for p in paths:
-        (root / p).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src / p, root / p)
+    paths = copy_images(synthetic_collection, root)
     (root / "bad").mkdir()
     (root / "bad" / "empty.jpg").write_bytes(b"")
     (root / "bad" / "notes.png").write_bytes(b"this is not a png")
