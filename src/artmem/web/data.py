@@ -248,7 +248,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         def compute():
             column, values = sort_source(self, sort)
             return self.store.page_ids(where, params, order, offset, limit, column=column, values=values,
-                                       values_key=(version, n, sort))
+                                       values_key=(version, n, sort), filters=None if text.strip() else filters)
         return total, self._cached(("page", *fkey, sort, order, offset, limit), compute)
 
     # ---------------------------------------------------------------- one artwork

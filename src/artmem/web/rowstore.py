@@ -15,6 +15,9 @@ Grid pages are one SQL query each: filters and text search as WHERE clauses, the
 ORDER BY ... NULLS LAST, id (ties in id order, as the stable sort of earlier versions did), LIMIT
 and OFFSET for the page. Sort keys that are not columns of the table (the score, a measure, a
 prediction column) are arrays aligned with the ids, joined by position (`POSITIONAL JOIN`).
+Once a sort order and the codes of the filtered label columns are ready (`orderings.py`, built
+in the background on first use), pages without a text search come from them instead, with the
+same result.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from artmem.web.orderings import Orderings, first_matches, label_codes, sort_order
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +199,7 @@ class RowStore:
     cursor (a DuckDB connection is not shared between threads), so that pages are computed
     concurrently; each query also uses DuckDB's own threads."""
 
-    def __init__(self, table: pa.Table, threads: int | None = None):
+    def __init__(self, table: pa.Table, threads: int | None = None, orderings: Orderings | None = None):
         import duckdb
 
         self.con = duckdb.connect(config={"threads": threads} if threads else {})
@@ -202,6 +207,7 @@ class RowStore:
         self._local = threading.local()
         self._generation = 0
         self._sort_tables: dict[tuple, pa.Table] = {}
+        self.orderings = orderings if orderings is not None else Orderings()
         self.set_table(table)
 
     def set_table(self, table: pa.Table) -> None:
@@ -209,6 +215,7 @@ class RowStore:
             self.table = table
             self.columns = {f.name: f.type for f in table.schema}
             self._generation += 1
+        self.orderings.clear()
 
     def add_column(self, name: str, values: np.ndarray) -> None:
         """A column of per-row values (NaN as null) added to the table DuckDB sees: the scores of a
@@ -324,8 +331,14 @@ class RowStore:
 
     def page_ids(self, where: str, params: list, order: str, offset: int, limit: int,
                  column: str | None = None, values: np.ndarray | None = None,
-                 values_key: tuple | None = None) -> np.ndarray:
-        """Ids of one page sorted by a table `column`, or by `values` (one per row, by id)."""
+                 values_key: tuple | None = None, filters: dict[str, str] | None = None) -> np.ndarray:
+        """Ids of one page sorted by a table `column`, or by `values` (one per row, by id).
+        `filters` (the label filters of `where`, given when `where` holds nothing else) lets the
+        kept orders answer once they are ready."""
+        if filters is not None:
+            ids = self._page_from_orderings(filters, order, offset, limit, column, values, values_key)
+            if ids is not None:
+                return ids
         direction = "ASC" if order == "asc" else "DESC"
         tail = f"{direction} NULLS LAST, id ASC LIMIT {int(limit)} OFFSET {int(offset)}"
         if column is not None:
@@ -336,6 +349,38 @@ class RowStore:
             raise ValueError(f"sort values for {len(sv)} rows, table has {len(self.table)}")
         q = f"SELECT id FROM items POSITIONAL JOIN sort_values WHERE {where} ORDER BY v {tail}"
         return self.sql(q, params, sort_values=sv)["id"].astype(np.int64)
+
+    def _page_from_orderings(self, filters, order, offset, limit, column, values, values_key):
+        """The page from the kept sort order and label codes, or None while one is not ready."""
+        table, gen, n = self.table, self._generation, self.table.num_rows
+        if column is not None:
+            key = ("order", gen, "column", column, order)
+            ids = self.orderings.get(key, lambda: sort_order(_null_nan(table.column(column)), order), 4 * n)
+        else:
+            def build():
+                v = np.asarray(values)
+                if len(v) != n:
+                    raise ValueError(f"sort values for {len(v)} rows, table has {n}")
+                return sort_order(pa.array(v.astype(np.float64) if v.dtype.kind in "biuf" else v,
+                                           from_pandas=True), order)
+            ids = self.orderings.get(("order", gen, "values", values_key, order), build, 4 * n)
+        wanted = []  # (codes of a filtered column, the code of its value)
+        for col, val in filters.items():
+            got = self.orderings.get(("codes", gen, col), lambda c=col: label_codes(table.column(c)), 4 * n)
+            if got is not None:
+                codes, lookup = got
+                if str(val) not in lookup:  # a value no row has
+                    return np.empty(0, dtype=np.int64) if ids is not None else None
+                wanted.append((codes, lookup[str(val)]))
+        if ids is None or len(wanted) < len(filters):
+            return None
+
+        def keep(part: np.ndarray) -> np.ndarray:
+            ok = wanted[0][0][part] == wanted[0][1]
+            for codes, code in wanted[1:]:
+                ok &= codes[part] == code
+            return ok
+        return first_matches(ids, keep if wanted else None, offset, limit)
 
     def distinct(self, column: str, limit: int) -> list[str]:
         q = (f"SELECT DISTINCT CAST({quote_ident(column)} AS VARCHAR) AS v FROM items "

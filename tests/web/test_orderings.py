@@ -1,0 +1,85 @@
+"""The explorer's kept sort orders and label codes (`web/orderings.py`), against numpy and pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from artmem.web.orderings import Orderings, first_matches, label_codes, sort_order
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_sort_order_puts_missing_last_and_ties_in_id_order(order):
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 20, 5000).astype(float)  # many ties
+    v[rng.random(5000) < 0.1] = np.nan
+    got = sort_order(pa.array(v, from_pandas=True), order)
+    ref = pd.DataFrame({"v": v, "id": np.arange(5000)}).sort_values(
+        ["v", "id"], ascending=[order == "asc", True], na_position="last", kind="mergesort")["id"].to_numpy()
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_sort_order_of_text_is_bytewise():
+    words = ["b", "A", "a", None, "ä", "B", "a"]
+    got = sort_order(pa.array(words), "asc").tolist()
+    present = sorted((w.encode(), i) for i, w in enumerate(words) if w is not None)
+    assert got == [i for _, i in present] + [3]
+
+
+def test_label_codes_of_chunks_with_different_dictionaries():
+    a = pa.array(["x", "y", None, "x"]).dictionary_encode()
+    b = pa.array(["z", "x", None]).dictionary_encode()
+    plain = pa.chunked_array([pa.array(["x", "y", None, "x", "z", "x", None])])
+    for column in (pa.chunked_array([a, b]), plain):
+        codes, lookup = label_codes(column)
+        assert codes.dtype == np.int8 and sorted(lookup) == ["x", "y", "z"]
+        decoded = [None if c < 0 else {v: k for k, v in lookup.items()}[c] for c in codes]
+        assert decoded == ["x", "y", None, "x", "z", "x", None]
+
+
+def test_first_matches_equals_filtering_the_whole_order():
+    rng = np.random.default_rng(1)
+    order = rng.permutation(300_000).astype(np.int32)
+    for density in (0.9, 0.01, 0.0002, 0.0):
+        mask = rng.random(300_000) < density
+        whole = order[mask[order]]
+        for offset in (0, 48, 5000, len(whole) - 10, len(whole) + 5):
+            offset = max(0, offset)
+            got = first_matches(order, lambda ids, m=mask: m[ids], offset, 48)
+            np.testing.assert_array_equal(got, whole[offset:offset + 48])
+    np.testing.assert_array_equal(first_matches(order, None, 96, 48), order[96:144])
+
+
+def test_orderings_build_once_in_the_background_and_stay_within_budget():
+    calls = []
+
+    def build(k):
+        calls.append(k)
+        return np.zeros(100, np.int32)  # 400 bytes
+
+    kept = Orderings(budget_bytes=1000)
+    assert kept.get(("a",), lambda: build("a"), 400) is None  # not ready yet: the caller uses DuckDB
+    kept.wait()
+    assert kept.get(("a",), lambda: build("a"), 400) is not None and calls == ["a"]
+    kept.get(("b",), lambda: build("b"), 400)
+    kept.wait()
+    kept.get(("a",), lambda: build("a"), 400)  # a used last: b goes when c comes
+    kept.get(("c",), lambda: build("c"), 400)
+    kept.wait()
+    assert set(k for k, in kept._kept) == {"a", "c"}
+    assert kept.get(("huge",), lambda: build("huge"), 10_000) is None
+    kept.wait()
+    assert "huge" not in calls  # larger than the whole budget: never built
+
+
+def test_a_failed_build_leaves_the_caller_on_duckdb(caplog):
+    kept = Orderings(background=False)
+
+    def broken():
+        raise ValueError("sort values for 3 rows, table has 4")
+
+    assert kept.get(("x",), broken, 10) is None
+    assert "could not prepare" in caplog.text
