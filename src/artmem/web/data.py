@@ -149,6 +149,16 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             scores = self.scores[ids]
         return self.store.take(ids).assign(score=scores)
 
+    def records(self, ids: np.ndarray) -> list[dict]:
+        """Table rows for `ids` as dicts (with their `id`, and `score`: NaN when not scored)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        with self.lock:
+            scores = self.scores[ids].tolist()
+        rows = self.store.records(ids)
+        for row, score in zip(rows, scores, strict=True):
+            row["score"] = score
+        return rows
+
     def _cached(self, key: tuple, fn):
         """`fn()` kept under `key` = (what, data version, ...). When the cache grows past
         PAGE_CACHE, pages and the values of older versions go; the current version's summaries
@@ -293,7 +303,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         return keys, ids
 
     def labels_of(self, item_id: int) -> dict[str, str]:
-        row = self.rows(np.array([item_id])).iloc[0]
+        row = self.records(np.array([item_id]))[0]
         out = {}
         for c in self.label_columns:
             v = row.get(c)
@@ -301,7 +311,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
                 out[c] = v
         for c in self.numeric_columns():
             v = row.get(c)
-            if v is not None and pd.notna(v):
+            if v is not None and v == v:  # missing: None (or NaN in a table that kept it)
                 out[c] = f"{v:g}" if isinstance(v, float) else str(v)
         return out
 

@@ -89,19 +89,20 @@ class Explorer:
         return p
 
     @staticmethod
-    def summaries(chunk, ref: np.ndarray, labels: list[str]) -> list[dict]:
-        """Grid/similar entries for rows with `id` and `score` (vectorised: grids stay fast)."""
-        scores = chunk["score"].to_numpy(dtype=np.float64)
+    def summaries(records: list[dict], ref: np.ndarray, labels: list[str]) -> list[dict]:
+        """Grid/similar entries for rows (`ExplorerData.records`: with `id` and `score`)."""
+        scores = np.array([r["score"] for r in records], dtype=np.float64)
         finite = np.isfinite(scores)
-        pct = np.full(len(scores), np.nan)
+        pct, ranks = np.full(len(scores), np.nan), np.zeros(len(scores), dtype=np.int64)
         if len(ref):
-            pct[finite] = 100.0 * np.searchsorted(ref, scores[finite], side="right") / len(ref)
-        cols = [c for c in labels if c in chunk.columns]
-        records = chunk[["id", "path", "_root", *cols]].to_dict("records")
+            at_or_below = np.searchsorted(ref, scores[finite], side="right")
+            pct[finite] = 100.0 * at_or_below / len(ref)
+            ranks[finite] = len(ref) - at_or_below + 1
+        cols = [c for c in labels if records and c in records[0]]
         out = []
-        for r, s, f, p in zip(records, scores, finite, pct, strict=True):
+        for r, s, f, p, rk in zip(records, scores, finite, pct, ranks.tolist(), strict=True):
             key = path_key(int(r["_root"]), str(r["path"]))
-            rank = int(len(ref) - np.searchsorted(ref, s, side="right")) + 1 if f and len(ref) else None
+            rank = rk if f and len(ref) else None
             out.append({
                 "id": int(r["id"]), "key": key, "path": str(r["path"]),
                 "score": float(s) if f else None, "percentile": float(p) if f and np.isfinite(p) else None,
@@ -126,8 +127,7 @@ class Explorer:
         if not hits:
             return []
         ids = np.array([i for i, _ in hits])
-        chunk = data.rows(ids)
-        out = self.summaries(chunk, data.collection_scores(), data.label_columns[:2])
+        out = self.summaries(data.records(ids), data.collection_scores(), data.label_columns[:2])
         for item, (_, sim) in zip(out, hits, strict=True):
             item["similarity"] = sim
         return out
@@ -179,8 +179,7 @@ class Explorer:
         page = min(max(1, page), pages)
         _, ids = data.page(filters, sort=sort, order=order, text=text, offset=(page - 1) * per_page,
                            limit=per_page)
-        chunk = data.rows(ids)
-        items = self.summaries(chunk, data.collection_scores(), data.label_columns)
+        items = self.summaries(data.records(ids), data.collection_scores(), data.label_columns)
         return {"total": total, "page": page, "pages": pages, "per_page": per_page, "sort": sort,
                 "order": order, "filters": filters, "q": text, "items": items,
                 "scored": data.n_scored(), "indexing": self.indexer.status()}

@@ -242,9 +242,21 @@ class RowStore:
 
     # ------------------------------------------------------------------ reading rows
     def take(self, ids) -> pd.DataFrame:
-        """Rows by id (= position), label columns decoded to text. Taken record batch by record
-        batch: `Table.take` over a chunked memory-mapped table concatenates whole columns first
-        (190 ms for 48 rows of 10 M)."""
+        """Rows by id (= position), label columns decoded to text, as a pandas table."""
+        t = self._take(ids)
+        cols = {}
+        for name, col in zip(t.column_names, t.columns, strict=True):
+            cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+        return pa.table(cols).to_pandas()
+
+    def records(self, ids) -> list[dict]:
+        """Rows by id as dicts (label values as text, missing as None): what a page of the grid
+        needs, without building a pandas table (a quarter of a grid request's CPU before)."""
+        return self._take(ids).to_pylist()
+
+    def _take(self, ids) -> pa.Table:
+        """Rows by id (= position). Taken record batch by record batch: `Table.take` over a
+        chunked memory-mapped table concatenates whole columns first (190 ms for 48 rows of 10 M)."""
         ids = np.asarray(ids, dtype=np.int64)
         batches, starts = self._batches()
         which = np.searchsorted(starts, ids, side="right") - 1
@@ -254,12 +266,9 @@ class RowStore:
             parts.append(batches[b].take(pa.array(ids[sel] - starts[b])))
             order.append(sel)
         t = pa.Table.from_batches(parts, schema=self.table.schema) if parts else self.table.slice(0, 0)
-        if parts:
+        if len(parts) > 1:  # back to the order of `ids` (from one batch they already are)
             t = t.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
-        cols = {}
-        for name, col in zip(t.column_names, t.columns, strict=True):
-            cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-        return pa.table(cols).to_pandas()
+        return t
 
     def _batches(self) -> tuple[list[pa.RecordBatch], np.ndarray]:
         """The table's record batches (zero-copy) and the id of each one's first row."""
