@@ -17,10 +17,10 @@ a sort of 10 M values. What is kept is bounded by `budget_bytes` (least recently
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 logger = logging.getLogger(__name__)
 
 BUDGET_BYTES = 512 << 20  # sort orders + label codes kept per server (10 M rows: 40 MB an order)
+MAX_KEPT = 64  # entries: orders of earlier data versions (scores still coming in) age out
 FIRST_STEP = 1 << 16  # ids examined in the first step of a page; doubled each further step
 
 
@@ -89,7 +90,10 @@ class Orderings:
         self._kept: OrderedDict[tuple, object] = OrderedDict()
         self._building: set[tuple] = set()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="artmem-orderings") if background else None
+        self._queue: queue.Queue | None = None
+        if background:  # a daemon thread: stopping the server never waits for a sort of 10 M values
+            self._queue = queue.Queue()
+            threading.Thread(target=self._work, name="artmem-orderings", daemon=True).start()
 
     def get(self, key: tuple, build: Callable[[], object], nbytes: int):
         """The value kept under `key`, or None while it is being built (the build starts on the
@@ -103,10 +107,18 @@ class Orderings:
             if nbytes > self.budget or key in self._building:
                 return None
             self._building.add(key)
-        if self._pool is None:
+        if self._queue is None:
             return self._build(key, build, nbytes)
-        self._pool.submit(self._build, key, build, nbytes)
+        self._queue.put((key, build, nbytes))
         return None
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if isinstance(job, threading.Event):
+                job.set()
+            else:
+                self._build(*job)
 
     def _build(self, key: tuple, build: Callable[[], object], nbytes: int):
         try:
@@ -118,14 +130,16 @@ class Orderings:
             self._building.discard(key)
             if value is not None:
                 self._kept[key] = (value, getattr(value, "nbytes", nbytes))
-                while sum(b for _, b in self._kept.values()) > self.budget:
+                while len(self._kept) > MAX_KEPT or sum(b for _, b in self._kept.values()) > self.budget:
                     self._kept.popitem(last=False)
         return value
 
     def wait(self) -> None:
         """Until every build started so far has finished (tests, benchmarks)."""
-        if self._pool is not None:
-            self._pool.submit(lambda: None).result()
+        if self._queue is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
 
     def clear(self) -> None:
         with self._lock:
