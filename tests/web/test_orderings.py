@@ -83,3 +83,61 @@ def test_a_failed_build_leaves_the_caller_on_duckdb(caplog):
 
     assert kept.get(("x",), broken, 10) is None
     assert "could not prepare" in caplog.text
+
+
+def test_small_collection_pages_from_kept_orders_and_after_an_upload(web_coll, web_results, tmp_path):
+    """A small collection sorts by arrays aligned with the ids (scores, measures): once their
+    orders are kept, pages come from them and equal pandas; an upload (a new table) starts new
+    orders, and until they are ready DuckDB answers with the new row in place."""
+    import io
+    import shutil
+
+    from PIL import Image
+
+    from artmem.web.data import ExplorerData
+
+    res = tmp_path / "res"
+    shutil.copytree(web_results["dir"], res)
+    data = ExplorerData(web_coll, res)
+    table = web_coll.table.reset_index(drop=True)
+
+    def reference(sort, order, style, n_rows, extra_score=None):
+        score = table["path"].map(web_results["scores"]).to_numpy(dtype=float)
+        values = {"score": score, "measure:edge_density": np.linspace(0, 1, len(table)),
+                  "path": table["path"].to_numpy()}[sort]
+        styles = table["style"].to_numpy(dtype=object)
+        if n_rows > len(table):  # the upload: a score, no measure, no style
+            values = np.append(values, extra_score if sort == "score" else (np.nan if sort != "path" else "uploads/x"))
+            styles = np.append(styles, None)
+        df = pd.DataFrame({"v": values, "id": np.arange(n_rows), "style": styles})
+        if style:
+            df = df[df["style"] == style]
+        return df.sort_values(["v", "id"], ascending=[order == "asc", True], na_position="last",
+                              kind="mergesort")["id"].tolist()
+
+    cases = [(s, o, st) for s in ("score", "measure:edge_density") for o in ("asc", "desc")
+             for st in (None, "style_1")]
+    for sort, order, style in cases:  # DuckDB answers and the orders start
+        filters = {"style": style} if style else {}
+        assert data.page(filters, sort=sort, order=order, offset=0, limit=50)[1].tolist() == \
+            reference(sort, order, style, len(table))
+    data.store.orderings.wait()
+    data._cache.clear()  # the page cache would answer otherwise
+    for sort, order, style in cases:
+        filters = {"style": style} if style else {}
+        assert data.page(filters, sort=sort, order=order, offset=2, limit=5)[1].tolist() == \
+            reference(sort, order, style, len(table))[2:7]
+    kept = data.store.orderings._kept
+    assert sum(1 for k in kept if k[0] == "order") == 4 and any(k[0] == "codes" for k in kept)
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buf, "PNG")
+    new_id, created = data.add_upload(buf.getvalue(), "PNG", "x.png", score=0.99, labels={})
+    assert created and new_id == len(table) and not data.store.orderings._kept  # a new table: orders start over
+    n = len(table) + 1
+    for _ in range(2):  # first DuckDB, then the new orders
+        got = data.page({}, sort="score", order="desc", offset=0, limit=50)[1].tolist()
+        assert got == reference("score", "desc", None, n, extra_score=0.99) and got[0] == new_id
+        data.store.orderings.wait()
+        data._cache.clear()
+    assert any(k[0] == "order" and k[3][1] == n for k in data.store.orderings._kept)  # built on the new table

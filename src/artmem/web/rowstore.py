@@ -215,6 +215,7 @@ class RowStore:
             self.table = table
             self.columns = {f.name: f.type for f in table.schema}
             self._generation += 1
+            self._snapshot = (table, self._generation)  # read as one: orders never mix two tables
         self.orderings.clear()
 
     def add_column(self, name: str, values: np.ndarray) -> None:
@@ -361,7 +362,8 @@ class RowStore:
 
     def _page_from_orderings(self, filters, order, offset, limit, column, values, values_key):
         """The page from the kept sort order and label codes, or None while one is not ready."""
-        table, gen, n = self.table, self._generation, self.table.num_rows
+        table, gen = self._snapshot
+        n = table.num_rows
         if column is not None:
             key = ("order", gen, "column", column, order)
             ids = self.orderings.get(key, lambda: sort_order(_null_nan(table.column(column)), order), 4 * n)
