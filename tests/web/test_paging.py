@@ -242,3 +242,25 @@ def test_kept_sort_orders_answer_as_duckdb_does(client, big):
         assert fast.tolist() == slow.tolist() == want.iloc[offset:offset + 48].tolist(), (filters, sort, order)
         kept += store._page_from_orderings(filters, order, offset, 48, column, None, None) is not None
     assert kept == len(queries)  # every one of them was answered from the kept orders
+
+
+def test_index_hits_map_to_rows_through_the_key_index(client, big):
+    """Similar-artwork hits (paths from the index) become row ids by the URL-key index, equal to
+    DuckDB's join over every path; a path not in the collection is -1, and a second row sharing
+    a hit's 48-bit key is told apart by its path."""
+    data = client.app.state.data
+    ref = big[2]
+    ids = np.random.default_rng(5).integers(0, N, 8)
+    paths = [ref.at[int(i), "path"] for i in ids]
+    paths[1] = str(big[0] / paths[1])  # absolute under the root
+    paths[2] = "img/not-there.jpg"
+    want = data._ids_for(paths)  # DuckDB
+    assert want[2] == -1 and (want[[0, 1, 3]] == ids[[0, 1, 3]]).all()
+    assert data._ids_of_paths(paths).tolist() == want.tolist()
+    keys, kid = data._large_keys()
+    j = int(np.flatnonzero(kid == ids[0])[0])
+    data._key_index = (np.insert(keys, j, keys[j]), np.insert(kid, j, (ids[0] + 1) % N))  # a twin key first
+    try:
+        assert data._ids_of_paths([paths[0]]).tolist() == [ids[0]]
+    finally:
+        data._key_index = (keys, kid)
