@@ -10,16 +10,19 @@ memory (psutil, sampled every 50 ms in a thread) is reported as:
 - `pipeline peak`: the peak until the last shard is written (the driver plans the shards out of
   core with DuckDB and counts images per shard; the workers write the shards) -- the figure that
   must stay flat as N grows;
-- `overall peak`: including `finalize`, which still merges every shard into one
-  `scores.parquet` in the driver (O(N); "results as datasets" of issue 16 removes it).
+- `overall peak`: including `finalize`. By default (up to 1 M rows) it merges every shard into
+  one `scores.parquet` in the driver (O(N)); with `--no-merge` the shards stay a dataset and
+  `finalize` checks them against the collection file out of core (DuckDB in a child process), so
+  the driver holds O(number of shards) to the end.
 
 Baseline: the smallest N. The check: every image present exactly once across the shard files
-(results + errors, read as one pyarrow dataset) and in the merged table. Exit status 1 if a check
-fails.
+(results + errors, read as one pyarrow dataset) and in the merged table where there is one. Exit
+status 1 if a check fails.
 
     .venv/bin/python bench/ray_driver_memory.py --n 100000 1000000      # full size (~1 h on 2 cores)
     .venv/bin/python bench/ray_driver_memory.py --n 20000 100000
     .venv/bin/python bench/ray_driver_memory.py --n 2000 10000 --shard-size 1000   # quick
+    .venv/bin/python bench/ray_driver_memory.py --n 2000 10000 --shard-size 1000 --no-merge
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def run_size(n: int, args) -> dict:
         cmd += ["--tmp", args.tmp]
     if args.keep:
         cmd.append("--keep")
+    if args.no_merge:
+        cmd.append("--no-merge")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -61,6 +66,8 @@ def main() -> int:
     ap.add_argument("--object-store-mb", type=int, default=512)
     ap.add_argument("--tmp", default=None, help="folder for the collection and outputs (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the collection and outputs")
+    ap.add_argument("--no-merge", action="store_true",
+                    help="the job leaves a shard dataset (finalize out of core), not a merged table")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     sizes = [n for group in args.n for n in group]

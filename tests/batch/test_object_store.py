@@ -237,6 +237,41 @@ def test_ray_plan_with_out_on_s3_equals_prepare_job(s3, synthetic_collection):
     assert _keys(s3, "plan/pending") == [f"{sid:05d}.parquet" for sid, _, _ in expected]
 
 
+def test_finalize_out_of_core_with_shards_on_s3(s3, tmp_path):
+    """`finalize` of a shard dataset whose collection stays in its Parquet file, the shards on S3:
+    their path and error columns are streamed into DuckDB (in the child process); the stale rows,
+    errors and counts equal the pandas reference, as for a local folder
+    (tests/batch/test_finalize_out_of_core.py)."""
+    pytest.importorskip("duckdb")
+    from artmem.batch.finalize import finalize
+    from artmem.batch.job import JobSpec
+    from artmem.batch.plan import CollectionFile
+    from finalize_support import (
+        ScoresStub,
+        current_paths,
+        read_manifest,
+        reference,
+        write_collection,
+        write_finished_shards,
+    )
+
+    url = f"s3://{BUCKET}/finalize"
+    write_finished_shards(url)
+    ref = reference(url)
+    coll = CollectionFile(write_collection(tmp_path / "coll", current_paths()))
+    res = finalize(JobSpec(coll, ScoresStub(), url, shard_size=10, merge=False))
+    assert not res.merged and res.n_total == ref["n_total"]
+    for sid, want in ref["shards"].items():
+        got = storage.read_parquet(f"{url}/shards/scores-{sid:05d}.parquet").to_pandas()
+        pd.testing.assert_frame_equal(got, want)
+    manifest = read_manifest(url)
+    assert [(s["file"], s["rows"]) for s in manifest["shards"]] == [
+        (f"scores-{sid:05d}.parquet", len(df)) for sid, df in ref["shards"].items()]
+    assert res.n_rows == manifest["rows"]
+    pd.testing.assert_frame_equal(res.errors, ref["errors"])
+    pd.testing.assert_frame_equal(read_errors(url), ref["errors"])
+
+
 @pytest.mark.ray
 @pytest.mark.slow  # starts a local Ray instance
 def test_ray_engine_writes_to_s3(s3, synthetic_collection, tmp_path):

@@ -11,8 +11,10 @@ is returned when it exits; the driver gets a count per shard and nothing per ima
 
 The pending lists are written through `artmem.batch.storage`, so they sit in OUT also when OUT is
 an object store URL (workers read them there). Finished shards on a local filesystem are read by
-DuckDB itself; on an object store their `path` columns are streamed (one record batch at a time,
+DuckDB itself; on an object store their `path` columns are streamed (a few files at a time,
 through storage) into a DuckDB table, which spills to disk beyond the memory limit like the rest.
+The DuckDB connection, the shard columns and the child process are `artmem.batch.outofcore`'s,
+shared with the end-of-job check (`artmem.batch.shard_check`).
 
 The plan is the one `prepare_job` makes, by construction: the collection's unique paths in code
 point order (DuckDB compares strings byte-wise, and UTF-8 byte order is code point order, the
@@ -35,13 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from artmem.batch import storage
+from artmem.batch.outofcore import MEMORY_LIMIT, child_main, connect, run_child, shard_rows, sql_str
 from artmem.batch.storage import Location
 from artmem.errors import ArtmemError
 
 logger = logging.getLogger(__name__)
-
-# DuckDB's working memory while it sorts and anti-joins; it spills to disk beyond this.
-PLAN_MEMORY_LIMIT = "256MB"
 
 
 class CollectionFile:
@@ -155,10 +155,6 @@ def open_job_inputs(source, engine: str):
             yield coll
 
 
-def _sql_str(s: str | Path) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 @dataclass
 class PendingShards:
     """The pending-list files of a plan: shard `ids[k]` has `rows[k]` images in
@@ -213,32 +209,20 @@ class PendingPlan:
     """
 
     def __init__(self, collection, done_files: dict[int, Location], shard_size: int,
-                 memory_limit: str = PLAN_MEMORY_LIMIT):
-        try:
-            import duckdb
-        except ImportError as exc:
-            raise ArtmemError("--engine ray needs DuckDB to plan the job: pip install 'artmem[scale]'") from exc
+                 memory_limit: str = MEMORY_LIMIT):
         self.collection = collection
         self.shard_size = shard_size
         self.first_id = max(done_files) + 1 if done_files else 0
-        self._tmp = tempfile.TemporaryDirectory(prefix="artmem-plan-")
-        self.con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": self._tmp.name,
-                                          "threads": 1})
+        self.con, self._tmp = connect("--engine ray (planning the job)", memory_limit)
         if isinstance(collection, CollectionFile):
-            src = f"read_parquet({_sql_str(collection.file)})"
+            src = f"read_parquet({sql_str(collection.file)})"
         else:
             import pyarrow as pa
 
             self.con.register("collection_arrow", pa.table({"path": pa.array(collection.table["path"], pa.string())}))
             src = "collection_arrow"
         self.con.execute(f"CREATE VIEW wanted AS SELECT DISTINCT CAST(path AS VARCHAR) AS path FROM {src}")
-        done = [storage.location(f) for f in done_files.values()]
-        if done and not any(storage.is_remote(f) for f in done):
-            files = ", ".join(_sql_str(f) for f in done)
-            self.con.execute(f"CREATE VIEW done AS SELECT CAST(path AS VARCHAR) AS path "
-                             f"FROM read_parquet([{files}], union_by_name = true)")
-        else:
-            self._load_remote_done(done)
+        shard_rows(self.con, "done", done_files, ["path"])
         self._pending_sql = "SELECT path FROM wanted ANTI JOIN done USING (path)"
         self.n_wanted = int(self.con.sql("SELECT count(*) FROM wanted").fetchall()[0][0])
         if not self.n_wanted:
@@ -249,16 +233,6 @@ class PendingPlan:
         if n_done:
             logger.info("resuming: %d of %d images already done in %d shard(s); %d to go",
                         n_done, self.n_wanted, len(done_files), self.n_pending)
-
-    def _load_remote_done(self, files: list[Location]) -> None:
-        """The `done` table from finished shards on an object store: their path columns streamed
-        one record batch at a time (no DuckDB extension or credentials of its own needed)."""
-        self.con.execute("CREATE TABLE done (path VARCHAR)")
-        for f in files:
-            for batch in storage.parquet_file(f).iter_batches(columns=["path"]):
-                self.con.register("done_batch", batch)
-                self.con.execute("INSERT INTO done SELECT CAST(path AS VARCHAR) FROM done_batch")
-                self.con.unregister("done_batch")
 
     def write(self, folder: Location, group_rows: int) -> PendingShards:
         """One Parquet file per pending shard (path, abs_path as bytes, shard) in row groups of
@@ -333,22 +307,15 @@ def plan_pending(collection, done_files: dict[int, Location], shard_size: int, f
                  decode_block: int) -> PlanResult:
     """Plan the pending shards into `folder` (one pending list per shard) in a child process.
 
-    DuckDB's working memory (up to PLAN_MEMORY_LIMIT, growing with the collection until it
+    DuckDB's working memory (up to `outofcore.MEMORY_LIMIT`, growing with the collection until it
     spills) and Arrow's buffers are then released with that process instead of staying in the
-    driver's heap. The child gets the collection as its Parquet file (a `CollectionFile`), or an
+    driver's heap (`artmem.batch.outofcore.run_child`). The child gets the collection as its Parquet file (a `CollectionFile`), or an
     in-memory collection's path column written to a local temporary file. `folder` (the pending
     lists) may be an fsspec URL; the child inherits this process's environment (credentials).
 
     Raises:
         ArtmemError: the collection has no images (or the planner failed: its message).
     """
-    import json
-    import os
-    import subprocess
-    import sys
-
-    import artmem
-
     folder = storage.location(folder)
     with tempfile.TemporaryDirectory(prefix="artmem-plan-") as tmp:
         if isinstance(collection, CollectionFile):
@@ -365,15 +332,7 @@ def plan_pending(collection, done_files: dict[int, Location], shard_size: int, f
         request = {"source": source, "done": [str(f) for f in done_files.values()],
                    "first_id": max(done_files) + 1 if done_files else 0, "shard_size": shard_size,
                    "folder": str(folder), "decode_block": decode_block}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(artmem.__file__).parents[1]),
-                                                        env.get("PYTHONPATH", "")) if p)
-        proc = subprocess.run([sys.executable, "-m", "artmem.batch.plan"], input=json.dumps(request),
-                              capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise ArtmemError(lines[-1] if lines else f"the job planner failed (exit {proc.returncode})")
-    out = json.loads(proc.stdout)
+        out = run_child("artmem.batch.plan", request)
     shards = PendingShards(folder, np.array(out["ids"], dtype=np.int64), np.array(out["rows"], dtype=np.int64),
                            np.array(out["groups"], dtype=np.int64))
     n_done = out["n_wanted"] - out["n_pending"]
@@ -383,17 +342,13 @@ def plan_pending(collection, done_files: dict[int, Location], shard_size: int, f
     return PlanResult(out["n_wanted"], out["n_pending"], shards)
 
 
-def _plan_main() -> int:
-    """`python -m artmem.batch.plan`: a planning request (JSON on stdin) -> pending lists written,
-    {n_wanted, n_pending, ids, rows, groups} (JSON on stdout)."""
-    import json
-    import sys
-
+def _plan_request(req: dict) -> dict:
+    """`python -m artmem.batch.plan`: a planning request -> pending lists written,
+    {n_wanted, n_pending, ids, rows, groups}."""
     import pandas as pd
 
     from artmem.data.collection import Collection
 
-    req = json.loads(sys.stdin.read())
     src = req["source"]
     if "file" in src:
         coll = CollectionFile(src["file"])
@@ -401,17 +356,12 @@ def _plan_main() -> int:
         coll = _PathsFile(src["paths"], Collection(pd.DataFrame({"path": pd.Series([], dtype="str")}),
                                                    src["root"], src["name"]))
     done = {i: storage.location(f) for i, f in enumerate(req["done"])}
-    try:
-        with PendingPlan(coll, done, req["shard_size"]) as plan:
-            plan.first_id = req["first_id"]
-            shards = plan.write(storage.location(req["folder"]), group_rows_for(plan.n_pending, req["decode_block"]))
-            n_wanted, n_pending = plan.n_wanted, plan.n_pending
-    except ArtmemError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(json.dumps({"n_wanted": n_wanted, "n_pending": n_pending, "ids": shards.ids.tolist(),
-                      "rows": shards.rows.tolist(), "groups": shards.groups.tolist()}))
-    return 0
+    with PendingPlan(coll, done, req["shard_size"]) as plan:
+        plan.first_id = req["first_id"]
+        shards = plan.write(storage.location(req["folder"]), group_rows_for(plan.n_pending, req["decode_block"]))
+        n_wanted, n_pending = plan.n_wanted, plan.n_pending
+    return {"n_wanted": n_wanted, "n_pending": n_pending, "ids": shards.ids.tolist(),
+            "rows": shards.rows.tolist(), "groups": shards.groups.tolist()}
 
 
 class _PathsFile(CollectionFile):
@@ -425,4 +375,4 @@ class _PathsFile(CollectionFile):
 
 
 if __name__ == "__main__":
-    raise SystemExit(_plan_main())
+    raise SystemExit(child_main(_plan_request))

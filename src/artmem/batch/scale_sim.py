@@ -162,14 +162,16 @@ def exactly_once(out: Path, kind: str, collection) -> dict:
 
 
 def simulate(work: Path, n: int, *, kind: str = "scores", shard_size: int = 4000, batch_size: int = 256,
-             distinct: int = 300, num_cpus: int = 2, object_store_mb: int = 512) -> dict:
+             distinct: int = 300, num_cpus: int = 2, object_store_mb: int = 512, merge: bool | None = None) -> dict:
     """Build a scale collection of `n` rows in `work`, score it with `tiny_test` on a local Ray
     instance, and measure this process's (the driver's) memory; run it in a fresh process.
 
     Returns the figures: `setup_*` after the collection is built and Ray started, `pipeline_peak_*`
     until the last shard is written (the driver plans and counts; workers write), `overall_peak_*`
-    including `finalize` (which still merges every shard into one table in this process, O(N)),
-    each as RSS and private RSS in MB (see `PeakRSS`), and the `exactly_once` check.
+    including `finalize`, each as RSS and private RSS in MB (see `PeakRSS`), and the `exactly_once`
+    check. `merge` is the job's (`JobSpec.merge`): with True (and None up to 1 M rows) `finalize`
+    merges every shard into one table in this process (O(N)); with False the shards stay a dataset
+    and `finalize` checks them against the collection file out of core (O(number of shards)).
     """
     import sys
 
@@ -185,7 +187,7 @@ def simulate(work: Path, n: int, *, kind: str = "scores", shard_size: int = 4000
     init_ray(num_cpus=num_cpus, object_store_memory=object_store_mb * mb)
     try:
         spec = JobSpec(coll, ModelProcessor("tiny_test", kind=kind, backend="torch"), work / "out",
-                       shard_size=shard_size, device="cpu")
+                       shard_size=shard_size, device="cpu", merge=merge)
         pipeline_peak = [(0, 0)]
         with PeakRSS() as meter:
             setup = meter.sample()
@@ -198,7 +200,7 @@ def simulate(work: Path, n: int, *, kind: str = "scores", shard_size: int = 4000
     finally:
         shutdown()
     check = exactly_once(work / "out", kind, coll)
-    return {"n": n, "kind": kind, "shard_size": shard_size, "batch_size": batch_size, "num_cpus": num_cpus,
+    return {"n": n, "kind": kind, "merge": merge, "shard_size": shard_size, "batch_size": batch_size, "num_cpus": num_cpus,
             "collection_build_s": round(build_s, 1), "seconds": round(res.seconds, 1),
             "pipeline_s": round(res.ray["pipeline_s"], 1),
             "images_per_s": round(n / max(res.ray["pipeline_s"], 1e-9), 1),
@@ -228,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object-store-mb", type=int, default=512)
     ap.add_argument("--tmp", default=None, help="parent folder of the work folder (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the collection and outputs")
+    ap.add_argument("--no-merge", action="store_true",
+                    help="leave the results as a shard dataset (default: merged up to 1 M rows)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="artmem-scalesim-", dir=args.tmp))
     try:
         row = simulate(work, args.n, kind=args.kind, shard_size=args.shard_size, batch_size=args.batch_size,
-                       distinct=args.distinct, num_cpus=args.num_cpus, object_store_mb=args.object_store_mb)
+                       distinct=args.distinct, num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
+                       merge=False if args.no_merge else None)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
