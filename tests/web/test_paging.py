@@ -92,6 +92,11 @@ def test_filtered_sorted_page_matches_pandas(client, big, sort, order):
     assert item["labels"]["style"] == "style_3"
     if np.isfinite(ref.at[got[0], "score"]):
         assert item["score"] == pytest.approx(ref.at[got[0], "score"])
+    if sort == "year":  # the value sorted by is on each card (missing: None)
+        assert [it["sort_value"] for it in r["items"]] == [
+            None if np.isnan(y) else f"{y:g}" for y in ref.loc[got, "year"]]
+    else:
+        assert "sort_value" not in item
 
 
 def test_last_page_holds_the_unscored_rows(client, big):

@@ -18,6 +18,7 @@ from artmem.web.engine import Analysis, Engine, Indexer
 from artmem.web.labels import classifier_title, measure_label, path_key, percentile_text
 from artmem.web.paths import is_safe_relative, safe_join
 from artmem.web.plots import boxplot_svg
+from artmem.web.sorting import sort_source
 from artmem.web.thumbs import ThumbCache
 from artmem.web.thumbs import load_image_checked as load_image
 
@@ -179,7 +180,13 @@ class Explorer:
         page = min(max(1, page), pages)
         _, ids = data.page(filters, sort=sort, order=order, text=text, offset=(page - 1) * per_page,
                            limit=per_page)
-        items = self.summaries(data.records(ids), data.collection_scores(), data.label_columns)
+        records = data.records(ids)
+        items = self.summaries(records, data.collection_scores(), data.label_columns)
+        if sort not in ("score", "path"):  # the value the grid is sorted by, shown on each card
+            column, values = sort_source(data, sort)
+            for item, r in zip(items, records, strict=True):
+                v = r.get(column) if column is not None else values[r["id"]]
+                item["sort_value"] = None if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v)
         return {"total": total, "page": page, "pages": pages, "per_page": per_page, "sort": sort,
                 "order": order, "filters": filters, "q": text, "items": items,
                 "scored": data.n_scored(), "indexing": self.indexer.status()}
