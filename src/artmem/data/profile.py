@@ -196,12 +196,14 @@ def plot_label_counts(counts: pd.DataFrame, out: Path, max_bars: int = 40) -> li
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
     for col, part in counts.groupby("column", sort=False):
         part = part.sort_values("count", ascending=False).head(max_bars)
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.28 * len(part)))
+        fig, ax = plt.subplots(figsize=(7, max(2.0, 0.9 + 0.28 * len(part))))  # title and axis fit with 1 bar
         ax.barh(part["value"][::-1], part["count"][::-1], color="#66aa55")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         ax.set_xlabel("number of images")
         ax.set_ylabel(col)
         ax.set_title(f"Images per {col}")
