@@ -185,8 +185,9 @@ def test_a_changed_measures_file_is_joined_again(big, tmp_path, monkeypatch):
     first = ExplorerData(big[0], res)
     ExplorerData(big[0], res)
     assert len(calls) == 1  # the second start mapped the cache
-    m.head(2000).assign(symmetry=0.25).to_parquet(file, index=False)
+    m.head(2000).assign(symmetry=0.25, histogram=[[1, 2]] * 2000).to_parquet(file, index=False)
     second = ExplorerData(big[0], res)
     assert len(calls) == 2 and len(list((res / ".explorer").glob("measures-*.arrow"))) == 2
+    assert second.measures.names == ["edge_density", "symmetry", "kind"]  # a list column: left out
     i = int(big[2].index[big[2]["path"] == m.at[1500, "path"]][0])
     assert first.measures_of(i) == {} and second.measures_of(i)["symmetry"] == 0.25

@@ -19,6 +19,7 @@ are shown on the artwork page but not sorted by), `of(id)` and `sort_source(name
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,12 @@ def measure_fields(file: Path) -> tuple[list[str], list[str]]:
     schema = pq.read_schema(file)
     if "path" not in schema.names:
         raise ArtmemError(f"{file}: a measures table needs a 'path' column")
-    names = [f.name for f in schema if f.name != "path"]
-    numeric = [f.name for f in schema if f.name != "path" and _is_number(f.type)]
+    fields = [f for f in schema if f.name != "path"]
+    nested = [f.name for f in fields if pa.types.is_nested(f.type)]
+    if nested:  # a list or struct has no one-line text form: left out, as it cannot be shown
+        logger.warning("%s: measures %s are not shown (not a number nor text)", file, ", ".join(nested))
+    names = [f.name for f in fields if f.name not in nested]
+    numeric = [f.name for f in fields if _is_number(f.type)]
     return names, numeric
 
 
@@ -140,7 +145,7 @@ def join_measures(store, file: Path, root: str, n: int, target: Path) -> Path:
     pos[ids] = np.arange(len(ids))
     del got, ids
     schema = pa.schema(fields, metadata={ROWS_FOUND_KEY: str(len(values)).encode()})
-    tmp = target.with_name(f"{target.name}.tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # two servers may start at once
     target.parent.mkdir(parents=True, exist_ok=True)
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
         for start in range(0, n, ALIGN_BATCH):

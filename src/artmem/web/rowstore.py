@@ -13,8 +13,10 @@ kept uploads), `_root` (0 collection, 1 upload), `path` and the label and numeri
 
 Grid pages are one SQL query each: filters and text search as WHERE clauses, the sort key as
 ORDER BY ... NULLS LAST, id (ties in id order, as the stable sort of earlier versions did), LIMIT
-and OFFSET for the page. Sort keys that are not columns of the table (the score, a measure, a
-prediction column) are arrays aligned with the ids, joined by position (`POSITIONAL JOIN`).
+and OFFSET for the page. The score and the measures of a large collection are added to its table
+as columns (`add_columns`); other sort keys that are not columns of the table (the score and
+measures of a small collection, a prediction column) are arrays aligned with the ids, joined by
+position (`POSITIONAL JOIN`).
 Once a sort order and the codes of the filtered label columns are ready (`orderings.py`, built
 in the background on first use), pages without a text search come from them instead, with the
 same result.
