@@ -17,6 +17,7 @@ import pandas as pd
 
 from artmem.batch.results import read_job_record
 from artmem.errors import ArtmemError
+from artmem.web.measures import FrameMeasures, join_measures, open_measures
 
 logger = logging.getLogger(__name__)
 
@@ -179,11 +180,16 @@ class ArtefactLoading:
         files = getattr(source, "files", None)
         if self.rows_copy is None or not files:
             return None
+        return self._cache_file("scores", files, ".npy")
+
+    def _cache_file(self, kind: str, files, suffix: str) -> Path:
+        """A file beside the memory-mapped copy named by that copy and `files` (name, size, time):
+        a restart finds it, a changed artefact gets a new one."""
         h = hashlib.sha1(self.rows_copy.name.encode())
-        for f in sorted(files):
+        for f in sorted(str(f) for f in files):
             st = os.stat(f)
             h.update(f"|{f}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
-        return self.rows_copy.parent / f"scores-{h.hexdigest()[:16]}.npy"
+        return self.rows_copy.parent / f"{kind}-{h.hexdigest()[:16]}{suffix}"
 
     def _load_features(self) -> str | None:
         """Embeddings for exact similar-artwork search in memory, up to FEATURES_IN_MEMORY_MAX_BYTES;
@@ -223,12 +229,22 @@ class ArtefactLoading:
         return f"{len(self.maps)} maps"
 
     def _load_measures(self) -> str | None:
-        df = self._read_parquet_artefact("measures")
-        if df is None:
-            return None
-        df["_id"] = self._ids_for(df["path"])
-        self.measures = df[df["_id"] >= 0].drop_duplicates("_id").set_index("_id").drop(columns="path")
-        return f"{len(self.measures)} rows, {self.measures.shape[1]} measures"
+        """RESULTS/measures (see `measures.py`): columns of the row table for a large collection
+        (joined by DuckDB once, then mapped from the cache beside its copy), pandas for a small one."""
+        file = self.results / "measures" / "measures.parquet"
+        if self.lazy and file.is_file():
+            cached = self._cache_file("measures", [file], ".arrow")
+            if not cached.is_file():
+                join_measures(self.store, file, str(self.root), self.n_collection, cached)
+            self.measures = open_measures(self.store, cached)
+        else:
+            df = self._read_parquet_artefact("measures")
+            if df is None:
+                return None
+            df["_id"] = self._ids_for(df["path"])
+            self.measures = FrameMeasures(df[df["_id"] >= 0].drop_duplicates("_id").set_index("_id")
+                                          .drop(columns="path"))
+        return f"{self.measures.n_rows} rows, {len(self.measures.names)} measures"
 
     def _load_index(self) -> str | None:
         """OUT/index (artmem.retrieval): used for similar artworks when present (large collections)."""

@@ -29,6 +29,7 @@ from artmem.web.artefacts import (
 )
 from artmem.web.collection_rows import open_rows
 from artmem.web.labels import path_key
+from artmem.web.measures import ColumnMeasures, FrameMeasures
 from artmem.web.rowstore import (
     LAZY_MIN_ROWS,
     RowStore,
@@ -75,7 +76,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         self.scores_model: str | None = None  # the model of the scores table, when job.json says
         self.features: Features | None = None
         self.maps: dict[int, Path] = {}
-        self.measures: pd.DataFrame | None = None
+        self.measures: FrameMeasures | ColumnMeasures | None = None  # see measures.py
         self.predictions: pd.DataFrame | None = None
         self.errors: dict[int, str] = {}
         self.index = None  # an artmem.retrieval index over the collection, when the results hold one
@@ -319,11 +320,8 @@ class ExplorerData(ArtefactLoading, UploadsTable):
         return out
 
     def measures_of(self, item_id: int) -> dict[str, float | str]:
-        if self.measures is None or item_id not in self.measures.index:
-            return {}
-        row = self.measures.loc[item_id]
-        return {k: (float(v) if isinstance(v, (int, float, np.number)) else str(v))
-                for k, v in row.items() if pd.notna(v)}
+        """The measures of a row (numbers as floats, text as text; missing ones left out)."""
+        return {} if self.measures is None else self.measures.of(item_id)
 
     def stored_predictions_of(self, item_id: int) -> list[dict]:
         if self.predictions is None:

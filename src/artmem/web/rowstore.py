@@ -13,8 +13,10 @@ kept uploads), `_root` (0 collection, 1 upload), `path` and the label and numeri
 
 Grid pages are one SQL query each: filters and text search as WHERE clauses, the sort key as
 ORDER BY ... NULLS LAST, id (ties in id order, as the stable sort of earlier versions did), LIMIT
-and OFFSET for the page. Sort keys that are not columns of the table (the score, a measure, a
-prediction column) are arrays aligned with the ids, joined by position (`POSITIONAL JOIN`).
+and OFFSET for the page. The score and the measures of a large collection are added to its table
+as columns (`add_columns`); other sort keys that are not columns of the table (the score and
+measures of a small collection, a prediction column) are arrays aligned with the ids, joined by
+position (`POSITIONAL JOIN`).
 Once a sort order and the codes of the filtered label columns are ready (`orderings.py`, built
 in the background on first use), pages without a text search come from them instead, with the
 same result.
@@ -222,8 +224,17 @@ class RowStore:
         """A column of per-row values (NaN as null) added to the table DuckDB sees: the scores of a
         large collection, which never change while it is served, are then sorted like any column,
         with the filter pushed into the scan (a quarter cheaper than a positional join)."""
-        col = _null_nan(pa.array(np.asarray(values)))
-        self.set_table(self.table.append_column(name, col))
+        self.add_columns({name: values})
+
+    def add_columns(self, columns: dict) -> None:
+        """Several such columns at once (one new table, one reset of the kept orders). Arrow
+        columns (the measures mapped from their cache file, NaN already null) are added as they
+        are, zero-copy."""
+        table = self.table
+        for name, values in columns.items():
+            arrow = isinstance(values, (pa.Array, pa.ChunkedArray))
+            table = table.append_column(name, values if arrow else _null_nan(pa.array(np.asarray(values))))
+        self.set_table(table)
 
     def _cursor(self):
         """This thread's cursor, with the current table registered as `items`."""
@@ -408,9 +419,14 @@ class RowStore:
         out[got["pos"]] = got["id"]
         return out
 
-    def join_by_path(self, source, columns: list[str], root: str) -> dict[str, np.ndarray]:
+    def join_by_path(self, source, columns: list[str], root: str, arrow: bool = False, row_number: bool = False):
         """`id` and `columns` of the rows of `source` (an Arrow table or dataset with `path`,
-        scanned by DuckDB, never loaded whole) whose path is a collection row."""
+        scanned by DuckDB, never loaded whole) whose path is a collection row, as numpy columns
+        (or, with `arrow`, an Arrow table: text columns stay Arrow strings, not Python objects).
+
+        With `row_number`, also `file_row_number` (the row's position in its file), so that a
+        caller can keep the first row of a path listed twice. `arrow` and `row_number` need a
+        source of Parquet files."""
         prefix = str(root).replace("\\", "/").rstrip("/") + "/"
         norm = "replace(s.path, '\\', '/')"
         rel = f"CASE WHEN starts_with({norm}, ?) THEN substr({norm}, ?) ELSE {norm} END"
@@ -424,10 +440,14 @@ class RowStore:
             con = duckdb.connect()
             try:
                 con.register("items", self.table)
-                return con.execute(f"SELECT i.id, {cols} FROM read_parquet(?, union_by_name = true) s "
-                                   f"JOIN items i ON i.path = {rel} AND i._root = 0",
-                                   [files, prefix, len(prefix) + 1]).fetchnumpy()
+                number = ("s.file_row_number, ", ", file_row_number = true") if row_number else ("", "")
+                q = (f"SELECT i.id, {number[0]}{cols} FROM read_parquet(?, union_by_name = true{number[1]}) s "
+                     f"JOIN items i ON i.path = {rel} AND i._root = 0")
+                params = [files, prefix, len(prefix) + 1]
+                return con.sql(q, params=params).to_arrow_table() if arrow else con.execute(q, params).fetchnumpy()
             finally:
                 con.close()
+        if arrow or row_number:
+            raise ValueError("arrow and row_number need a source of Parquet files")
         return self.sql(f"SELECT i.id, {cols} FROM src s JOIN items i ON i.path = {rel} AND i._root = 0",
                         [prefix, len(prefix) + 1], src=source)

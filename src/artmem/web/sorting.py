@@ -4,7 +4,8 @@ Sort keys: `score`, `path`, a numeric collection column, `measure:<column>` (the
 measures), and `pred:<table>:<column>` (a numeric column of a predictions table: a probability,
 `prob`, or `correct` = predicted label equals the true one, derived from `pred` and `label` when
 the table lacks it). The path and numeric collection columns are sorted by DuckDB on the table
-itself; the other keys are arrays aligned with the row ids (`rowstore.RowStore.page_ids`).
+itself, and so are the score and the measures of a large collection (added to its row table:
+`measures.py`); the other keys are arrays aligned with the row ids (`rowstore.RowStore.page_ids`).
 Text search (`rowstore.RowStore.where`) matches a case-insensitive substring of the path or of any
 label value.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from artmem.web.labels import measure_label
+from artmem.web.measures import by_id
 
 PRED_SKIP = {"_id", "_table", "path"}
 
@@ -23,10 +25,8 @@ def sort_options(data) -> list[tuple[str, str]]:
     """(key, human label) of every sort key, in the order the grid's menu lists them."""
     out = [("score", "memorability"), ("path", "file path")]
     out += [(c, c.replace("_", " ")) for c in data.numeric_columns()]
-    measures = data.measures
-    if measures is not None:
-        out += [(f"measure:{c}", measure_label(c)) for c in measures.columns
-                if pd.api.types.is_numeric_dtype(measures[c])]
+    if data.measures is not None:
+        out += [(f"measure:{c}", measure_label(c)) for c in data.measures.sortable]
     preds = data.predictions
     if preds is not None:
         for table, rows in preds.groupby("_table", sort=True):
@@ -50,7 +50,7 @@ def sort_source(data, key: str) -> tuple[str | None, np.ndarray | None]:
     n = data.n_rows
     if key.startswith("measure:"):
         col = key.split(":", 1)[1]
-        return None, _by_id(data.measures[col], n)
+        return data.measures.sort_source(col, n)
     if key.startswith("pred:"):
         _, name, col = key.split(":", 2)
         rows = data.predictions[data.predictions["_table"] == name].drop_duplicates("_id", keep="last")
@@ -58,13 +58,6 @@ def sort_source(data, key: str) -> tuple[str | None, np.ndarray | None]:
             values = (rows["pred"].astype(str) == rows["label"].astype(str)).astype(float)
         else:
             values = rows[col].astype(float)
-        return None, _by_id(pd.Series(values.to_numpy(), index=rows["_id"].to_numpy()), n)
+        return None, by_id(pd.Series(values.to_numpy(), index=rows["_id"].to_numpy()), n)
     return key, None
 
-
-def _by_id(series: pd.Series, n: int) -> np.ndarray:
-    out = np.full(n, np.nan)
-    ids = series.index.to_numpy(dtype=np.int64)
-    ok = ids < n
-    out[ids[ok]] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)[ok]
-    return out
