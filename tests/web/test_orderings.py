@@ -141,3 +141,28 @@ def test_small_collection_pages_from_kept_orders_and_after_an_upload(web_coll, w
         data.store.orderings.wait()
         data._cache.clear()
     assert any(k[0] == "order" and k[3][1] == n for k in data.store.orderings._kept)  # built on the new table
+
+
+def test_exit_waits_for_the_running_build_and_drops_the_queued_ones(tmp_path):
+    """A process that ends while a sort is being built waits for that build only (a daemon thread
+    left inside Arrow's sort during interpreter shutdown crashed the process now and then)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import sys, time\n"
+        "import numpy as np\n"
+        "from artmem.web.orderings import Orderings\n"
+        "kept = Orderings()\n"
+        "def slow(name):\n"
+        "    time.sleep(0.5)\n"
+        "    print(name, 'built', flush=True)\n"
+        "    return np.zeros(3, np.int32)\n"
+        "kept.get(('a',), lambda: slow('a'), 12)\n"
+        "kept.get(('b',), lambda: slow('b'), 12)\n"
+        "time.sleep(0.1)\n"  # a is running, b is queued
+        "print('exiting', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["exiting", "a built"] and "b built" not in done.stdout

@@ -16,10 +16,11 @@ a sort of 10 M values. What is kept is bounded by `budget_bytes` (least recently
 
 from __future__ import annotations
 
+import atexit
 import logging
-import queue
 import threading
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import numpy as np
@@ -82,7 +83,12 @@ def first_matches(order: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | 
 
 
 class Orderings:
-    """Sort orders and label codes of one row table, built in the background, LRU-bounded."""
+    """Sort orders and label codes of one row table, built in the background, LRU-bounded.
+
+    Builds run one at a time in a worker thread started when there is work and ended when there
+    is none (an idle server holds no thread). At interpreter exit the queued builds are dropped
+    and the one running is waited for (`_stop_all`): a daemon thread left inside Arrow's sort
+    while Python finalises crashed the process now and then (SIGSEGV at exit)."""
 
     def __init__(self, budget_bytes: int = BUDGET_BYTES, background: bool = True):
         self.budget = budget_bytes
@@ -90,10 +96,11 @@ class Orderings:
         self._kept: OrderedDict[tuple, object] = OrderedDict()
         self._building: set[tuple] = set()
         self._lock = threading.Lock()
-        self._queue: queue.Queue | None = None
-        if background:  # a daemon thread: stopping the server never waits for a sort of 10 M values
-            self._queue = queue.Queue()
-            threading.Thread(target=self._work, name="artmem-orderings", daemon=True).start()
+        self._idle = threading.Condition(self._lock)  # notified when the queue has run dry
+        self._jobs: deque = deque()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        _LIVE.add(self)
 
     def get(self, key: tuple, build: Callable[[], object], nbytes: int):
         """The value kept under `key`, or None while it is being built (the build starts on the
@@ -104,21 +111,28 @@ class Orderings:
             if hit is not None:
                 self._kept.move_to_end(key)
                 return hit[0]
-            if nbytes > self.budget or key in self._building:
+            if nbytes > self.budget or key in self._building or self._closed:
                 return None
             self._building.add(key)
-        if self._queue is None:
-            return self._build(key, build, nbytes)
-        self._queue.put((key, build, nbytes))
-        return None
+            if self.background:
+                self._jobs.append((key, build, nbytes))
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._work, name="artmem-orderings", daemon=True)
+                    self._worker.start()
+                return None
+        return self._build(key, build, nbytes)
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
-            if isinstance(job, threading.Event):
-                job.set()
-            else:
-                self._build(*job)
+            with self._lock:
+                if self._closed or not self._jobs:
+                    self._building.difference_update(k for k, _, _ in self._jobs)
+                    self._jobs.clear()
+                    self._worker = None
+                    self._idle.notify_all()
+                    return
+                job = self._jobs.popleft()
+            self._build(*job)
 
     def _build(self, key: tuple, build: Callable[[], object], nbytes: int):
         try:
@@ -136,11 +150,25 @@ class Orderings:
 
     def wait(self) -> None:
         """Until every build started so far has finished (tests, benchmarks)."""
-        if self._queue is not None:
-            done = threading.Event()
-            self._queue.put(done)
-            done.wait()
+        with self._lock:
+            while self._worker is not None:
+                self._idle.wait()
+
+    def stop(self) -> None:
+        """Drop the queued builds and wait for the running one (at exit)."""
+        with self._lock:
+            self._closed = True
+        self.wait()
 
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
+
+
+_LIVE: weakref.WeakSet[Orderings] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for orderings in list(_LIVE):
+        orderings.stop()
