@@ -269,3 +269,39 @@ def test_index_hits_map_to_rows_through_the_key_index(client, big):
         assert data._ids_of_paths([paths[0]]).tolist() == [ids[0]]
     finally:
         data._key_index = (keys, kid)
+
+
+def test_scores_per_category_match_pandas(client, big):
+    """The boxplot's finite scores per label value (missing values as "(none)") equal pandas'."""
+    data = client.app.state.data
+    ref = big[2]
+    got = data.scores_for("genre")
+    labels = ref["genre"].fillna("(none)")
+    want = {g: np.sort(ref.loc[(labels == g) & ref["score"].notna(), "score"].to_numpy()) for g in labels.unique()}
+    assert sorted(got) == sorted(want)
+    for g, v in want.items():
+        np.testing.assert_array_equal(np.sort(got[g]), v)
+
+
+def test_a_summary_missed_by_many_requests_at_once_is_computed_once(client):
+    """Concurrent misses of one cache key wait for the first computation instead of each running
+    it (20 clients opening the categories of 10 M rows ran 20 DuckDB quantile queries at once)."""
+    import threading
+    import time
+
+    data = client.app.state.data
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.3)
+        return "done"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(data._cached(("test-once", data.version), slow)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["done"] * 8 and len(calls) == 1 and not data._computing

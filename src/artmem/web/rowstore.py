@@ -298,12 +298,15 @@ class RowStore:
     def root_of(self, item_id: int) -> int:
         return int(self.table.column("_root")[int(item_id)].as_py())
 
-    def sql(self, query: str, params: list | None = None, **tables) -> dict[str, np.ndarray]:
-        """Run a query (extra Arrow tables registered under the given names) -> numpy columns."""
+    def sql(self, query: str, params: list | None = None, arrow: bool = False, **tables):
+        """Run a query (extra Arrow tables registered under the given names) -> numpy columns,
+        or an Arrow table with `arrow` (list columns stay flat arrays, no Python object a value)."""
         cur = self._cursor()
         for name, t in tables.items():
             cur.register(name, t)
         try:
+            if arrow:  # a relation straight to Arrow (a DB-API result would copy the rows once more)
+                return cur.sql(query, params=params or None).to_arrow_table()
             return cur.execute(query, params or []).fetchnumpy()
         finally:
             for name in tables:
