@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from artmem.errors import ArtmemError
 
@@ -131,6 +130,8 @@ def join_measures(store, file: Path, root: str, n: int, target: Path) -> Path:
     import pyarrow.dataset as ds
     import pyarrow.ipc as ipc
 
+    from artmem.web.rowstore import null_nan
+
     names, numeric = measure_fields(file)
     got = store.join_by_path(ds.dataset(str(file), format="parquet"), names, root, arrow=True, row_number=True)
     ids = got.column("id").to_numpy()
@@ -151,16 +152,10 @@ def join_measures(store, file: Path, root: str, n: int, target: Path) -> Path:
         for start in range(0, n, ALIGN_BATCH):
             part = pos[start: start + ALIGN_BATCH]
             batch = values.take(pa.array(part, mask=part < 0))  # a masked index gives a null row
-            batch = pa.table([_nan_null(c) for c in batch.columns], schema=schema)
+            batch = pa.table([null_nan(c) for c in batch.columns], schema=schema)
             writer.write_table(batch)
     tmp.replace(target)
     return target
-
-
-def _nan_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_floating(col.type):
-        return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
-    return col
 
 
 def open_measures(store, file: Path) -> ColumnMeasures:

@@ -50,7 +50,7 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _null_nan(col: pa.ChunkedArray | pa.Array):
+def null_nan(col: pa.ChunkedArray | pa.Array):
     """Floating-point NaN as null, so that NULLS LAST puts missing values last in both orders."""
     if pa.types.is_floating(col.type):
         return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
@@ -70,7 +70,7 @@ def frame_to_arrow(df: pd.DataFrame, label_columns: list[str]) -> pa.Table:
             cols[c] = pa.array([None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
                                 for v in s.tolist()], pa.string())
         else:
-            cols[c] = _null_nan(pa.array(s.to_numpy(), from_pandas=True))
+            cols[c] = null_nan(pa.array(s.to_numpy(), from_pandas=True))
     return pa.table(cols)
 
 
@@ -122,7 +122,7 @@ def arrow_cache_of_parquet(file: Path, cache_folder: Path) -> Path:
                 elif pa.types.is_string(f.type):
                     col = col.cast(pa.string())
                 else:
-                    col = _null_nan(col)
+                    col = null_nan(col)
                 arrays.append(col)
             writer.write_table(pa.Table.from_arrays(arrays, schema=out_schema))
             start += n
@@ -233,7 +233,7 @@ class RowStore:
         table = self.table
         for name, values in columns.items():
             arrow = isinstance(values, (pa.Array, pa.ChunkedArray))
-            table = table.append_column(name, values if arrow else _null_nan(pa.array(np.asarray(values))))
+            table = table.append_column(name, values if arrow else null_nan(pa.array(np.asarray(values))))
         self.set_table(table)
 
     def _cursor(self):
@@ -339,9 +339,10 @@ class RowStore:
         rows = self._cursor().execute(f"SELECT {cols}, count(*) FROM items WHERE {notnull} GROUP BY ALL").fetchall()
         return {tuple(r[:-1]): int(r[-1]) for r in rows}
 
-    def _sort_table(self, key: tuple, values: np.ndarray) -> pa.Table:
-        """`values` (aligned with the ids) as a one-column Arrow table, NaN as null; kept per
-        `key` (the data version and the sort key) so that paging does not rebuild it."""
+    def _sort_table(self, key: tuple, values: np.ndarray, n: int) -> pa.Table:
+        """`values` (aligned with the ids of a table of `n` rows) as a one-column Arrow table, NaN
+        as null; kept per `key` (the data version and the sort key) so that paging does not
+        rebuild it. Used by DuckDB's query and by the kept order's build alike."""
         hit = self._sort_tables.get(key)
         if hit is None:
             v = np.asarray(values)
@@ -351,6 +352,8 @@ class RowStore:
                 if len(self._sort_tables) > 8:
                     self._sort_tables.clear()
                 self._sort_tables[key] = hit
+        if len(hit) != n:
+            raise ValueError(f"sort values for {len(hit)} rows, table has {n}")
         return hit
 
     def page_ids(self, where: str, params: list, order: str, offset: int, limit: int,
@@ -368,9 +371,7 @@ class RowStore:
         if column is not None:
             q = f"SELECT id FROM items WHERE {where} ORDER BY {quote_ident(column)} {tail}"
             return self.sql(q, params)["id"].astype(np.int64)
-        sv = self._sort_table(values_key, values)
-        if len(sv) != len(self.table):
-            raise ValueError(f"sort values for {len(sv)} rows, table has {len(self.table)}")
+        sv = self._sort_table(values_key, values, len(self.table))
         q = f"SELECT id FROM items POSITIONAL JOIN sort_values WHERE {where} ORDER BY v {tail}"
         return self.sql(q, params, sort_values=sv)["id"].astype(np.int64)
 
@@ -380,15 +381,11 @@ class RowStore:
         n = table.num_rows
         if column is not None:
             key = ("order", gen, "column", column, order)
-            ids = self.orderings.get(key, lambda: sort_order(_null_nan(table.column(column)), order), 4 * n)
+            ids = self.orderings.get(key, lambda: sort_order(null_nan(table.column(column)), order), 4 * n)
         else:
-            def build():
-                v = np.asarray(values)
-                if len(v) != n:
-                    raise ValueError(f"sort values for {len(v)} rows, table has {n}")
-                return sort_order(pa.array(v.astype(np.float64) if v.dtype.kind in "biuf" else v,
-                                           from_pandas=True), order)
-            ids = self.orderings.get(("order", gen, "values", values_key, order), build, 4 * n)
+            ids = self.orderings.get(("order", gen, "values", values_key, order),
+                                     lambda: sort_order(self._sort_table(values_key, values, n).column("v"), order),
+                                     4 * n)
         wanted = []  # (codes of a filtered column, the code of its value)
         for col, val in filters.items():
             got = self.orderings.get(("codes", gen, col), lambda c=col: label_codes(table.column(c)), 4 * n)
