@@ -36,7 +36,7 @@ from artmem.web.rowstore import (
     frame_to_arrow,
     quote_ident,
 )
-from artmem.web.sorting import sort_options, sort_source
+from artmem.web.sorting import SCORE_COLUMN, sort_options, sort_source
 from artmem.web.uploads_table import COLLECTION, UPLOADS, UploadsTable
 
 # what this module exported before it was split stays importable from here
@@ -45,7 +45,6 @@ __all__ = ["COLLECTION", "LAZY_MIN_ROWS", "MAX_FILTER_VALUES", "UPLOADS", "Explo
 
 logger = logging.getLogger(__name__)
 
-SCORE_COLUMN = "_score"  # the scores of a large collection, as a column of its row table
 MAX_FILTER_VALUES = 500  # label columns with more distinct values get no drop-down
 PAGE_CACHE = 256  # grid pages kept (key: data version, filters, search, sort, page)
 
@@ -242,6 +241,13 @@ class ExplorerData(ArtefactLoading, UploadsTable):
                 self._sort_labels = (state, dict(sort_options(self)))
             return self._sort_labels[1]
 
+    def sort_source(self, sort: str) -> tuple[str | None, np.ndarray | None]:
+        """`sorting.sort_source`, kept per state of the data: a grid page and the values shown on
+        its cards share it, and an array sort key (a measure or a prediction column of a small
+        collection) is built once, not on every page."""
+        state = (self.version, self.n_rows, id(self.predictions), id(self.measures))
+        return self._cached(("sort_source", *state, sort), lambda: sort_source(self, sort))
+
     def _check_label_column(self, column: str) -> None:
         if column not in self.label_columns:
             raise ArtmemError(f"unknown label column {column!r}; label columns: {', '.join(self.label_columns)}")
@@ -273,7 +279,7 @@ class ExplorerData(ArtefactLoading, UploadsTable):
             return total, np.empty(0, dtype=np.int64)
 
         def compute():
-            column, values = sort_source(self, sort)
+            column, values = self.sort_source(sort)
             return self.store.page_ids(where, params, order, offset, limit, column=column, values=values,
                                        values_key=(version, n, sort), filters=None if text.strip() else filters)
         return total, self._cached(("page", *fkey, sort, order, offset, limit), compute)

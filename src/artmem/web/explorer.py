@@ -18,7 +18,6 @@ from artmem.web.engine import Analysis, Engine, Indexer
 from artmem.web.labels import classifier_title, measure_label, path_key, percentile_text
 from artmem.web.paths import is_safe_relative, safe_join
 from artmem.web.plots import boxplot_svg
-from artmem.web.sorting import sort_source
 from artmem.web.thumbs import ThumbCache
 from artmem.web.thumbs import load_image_checked as load_image
 
@@ -183,7 +182,7 @@ class Explorer:
         records = data.records(ids)
         items = self.summaries(records, data.collection_scores(), data.label_columns)
         if sort not in ("score", "path"):  # the value the grid is sorted by, shown on each card
-            column, values = sort_source(data, sort)
+            column, values = data.sort_source(sort)
             for item, r in zip(items, records, strict=True):
                 v = r.get(column) if column is not None else values[r["id"]]
                 item["sort_value"] = None if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v)

@@ -19,6 +19,7 @@ from artmem.web.labels import measure_label
 from artmem.web.measures import by_id
 
 PRED_SKIP = {"_id", "_table", "path"}
+SCORE_COLUMN = "_score"  # the scores of a large collection, as a column of its row table
 
 
 def sort_options(data) -> list[tuple[str, str]]:
@@ -46,7 +47,7 @@ def sort_source(data, key: str) -> tuple[str | None, np.ndarray | None]:
     """(a column of the row table, None) or (None, one value per row id) to sort by `key`
     (NaN where a row has none)."""
     if key == "score":
-        return ("_score", None) if "_score" in data.store.columns else (None, data.scores)
+        return (SCORE_COLUMN, None) if SCORE_COLUMN in data.store.columns else (None, data.scores)
     n = data.n_rows
     if key.startswith("measure:"):
         col = key.split(":", 1)[1]
