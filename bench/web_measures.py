@@ -65,7 +65,7 @@ def measure(coll: str, results: str) -> dict:
         t0 = time.perf_counter()
         data.measures_of(int(ids[0]))
         out["measures_of_ms"] = round(1e3 * (time.perf_counter() - t0), 2)
-        data.store.orderings.wait()  # the page started a background sort: exit after it, not during it
+        data.store.orderings.wait()  # the page started a background sort: the next run must not share the CPU
     return out
 
 
